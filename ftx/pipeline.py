@@ -1,0 +1,154 @@
+"""One run, as data flows through it: record spec → data → model → train → evaluate → record."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from ftx.runs import MetricsLog, environment, write_json
+
+log = logging.getLogger("ftx")
+
+
+def record_spec(spec, cfg, run_dir: Path, overrides: list[str]) -> dict:
+    from omegaconf import OmegaConf
+
+    from ftx.runs import atomic_write_text
+    from ftx.spec import as_dict, spec_hash
+
+    resolved = as_dict(spec)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    atomic_write_text(run_dir / "overrides.txt", "".join(o + "\n" for o in overrides))
+    manifest = {"spec_hash": spec_hash(resolved), "name": spec.name, "overrides": overrides,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": environment()}
+    write_json(run_dir / "manifest.json", manifest)
+    return manifest
+
+
+def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
+    import torch
+
+    from ftx import lora as lora_mod
+    from ftx import model as model_mod
+    from ftx import quant as quant_mod
+    from ftx.data.build import prepare
+    from ftx.data.format import Collator
+    from ftx.evaluate import heldout_loss
+    from ftx.track import metrics_callback
+    from ftx.train import is_main_process, use_bf16
+    from ftx.trainer import make_trainer_class, resume_path, training_arguments
+    from ftx.zero import disable_op_compilation
+
+    t0 = time.time()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    main = is_main_process()
+    manifest = record_spec(spec, cfg, run_dir, overrides) if main else {}
+    if spec.train.threads:
+        torch.set_num_threads(spec.train.threads)
+    bf16 = use_bf16(spec.train.precision)
+
+    # Data first: bad data fails in seconds, before a model is loaded.
+    path = model_mod.resolve_model_path(spec.model)
+    tok = model_mod.load_tokenizer(spec.model, path)
+    data = prepare(spec.data, spec.curation, tok, run_dir if main else None)
+    log.info("data: %s", {k: data.stats[k]["examples"] for k in ("train", "val", "test", "general_eval")})
+
+    # Model: the seed is set before PEFT wraps it, so the adapter init is reproducible.
+    from transformers import set_seed
+
+    model = model_mod.load_model(spec.model, path, quant_mod.bnb_config(spec.quant),
+                                 device_map="cpu" if spec.quant.enabled and not torch.cuda.is_available() else None)
+    if spec.quant.enabled:
+        from peft import prepare_model_for_kbit_training
+
+        quant_mod.guard_4bit_cpu_gradients(model)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.train.gradient_checkpointing)
+    set_seed(spec.train.seed)
+    model = lora_mod.wrap(model, spec.lora)
+    params = lora_mod.count_parameters(model)
+    log.info("trainable parameters: %s", params)
+
+    collator = Collator(tok.pad_token_id)
+    metrics: dict = {"params": params, "data": data.stats}
+    if spec.eval.base_vs_tuned:
+        # LoRA B starts at zero, so the wrapped model still computes the base model here.
+        metrics["base"] = _evaluate(model, data, collator, spec, bf16)
+
+    metrics_log = MetricsLog(run_dir / "metrics.jsonl")
+    Trainer = make_trainer_class()
+    disable_op_compilation()
+    args = training_arguments(spec, run_dir, bf16)
+    callbacks = [metrics_callback(metrics_log)]
+    if spec.train.early_stopping_patience:
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(spec.train.early_stopping_patience))
+    trainer = Trainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.val,
+                      data_collator=collator, callbacks=callbacks)
+    t_train = time.time()
+    result = trainer.train(resume_from_checkpoint=resume_path(spec.train.resume, run_dir))
+    train_seconds = time.time() - t_train
+    train_tokens = data.stats["train"]["tokens"] * (result.metrics.get("epoch") or spec.train.epochs)
+
+    metrics["tuned"] = _evaluate(model, data, collator, spec, bf16)
+    metrics["train"] = {"seconds": round(train_seconds, 2), "steps": result.global_step,
+                        "loss": result.training_loss, "tokens": int(train_tokens),
+                        "tokens_per_s": round(train_tokens / max(train_seconds, 1e-9), 1)}
+    if "base" in metrics:
+        metrics["delta"] = {k: metrics["tuned"][k] - metrics["base"][k]
+                            for k in metrics["tuned"] if k.endswith("loss") and metrics["base"].get(k) is not None
+                            and metrics["tuned"].get(k) is not None}
+    metrics["wall_seconds"] = round(time.time() - t0, 2)
+    if main:
+        trainer.save_model(str(run_dir / "adapter"))
+        tok.save_pretrained(str(run_dir / "adapter"))
+        objective = _objective(spec, metrics)
+        metrics["objective"] = {"metric": spec.objective.metric, "value": objective}
+        write_json(run_dir / "metrics.json", metrics)
+        manifest.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), data_sources=data.lineage)
+        write_json(run_dir / "manifest.json", manifest)
+        _print_summary(metrics, run_dir)
+        return objective
+    return float("nan")
+
+
+def _evaluate(model, data, collator, spec, bf16: bool) -> dict:
+    from ftx.evaluate import heldout_loss
+
+    cap = spec.eval.max_examples or None
+    out = {}
+    for split in ("val", "test", "general_eval"):
+        examples = getattr(data, split)[:cap]
+        if examples:
+            r = heldout_loss(model, examples, collator, spec.eval.batch_size, bf16)
+            out[f"{split}_loss"], out[f"{split}_ppl"] = r["loss"], r["ppl"]
+    return out
+
+
+def _objective(spec, metrics: dict) -> float:
+    from ftx.errors import ConfigError
+
+    node = metrics
+    for part in spec.objective.metric.split("/"):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"objective.metric: {spec.objective.metric!r} is not in metrics.json "
+                              f"(e.g. tuned/val_loss, delta/val_loss)")
+        node = node[part]
+    return float(node)
+
+
+def _print_summary(metrics: dict, run_dir: Path) -> None:
+    base, tuned = metrics.get("base", {}), metrics["tuned"]
+    rows = [k for k in tuned if k.endswith(("_loss", "_ppl"))]
+    lines = [f"{'metric':<20}{'base':>12}{'tuned':>12}{'delta':>12}"]
+    for k in rows:
+        b, t = base.get(k), tuned.get(k)
+        d = (t - b) if b is not None and t is not None else None
+        fmt = lambda v: f"{v:12.4f}" if isinstance(v, (int, float)) else f"{'-':>12}"
+        lines.append(f"{k:<20}{fmt(b)}{fmt(t)}{fmt(d)}")
+    tr = metrics["train"]
+    lines.append(f"train: {tr['steps']} steps in {tr['seconds']:.1f}s, {tr['tokens_per_s']:.0f} tokens/s; "
+                 f"objective {metrics['objective']['metric']} = {metrics['objective']['value']:.4f}")
+    lines.append(f"run dir: {run_dir}")
+    print("\n".join(lines), flush=True)

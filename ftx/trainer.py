@@ -1,0 +1,91 @@
+"""RunSpec → HF Trainer: arguments, the weighted loss, DeepSpeed from the zero group."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+from ftx.errors import RunError
+
+log = logging.getLogger("ftx")
+
+
+def make_trainer_class():
+    import torch
+    import torch.nn.functional as F
+    from transformers import Trainer
+
+    class WeightedTrainer(Trainer):
+        """Per-token loss weights: prompt_loss_weight and per-example (source/trust) weights.
+
+        Training loss = Σ w·CE / Σ w over the batch. Evaluation loss is the plain answer loss
+        (response tokens only, unweighted) so runs with different weights stay comparable.
+        """
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            weights = inputs.pop("loss_weight")
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            logits = outputs.logits[:, :-1].float()
+            targets = inputs["input_ids"][:, 1:]
+            ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+                                 reduction="none").view_as(targets)
+            if model.training:
+                w = weights[:, 1:].to(ce.dtype)
+            else:
+                w = (labels[:, 1:] != -100).to(ce.dtype)
+            loss = (ce * w).sum() / w.sum().clamp_min(1e-8)
+            return (loss, outputs) if return_outputs else loss
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            with torch.no_grad():
+                loss = self.compute_loss(model, dict(inputs))
+            return loss.detach(), None, None
+
+    return WeightedTrainer
+
+
+def newest_checkpoint(run_dir: Path) -> Optional[str]:
+    ckpts = sorted((run_dir / "checkpoints").glob("checkpoint-*"),
+                   key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    return str(ckpts[-1]) if ckpts else None
+
+
+def resume_path(resume: str, run_dir: Path) -> Optional[str]:
+    if resume == "none":
+        return None
+    if resume == "auto":
+        return newest_checkpoint(run_dir)
+    p = Path(resume)
+    if not (p / "trainer_state.json").is_file():
+        raise RunError(f"train.resume: {resume!r} is not a checkpoint folder (no trainer_state.json)")
+    return str(p)
+
+
+def training_arguments(spec, run_dir: Path, bf16: bool):
+    import torch
+    from transformers import TrainingArguments
+
+    from ftx.zero import deepspeed_config
+
+    t, o = spec.train, spec.optimizer
+    per_epoch = t.eval_steps == 0
+    kwargs = dict(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=t.epochs, max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=spec.eval.batch_size,
+        gradient_accumulation_steps=t.grad_accum, activation_checkpointing=t.gradient_checkpointing,
+        learning_rate=o.lr, weight_decay=o.weight_decay, adam_beta1=o.betas[0], adam_beta2=o.betas[1],
+        adam_epsilon=o.eps, lr_scheduler_type=o.scheduler, warmup_steps=o.warmup_ratio,
+        max_grad_norm=o.max_grad_norm, optim=o.name,
+        bf16=bf16, use_cpu=not torch.cuda.is_available(),
+        eval_strategy="epoch" if per_epoch else "steps", eval_steps=None if per_epoch else t.eval_steps,
+        save_strategy="epoch" if t.save_steps == 0 else "steps", save_steps=t.save_steps or 500,
+        save_total_limit=t.save_total_limit, logging_steps=t.logging_steps, logging_first_step=True,
+        seed=t.seed, data_seed=t.seed, report_to=[], remove_unused_columns=False,
+        dataloader_num_workers=t.dataloader_workers, disable_tqdm=False,
+        load_best_model_at_end=t.early_stopping_patience > 0, metric_for_best_model="eval_loss",
+        greater_is_better=False, deepspeed=deepspeed_config(spec.zero, bf16), save_only_model=False,
+    )
+    return TrainingArguments(**kwargs)
