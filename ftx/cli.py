@@ -27,6 +27,8 @@ CONF_DIR = Path(os.environ.get("FTX_CONF", Path(__file__).resolve().parent.paren
 COMMANDS = {
     "train": "ftx.cli:cmd_train",
     "spec": "ftx.cli:cmd_spec",
+    "compare": "ftx.compare:cmd_compare",
+    "report": "ftx.report:cmd_report",
 }
 
 

@@ -27,6 +27,13 @@ def record_spec(spec, cfg, run_dir: Path, overrides: list[str]) -> dict:
 
 
 def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
+    from ftx.track import Tracker
+
+    with Tracker(spec.tracking) as tracker:  # the W&B run is finished whatever happens (multirun-safe)
+        return _execute(spec, cfg, run_dir, overrides, tracker)
+
+
+def _execute(spec, cfg, run_dir: Path, overrides: list[str], tracker) -> float:
     import torch
 
     from ftx import lora as lora_mod
@@ -44,6 +51,7 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
     run_dir.mkdir(parents=True, exist_ok=True)
     main = is_main_process()
     manifest = record_spec(spec, cfg, run_dir, overrides) if main else {}
+    tracker.start(spec, run_dir, overrides)
     if spec.train.threads:
         torch.set_num_threads(spec.train.threads)
     bf16 = use_bf16(spec.train.precision)
@@ -86,6 +94,7 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
         callbacks.append(EarlyStoppingCallback(spec.train.early_stopping_patience))
     trainer = Trainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.val,
                       data_collator=collator, callbacks=callbacks)
+    tracker.attach(trainer)
     t_train = time.time()
     result = trainer.train(resume_from_checkpoint=resume_path(spec.train.resume, run_dir))
     train_seconds = time.time() - t_train
@@ -108,6 +117,10 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
         write_json(run_dir / "metrics.json", metrics)
         manifest.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), data_sources=data.lineage)
         write_json(run_dir / "manifest.json", manifest)
+        from ftx.card import write_card
+
+        write_card(run_dir)  # replaces PEFT's template README beside the adapter
+        tracker.summary(metrics, run_dir)
         _print_summary(metrics, run_dir)
         return objective
     return float("nan")
