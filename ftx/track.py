@@ -420,13 +420,16 @@ def configure_progress(mode: str = "auto", interval: float = 30.0) -> None:
     _PROGRESS.update(mode=mode, interval=float(interval))
     os.environ["FTX_PROGRESS"], os.environ["FTX_PROGRESS_INTERVAL"] = mode, str(interval)
     if progress_mode() != "bar":
+        # Libraries imported later read these; those already imported are switched off directly.
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
         for module, fn in (("transformers.utils.logging", "disable_progress_bar"),
                            ("datasets.utils.logging", "disable_progress_bar"),
                            ("huggingface_hub.utils", "disable_progress_bars")):
-            try:
-                getattr(__import__(module, fromlist=[fn]), fn)()
-            except Exception:
-                pass
+            if module in sys.modules:
+                try:
+                    getattr(sys.modules[module], fn)()
+                except Exception:
+                    pass
 
 
 def progress_mode(stream=None) -> str:
