@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
 import yaml
 
 from tests.conftest import ftx_env, run_ftx
 from tests.integration.test_compare import tiny_data
+
+pytestmark = pytest.mark.slow  # a two-trial multirun: ~20 s idle, more under load
 
 FAKE_WANDB_KEY = "wbFakeKey" + "7" * 31  # 40 characters, shaped like a real key
 FAKE_HF_TOKEN = "hf_FakeTokenForLeakTestAbCdEfGhIjKlMnOp"
@@ -33,6 +36,7 @@ def test_offline_multirun_config_curves_crash_safety_and_no_secret_on_disk(tmp_p
     env = ftx_env(WANDB_MODE="offline", WANDB_API_KEY=FAKE_WANDB_KEY, HF_TOKEN=FAKE_HF_TOKEN,
                   WANDB_CONFIG_DIR=str(wb / "config"), WANDB_CACHE_DIR=str(wb / "cache"),
                   WANDB_DATA_DIR=str(wb / "data"))
+    env.pop("WANDB_SERVICE", None)  # a W&B service another test started in this process is not ours
     missing = tmp_path / "missing.jsonl"
     r = run_ftx(["train", "-m", "experiment=tiny_smoke", *data[1:],
                  f"data.sources.http.path={missing},{tmp_path / 'domain.jsonl'}", "tracking=wandb",

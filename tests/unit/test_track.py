@@ -23,7 +23,12 @@ FAKE_KEY = "fakeWandbKey0123456789abcdefghijklmnopqrst"
 
 @pytest.fixture
 def no_wandb_env(monkeypatch, tmp_path):
-    """No key, no WANDB_MODE, no netrc, W&B's own folders under tmp."""
+    """No key, no WANDB_MODE, no netrc, W&B's own folders under tmp.
+
+    wandb.init puts WANDB_SERVICE (its service's address) into os.environ; set-then-delete makes
+    monkeypatch remove it afterwards, so later `ftx` subprocesses start their own W&B service."""
+    monkeypatch.setenv("WANDB_SERVICE", "")
+    monkeypatch.delenv("WANDB_SERVICE")
     for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_DISABLED", "WANDB_BASE_URL", "WANDB_IDENTITY_TOKEN_FILE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
@@ -272,3 +277,19 @@ def test_trainer_progress_is_log_friendly_and_skips_nested_eval_bars(progress_co
     err = capsys.readouterr().err
     assert "\r" not in err and err.splitlines()[-1].startswith("train: 4/4 (100%)")
     assert cb.prediction_bar is None
+
+
+def test_resumed_training_continues_the_same_wandb_run(no_wandb_env, tmp_path):
+    no_wandb_env.setenv("WANDB_MODE", "offline")
+    first = tiny_spec()
+    with Tracker(first.tracking) as t:
+        t.start(first, tmp_path / "run", [])
+    run_id = json.loads((tmp_path / "run" / "tracking.json").read_text())["run_id"]
+    with Tracker(first.tracking) as t:  # a fresh start in the same folder is a new run …
+        t.start(first, tmp_path / "run", [])
+    assert json.loads((tmp_path / "run" / "tracking.json").read_text())["run_id"] != run_id
+    run_id = json.loads((tmp_path / "run" / "tracking.json").read_text())["run_id"]
+    resumed = tiny_spec("train.resume=auto")
+    with Tracker(resumed.tracking) as t:  # … a resumed one continues it
+        t.start(resumed, tmp_path / "run", [])
+        assert t.run.id == run_id
