@@ -1,7 +1,8 @@
-"""The `tracking` group: W&B (online, offline or off), the local metrics sink, log-friendly progress bars.
+"""The `tracking` group: W&B (online, offline or off) and the local metrics sink (metrics.jsonl).
 
 Every run writes metrics.jsonl (each Trainer log event) and metrics.json whatever the backend; W&B is
 an optional mirror. Tracking never stops training: a W&B failure is logged and the run goes on.
+Progress display lives in ftx/progress.py; tracking.progress configures it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ftx.errors import require
+from ftx.progress import configure_progress, progress_mode
 
 log = logging.getLogger("ftx")
 
@@ -88,10 +90,6 @@ def redact(obj, secrets: Optional[list[str]] = None):
 
 # ---------------------------------------------------------------- W&B mode
 
-def wandb_base_url() -> str:
-    return os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
-
-
 def wandb_key_configured() -> bool:
     """A key in the environment, an identity token file, or `wandb login`'s netrc entry for the server."""
     if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
@@ -110,7 +108,7 @@ def _settings_base_url() -> str:
 
         return os.environ.get("WANDB_BASE_URL") or wandb.Settings().base_url
     except Exception:
-        return wandb_base_url()
+        return "https://api.wandb.ai"
 
 
 def resolve_mode(cfg: TrackingConfig) -> str:
@@ -274,12 +272,14 @@ class Tracker:
         """Per-step curves to W&B, and the Trainer's progress bar made log-friendly."""
         from transformers.trainer_callback import ProgressCallback
 
+        from ftx.progress import progress_callback
+
         if self.run is not None:
             trainer.add_callback(_curves_callback(self))
         if any(isinstance(c, ProgressCallback) for c in trainer.callback_handler.callbacks):
             trainer.remove_callback(ProgressCallback)
             if progress_mode() != "off":
-                trainer.add_callback(_progress_callback())
+                trainer.add_callback(progress_callback())
 
     def summary(self, metrics: dict, run_dir: Path) -> None:
         """Final metrics into the W&B summary; adapter and data manifest as artifacts when asked."""
@@ -389,97 +389,3 @@ def _curves_callback(tracker: Tracker):
                 tracker.run.summary.update(end)
 
     return _Curves()
-
-
-def _progress_callback():
-    """transformers' ProgressCallback with our bar: plain lines, no nested eval bars, when not a terminal."""
-    from transformers.trainer_callback import ProgressCallback
-
-    class _Progress(ProgressCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            if state.is_world_process_zero:
-                self.training_bar = progress(total=state.max_steps, desc="train", unit="step")
-            self.current_step = 0
-
-        def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
-            if progress_mode() == "bar":
-                super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
-
-    return _Progress()
-
-
-# ---------------------------------------------------------------- progress bars
-
-_PROGRESS = {"mode": os.environ.get("FTX_PROGRESS", "auto"),
-             "interval": float(os.environ.get("FTX_PROGRESS_INTERVAL", "30"))}
-
-
-def configure_progress(mode: str = "auto", interval: float = 30.0) -> None:
-    """Set how `progress()` displays, for this process and (through FTX_PROGRESS*) its children.
-    In log/off mode the libraries' own \\r-redrawn bars (weights loading, datasets) are turned off."""
-    _PROGRESS.update(mode=mode, interval=float(interval))
-    os.environ["FTX_PROGRESS"], os.environ["FTX_PROGRESS_INTERVAL"] = mode, str(interval)
-    if progress_mode() != "bar":
-        # Libraries imported later read these; those already imported are switched off directly.
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
-        for module, fn in (("transformers.utils.logging", "disable_progress_bar"),
-                           ("datasets.utils.logging", "disable_progress_bar"),
-                           ("huggingface_hub.utils", "disable_progress_bars")):
-            if module in sys.modules:
-                try:
-                    getattr(sys.modules[module], fn)()
-                except Exception:
-                    pass
-
-
-def progress_mode(stream=None) -> str:
-    """bar | log | off: `auto` means a bar on a terminal, log lines otherwise."""
-    mode = _PROGRESS["mode"]
-    if mode != "auto":
-        return mode
-    stream = stream or sys.stderr
-    return "bar" if hasattr(stream, "isatty") and stream.isatty() else "log"
-
-
-class _LineWriter:
-    """What tqdm writes (\\r-redrawn status) turned into whole lines, each distinct status once."""
-
-    def __init__(self, stream):
-        self.stream, self.last = stream, None
-
-    def write(self, s: str) -> None:
-        for line in s.replace("\r", "\n").split("\n"):
-            line = line.rstrip()
-            if line and line != self.last:
-                self.stream.write(line + "\n")
-                self.last = line
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-def progress(iterable=None, *, desc: Optional[str] = None, total: Optional[float] = None, unit: str = "it",
-             stream=None, **kwargs):
-    """A tqdm bar for long work (curation stages, tokenisation, training) that stays readable in CI logs.
-
-    On a terminal it is an ordinary tqdm bar. Otherwise it prints one plain line per `progress_interval`
-    seconds ("tokenise: 300/1200 (25%) [00:30<01:30, 10.0 ex/s]") plus the final line. `off` shows nothing.
-    """
-    from tqdm.auto import tqdm
-
-    stream = stream or sys.stderr
-    mode = progress_mode(stream)
-    if total is None and iterable is not None and hasattr(iterable, "__len__"):
-        total = len(iterable)
-    if mode == "bar":
-        return tqdm(iterable, desc=desc, total=total, unit=unit, file=stream, dynamic_ncols=True, **kwargs)
-    if mode == "off":
-        return tqdm(iterable, desc=desc, total=total, unit=unit, disable=True, **kwargs)
-    interval = _PROGRESS["interval"]
-    fmt = ("{desc}: {n_fmt}/{total_fmt} ({percentage:.0f}%) [{elapsed}<{remaining}, {rate_fmt}]{postfix}"
-           if total else "{desc}: {n_fmt} [{elapsed}, {rate_fmt}]{postfix}")
-    from tqdm.std import tqdm as std_tqdm  # tqdm.auto may pick the notebook widget; logs want text
-
-    return std_tqdm(iterable, desc=desc or "progress", total=total, unit=unit, file=_LineWriter(stream),
-                    mininterval=interval, maxinterval=max(interval, 10.0), miniters=1, bar_format=fmt,
-                    dynamic_ncols=False, ascii=True, **kwargs)

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from ftx import progress as progress_mod
 from ftx import track
 from ftx.cli import compose
 from ftx.spec import as_dict, build_spec
@@ -64,6 +65,16 @@ def test_mode_follows_config_then_env_then_key(no_wandb_env):
     no_wandb_env.delenv("WANDB_MODE")
     no_wandb_env.setenv("WANDB_DISABLED", "true")
     assert resolve_mode(auto) == "disabled"
+
+
+def test_a_wandb_login_netrc_entry_counts_as_a_key(no_wandb_env, tmp_path):
+    from urllib.parse import urlsplit
+
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine {urlsplit(track._settings_base_url()).hostname}\n  login user\n  password {FAKE_KEY}\n")
+    netrc.chmod(0o600)
+    no_wandb_env.setenv("NETRC", str(netrc))
+    assert track.wandb_key_configured() and resolve_mode(TrackingConfig(backend="wandb")) == "online"
 
 
 def test_bad_tracking_values_fail_with_one_line_naming_the_key():
@@ -215,16 +226,16 @@ def test_curves_callback_maps_trainer_logs_to_wandb_keys():
 
 @pytest.fixture
 def progress_conf():
-    saved = dict(track._PROGRESS)
-    yield track.configure_progress
-    track._PROGRESS.update(saved)
+    saved = dict(progress_mod._PROGRESS)
+    yield progress_mod.configure_progress
+    progress_mod._PROGRESS.update(saved)
 
 
 def test_progress_in_a_log_is_plain_lines_throttled_by_interval(progress_conf):
     progress_conf("auto", 1000.0)
     buf = io.StringIO()  # not a terminal
-    assert track.progress_mode(buf) == "log"
-    for _ in track.progress(range(50), desc="tokenise", unit="ex", stream=buf):
+    assert progress_mod.progress_mode(buf) == "log"
+    for _ in progress_mod.progress(range(50), desc="tokenise", unit="ex", stream=buf):
         pass
     text = buf.getvalue()
     assert "\r" not in text and "\x1b" not in text
@@ -236,7 +247,7 @@ def test_progress_in_a_log_is_plain_lines_throttled_by_interval(progress_conf):
 def test_progress_every_interval_and_unknown_totals(progress_conf):
     progress_conf("log", 0.01)
     buf = io.StringIO()
-    bar = track.progress(desc="dedup", stream=buf)
+    bar = progress_mod.progress(desc="dedup", stream=buf)
     for _ in range(5):
         time.sleep(0.03)
         bar.update(1)
@@ -253,20 +264,20 @@ def test_progress_on_a_terminal_is_a_bar_and_off_is_silent(progress_conf):
 
     progress_conf("auto", 30)
     tty = Tty()
-    assert track.progress_mode(tty) == "bar"
-    for _ in track.progress(range(3), desc="x", stream=tty):
+    assert progress_mod.progress_mode(tty) == "bar"
+    for _ in progress_mod.progress(range(3), desc="x", stream=tty):
         pass
     assert "\r" in tty.getvalue() and "|" in tty.getvalue()
     progress_conf("off", 30)
     quiet = io.StringIO()
-    for _ in track.progress(range(3), desc="x", stream=quiet):
+    for _ in progress_mod.progress(range(3), desc="x", stream=quiet):
         pass
     assert quiet.getvalue() == ""
 
 
 def test_trainer_progress_is_log_friendly_and_skips_nested_eval_bars(progress_conf, capsys):
     progress_conf("log", 1000.0)
-    cb = track._progress_callback()
+    cb = progress_mod.progress_callback()
     state = SimpleNamespace(is_world_process_zero=True, max_steps=4, global_step=0)
     cb.on_train_begin(None, state, None)
     for step in range(1, 5):
