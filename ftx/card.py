@@ -161,8 +161,12 @@ def evaluation_section(r: RunRecord) -> str:
     keys = [k for k in dict.fromkeys([*tuned, *base]) if isinstance(tuned.get(k, base.get(k)), (int, float))]
     parts = []
     if keys:
-        rows = [[k, base.get(k), tuned.get(k), delta.get(k, (tuned[k] - base[k]) if isinstance(tuned.get(k), (int, float))
-                 and isinstance(base.get(k), (int, float)) else None)] for k in keys]
+        def diff(k):
+            b, t = base.get(k), tuned.get(k)
+            numbers = isinstance(b, (int, float)) and isinstance(t, (int, float))
+            return delta.get(k, t - b if numbers else None)
+
+        rows = [[k, base.get(k), tuned.get(k), diff(k)] for k in keys]
         parts.append(md_table(["metric", "base", "tuned", "delta"], rows))
     obj = r.metrics.get("objective") or {}
     if obj:

@@ -220,7 +220,10 @@ class Tracker:
         previous = run_dir / "tracking.json"
         resume_id = None
         if spec.train.resume != "none" and previous.is_file():
-            resume_id = read_json(previous).get("run_id")
+            try:
+                resume_id = read_json(previous).get("run_id")
+            except (OSError, ValueError, AttributeError):
+                log.warning("%s unreadable: starting a new W&B run", previous)
         config = redact({**resolved, "ftx_run": {"spec_hash": spec_hash(resolved), "overrides": overrides,
                                                  "run_dir": str(run_dir.resolve())}})
         kwargs = dict(project=self.cfg.project, entity=self.cfg.entity, group=group,
@@ -231,12 +234,16 @@ class Tracker:
         self.run = self._init(kwargs)
         if self.run is None:
             return
-        self.run.define_metric("train/global_step")
-        self.run.define_metric("*", step_metric="train/global_step", step_sync=True)
-        write_json(previous, {"backend": "wandb", "mode": self.mode, "project": self.cfg.project,
-                              "entity": self.cfg.entity, "group": group, "job_type": kwargs["job_type"],
-                              "run_id": self.run.id, "run_name": name, "wandb_dir": _rel(Path(self.run.dir).parent, run_dir),
-                              "url": getattr(self.run, "url", None) if self.mode == "online" else None})
+        try:
+            self.run.define_metric("train/global_step")
+            self.run.define_metric("*", step_metric="train/global_step", step_sync=True)
+            write_json(previous, {"backend": "wandb", "mode": self.mode, "project": self.cfg.project,
+                                  "entity": self.cfg.entity, "group": group, "job_type": kwargs["job_type"],
+                                  "run_id": self.run.id, "run_name": name,
+                                  "wandb_dir": _rel(Path(self.run.dir).parent, run_dir),
+                                  "url": getattr(self.run, "url", None) if self.mode == "online" else None})
+        except Exception as e:
+            log.warning("W&B setup after init failed: %s", e)
 
     def _init(self, kwargs: dict):
         import wandb
@@ -248,9 +255,7 @@ class Tracker:
         for mode in dict.fromkeys([self.mode, "offline"]):
             try:
                 t0 = time.time()
-                # offline: no account lookup either (it waits ~5 s for a server that is not there)
-                settings = wandb.Settings(init_timeout=self.cfg.init_timeout, login_timeout=self.cfg.init_timeout,
-                                          x_disable_viewer=mode == "offline")
+                settings = wandb.Settings(init_timeout=self.cfg.init_timeout, login_timeout=self.cfg.init_timeout)
                 run = wandb.init(mode=mode, reinit="finish_previous", settings=settings, **kwargs)
                 self.mode = mode
                 log.info("W&B %s run %s (group %s) in %s, init %.1f s", mode, run.id, kwargs["group"],

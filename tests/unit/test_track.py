@@ -304,3 +304,16 @@ def test_resumed_training_continues_the_same_wandb_run(no_wandb_env, tmp_path):
     with Tracker(resumed.tracking) as t:  # … a resumed one continues it
         t.start(resumed, tmp_path / "run", [])
         assert t.run.id == run_id
+
+
+def test_a_pruned_sweep_trial_is_finished_as_pruned_not_crashed(no_wandb_env, tmp_path):
+    import optuna
+
+    no_wandb_env.setenv("WANDB_MODE", "offline")
+    spec = tiny_spec()
+    with pytest.raises(optuna.TrialPruned):
+        with Tracker(spec.tracking) as t:
+            t.start(spec, tmp_path / "run", [])
+            raise optuna.TrialPruned()
+    s = wandb_summary(tmp_path / "run")
+    assert (s["state"], s["exit_code"], s["summary"]["ftx_state"]) == ("finished", 0, "pruned")
