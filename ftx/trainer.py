@@ -38,6 +38,13 @@ def make_trainer_class():
             loss = (ce * w).sum() / w.sum().clamp_min(1e-8)
             return (loss, outputs) if return_outputs else loss
 
+        def _get_train_sampler(self, train_dataset=None):
+            # A curriculum fixes the order (ftx.data.plan.Examples.ordered): no shuffling.
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if getattr(dataset, "ordered", False):
+                return torch.utils.data.SequentialSampler(dataset)
+            return super()._get_train_sampler(train_dataset)
+
         def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
             with torch.no_grad():
                 loss = self.compute_loss(model, dict(inputs))
