@@ -26,6 +26,10 @@ def make_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             weights = inputs.pop("loss_weight")
             labels = inputs.pop("labels")
+            if "position_ids" in inputs:
+                # Packed rows: transformers 5.x derives the per-example mask from position ids only when
+                # no KV cache exists; with use_cache on (TrainingArguments.use_cache) it builds one.
+                inputs["use_cache"] = False
             outputs = model(**inputs)
             logits = outputs.logits[:, :-1].float()
             targets = inputs["input_ids"][:, 1:]

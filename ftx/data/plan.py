@@ -282,24 +282,28 @@ def curriculum(examples: list[dict], cfg: DataConfig) -> tuple[Examples, dict]:
     if c.strategy == "none":
         return out, {"strategy": "none"}
     scores = [_score(e, c.score) for e in examples]
-    missing = sum(s is None for s in scores)
-    if missing:
-        raise DataError(f"data.curriculum.score={c.score!r}: {missing} of {len(examples)} training examples have "
-                        f"no such score (curation's scoring stages set `scores`; or use score=length)")
+    missing = [i for i, s in enumerate(scores) if s is None]
+    if len(missing) == len(examples):
+        raise DataError(f"data.curriculum.score={c.score!r}: no training example has this score (curation's "
+                        "scoring stages set `scores`, e.g. relevance; or use score=length)")
     sign = -1.0 if c.descending else 1.0
-    ranked = sorted(range(len(examples)), key=lambda i: (sign * scores[i], i))
+    ranked = sorted((i for i, s in enumerate(scores) if s is not None), key=lambda i: (sign * scores[i], i))
+    rng = random.Random(cfg.mix.seed)
     if c.strategy == "score":
         order, bands = ranked, [len(ranked)]
     else:  # stages: bands cut at score quantiles, highest first; shuffled within a band
         cuts = [0] + [round(q * len(ranked)) for q in c.stages] + [len(ranked)]
-        rng = random.Random(cfg.mix.seed)
         order, bands = [], []
         for lo, hi in zip(cuts, cuts[1:]):
             band = ranked[lo:hi]
             rng.shuffle(band)
             order += band
             bands.append(len(band))
+    if missing:  # e.g. general data that curation did not score: a last, shuffled stage
+        rng.shuffle(missing)
+        order += missing
+        bands.append(len(missing))
     out = Examples(examples[i] for i in order)
     out.ordered = True
     return out, {"strategy": c.strategy, "score": c.score, "descending": c.descending, "stage_sizes": bands,
-                 "first_scores": [scores[i] for i in order[:5]]}
+                 "unscored_last": len(missing), "first_scores": [scores[i] for i in order[:5]]}
