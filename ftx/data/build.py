@@ -66,11 +66,12 @@ def prepare(data: DataConfig, curation: CurationConfig, tok, run_dir: Optional[P
                           "decontaminated": contaminated, "format": {}}
     for name in SPLITS:
         encoded[name], stats["format"][name] = fmt.encode_all(parts[name], tok, data.format, name, ledger)
-    if not encoded["train"]:
-        raise DataError(f"no training example left after formatting (max_length={data.format.max_length}); "
-                        "raise data.format.max_length or set data.format.truncation=truncate")
-    if not encoded["val"]:
-        raise DataError("no validation example left after formatting; raise data.format.max_length")
+    for name in ("train", "val"):
+        if not encoded[name]:
+            st = stats["format"][name]
+            raise DataError(f"data.format.max_length={data.format.max_length}: all "
+                            f"{st['dropped_too_long'] + st['dropped_prompt_too_long']} {name} examples are longer; "
+                            "raise it or set data.format.truncation=truncate")
     mixed, stats["mix"] = mix(encoded["train"], data, ledger)
     ordered, stats["curriculum"] = curriculum(mixed, data)
     train: Examples = ordered
