@@ -126,6 +126,13 @@ def test_packing_fills_rows_and_restarts_positions():
     assert len(kept) >= len(rows) and kept_stats["fill"] <= stats["fill"]
 
 
+def test_packing_search_beats_plain_best_fit_decreasing():
+    # Best-fit decreasing puts 9+7 | 6+6+6 | 5 in three rows of 20; the squeeze finds 9+6+5 | 7+6+6.
+    rows, stats = fmt.pack(sized([9, 7, 6, 6, 6, 5]), 20)
+    assert sorted(sorted(r["seq_lens"]) for r in rows) == [[5, 6, 9], [6, 6, 7]]
+    assert stats["fill"] == round(39 / 40, 4)
+
+
 def test_collator_packed_rows_have_positions_and_no_attention_mask(tok):
     rows, _ = fmt.pack(examples(tok, 5), 120)
     batch = fmt.Collator(tok.pad_token_id)(rows)
