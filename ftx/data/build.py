@@ -76,8 +76,9 @@ def prepare(data: DataConfig, curation: CurationConfig, tok, run_dir: Optional[P
     ordered, stats["curriculum"] = curriculum(mixed, data)
     train: Examples = ordered
     if data.format.packing:
+        stages = stats["curriculum"]["stage_sizes"] if data.curriculum.strategy == "stages" else None
         train, stats["packing"] = fmt.pack(ordered, data.format.pack_length or data.format.max_length,
-                                           keep_order=ordered.ordered)
+                                           keep_order=ordered.ordered, bands=stages, seed=data.mix.seed)
     for name in SPLITS:
         exs = ordered if name == "train" else encoded[name]
         stats[name] = dict(stats["format"][name], examples=len(exs), tokens=sum(len(e["input_ids"]) for e in exs),
@@ -113,7 +114,8 @@ def describe(data: DataConfig) -> list[str]:
     sp = data.split
     lines.append(f"  split: by content hash of near-duplicate clusters (seed {sp.seed}): domain val {sp.val:g}, "
                  f"test {sp.test:g}; general held out {data.general_eval_fraction:g} for forgetting")
-    lines.append(f"  decontaminate: {'val/test/general_eval vs train, ' + str(sp.ngram) + '-gram overlap >= ' + format(sp.overlap, 'g') if sp.decontaminate else 'off'}")
+    lines.append(f"  decontaminate: val/test/general_eval vs train, {sp.ngram}-gram overlap >= {sp.overlap:g}"
+                 if sp.decontaminate else "  decontaminate: off")
     m = data.mix
     if m.domain_ratio is None:
         lines.append("  mix: every training record once (data.mix.domain_ratio=null)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import random
 from typing import Optional
 
 from ftx.data.config import FormatConfig
@@ -162,15 +163,23 @@ def _row(items: list[dict]) -> dict:
     return row
 
 
-def pack(examples: list[dict], length: int, keep_order: bool = False) -> tuple[Examples, dict]:
+def pack(examples: list[dict], length: int, keep_order: bool = False, bands: Optional[list[int]] = None,
+         seed: int = 0) -> tuple[Examples, dict]:
     """Pack examples into rows of at most `length` tokens; position ids restart for each example.
 
-    Unordered: best-fit decreasing, then `_squeeze` (fullest rows). With a curriculum the order is
-    kept (next-fit), trading some fill for the order.
+    No order: best-fit decreasing, then `_squeeze` (fullest rows). `bands` (curriculum stages,
+    shuffled inside): the same within each band, bands kept in order. `keep_order` (a strict
+    curriculum): next-fit in order, trading some fill for the order.
     """
-    bins: list[list[dict]] = []
-    if keep_order:
-        used = length + 1
+    if bands:
+        bins, start, rng = [], 0, random.Random(seed)
+        for n in bands:
+            band = _best_fit(examples[start:start + n], length)
+            rng.shuffle(band)  # best-fit sorts by length; a stage's rows should not be
+            bins += band
+            start += n
+    elif keep_order:
+        bins, used = [], length + 1
         for e in examples:
             n = len(e["input_ids"])
             if used + n > length:
@@ -179,23 +188,29 @@ def pack(examples: list[dict], length: int, keep_order: bool = False) -> tuple[E
             bins[-1].append(e)
             used += n
     else:
-        free: list[tuple[int, int]] = []  # (space left, bin index), sorted: best fit = smallest that fits
-        for e in sorted(examples, key=lambda e: -len(e["input_ids"])):
-            n = len(e["input_ids"])
-            i = bisect.bisect_left(free, (n, -1))
-            if i == len(free):
-                bins.append([e])
-                bisect.insort(free, (length - n, len(bins) - 1))
-            else:
-                space, b = free.pop(i)
-                bins[b].append(e)
-                bisect.insort(free, (space - n, b))
-        bins = _squeeze(bins, length)
+        bins = _best_fit(examples, length)
     rows = Examples(_row(b) for b in bins)
-    rows.ordered = keep_order or getattr(examples, "ordered", False)
+    rows.ordered = bool(keep_order or bands or getattr(examples, "ordered", False))
     tokens = sum(len(r["input_ids"]) for r in rows)
     return rows, {"rows": len(rows), "examples": len(examples), "pack_length": length, "tokens": tokens,
-                  "fill": round(tokens / max(len(rows) * length, 1), 4), "order_kept": keep_order}
+                  "fill": round(tokens / max(len(rows) * length, 1), 4),
+                  "order": "stages" if bands else "kept" if keep_order else "free"}
+
+
+def _best_fit(examples: list[dict], length: int) -> list[list[dict]]:
+    bins: list[list[dict]] = []
+    free: list[tuple[int, int]] = []  # (space left, bin index), sorted: best fit = smallest that fits
+    for e in sorted(examples, key=lambda e: -len(e["input_ids"])):
+        n = len(e["input_ids"])
+        i = bisect.bisect_left(free, (n, -1))
+        if i == len(free):
+            bins.append([e])
+            bisect.insort(free, (length - n, len(bins) - 1))
+        else:
+            space, b = free.pop(i)
+            bins[b].append(e)
+            bisect.insort(free, (space - n, b))
+    return _squeeze(bins, length)
 
 
 def _squeeze(bins: list[list[dict]], length: int, passes: int = 20, drained: int = 64) -> list[list[dict]]:

@@ -124,6 +124,13 @@ def test_packing_fills_rows_and_restarts_positions():
     kept, kept_stats = fmt.pack(exs, length, keep_order=True)
     assert [i for r in kept for i in r["ids"]] == [e["id"] for e in exs] and kept.ordered
     assert len(kept) >= len(rows) and kept_stats["fill"] <= stats["fill"]
+    staged, staged_stats = fmt.pack(exs, length, bands=[15, 25])  # curriculum stages: no row mixes two
+    first = {e["id"] for e in exs[:15]}
+    in_first = [{i in first for i in r["ids"]} for r in staged]
+    assert all(len(k) == 1 for k in in_first), "a row mixes two stages"
+    flags = [k.pop() for k in in_first]
+    assert flags == sorted(flags, reverse=True), "the first stage's rows come first"
+    assert staged.ordered and staged_stats["fill"] > kept_stats["fill"]
 
 
 def test_packing_search_beats_plain_best_fit_decreasing():

@@ -45,11 +45,17 @@ def test_spec_shows_the_data_plan_and_with_data_the_counts(ftx, crafted):
     assert "packing:" in r.stdout and "rows of 128" in r.stdout
 
 
-def test_bad_ratio_on_the_command_line_is_one_line(ftx, crafted):
+def test_bad_plan_input_on_the_command_line_is_one_line(ftx, crafted):
     r = ftx("train", *crafted, "data.mix.domain_ratio=1.3", timeout=120)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["ftx: config error: data.mix.domain_ratio: must be in [0, 1] "
                                              "(0.8 = 80% domain), got 1.3"]
+    r = ftx("spec", *crafted, "data.format.template=llama3", "--data", timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "data.format.template=llama3: the tokenizer lacks its special tokens" in r.stderr
+    r = ftx("spec", *crafted, "data.format.max_length=16", "data.format.truncation=truncate", "--data", timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "the prompt alone is" in r.stderr and "data.format.max_length=16" in r.stderr
 
 
 def test_a_run_records_split_manifest_achieved_mix_and_applies_the_plan(ftx, crafted):
