@@ -40,7 +40,8 @@ def make_run(path: Path, *, lr=1e-3, r=8, val_loss=1.0, direction="minimize", fi
         {"stage": "load", "in": 40, "kept": 40, "dropped": 0, "dropped_by_reason": {}, "modified_by_reason": {}},
         {"stage": "dedup", "in": 40, "kept": 33, "dropped": 7, "dropped_by_reason": {"near_duplicate": 7},
          "modified_by_reason": {"pii_masked": 2}}]))
-    (path / "data" / "stats.json").write_text(json.dumps({"mix": {"domain_ratio": 0.8, "domain_examples": 24},
+    (path / "data" / "stats.json").write_text(json.dumps({"mix": {"domain_ratio": 0.8, "domain_examples": 24,
+                                                                  "by_source": {"http": {"examples": 24, "tokens": 700}}},
                                                           "train": {"examples": 30, "tokens": 900}}))
     if finished:
         metrics = {"base": {"val_loss": val_loss + 0.5}, "tuned": {"val_loss": val_loss},
@@ -118,7 +119,7 @@ def test_model_card_has_lineage_and_replaces_peft_template(tmp_path):
     assert text.startswith("---\n") and "library_name: peft" in text
     assert SHA in text, "data source hash"
     assert "| dedup | 40 | 33 | 7 | near_duplicate: 7 | pii_masked: 2 |" in text, "curation counts per stage"
-    assert "| domain_ratio | 0.8 |" in text, "achieved mix"
+    assert "| domain_ratio | 0.8 |" in text and "| by source | examples | tokens |\n|---|---|---|\n| http | 24 | 700 |" in text
     assert "| val_loss | 1.5 | 1 | -0.5 |" in text, "base vs tuned"
     assert "| optimizer.lr | 0.001 |" in text and "| lora.r | 8 |" in text, "hyperparameters"
     assert "rougeL" in text, "sections other stages add to metrics.json are shown"
