@@ -1,0 +1,156 @@
+"""Stage `quality`: structure and boilerplate filters (Gopher-style heuristics, Rae et al. 2021).
+
+Navigation/template lines are stripped (modified) or, when they dominate, the record is dropped as
+boilerplate. Then length, mean word length, symbol-to-word ratio, letter share, bullet/ellipsis
+lines, repeated lines and repeated n-grams are checked; the first failing check names the drop.
+Code blocks and markdown headers are exempt from the symbol and letter checks, so technical text
+with code and lists survives. Every kept record gets `scores.quality` in [0, 1] and `scores.words`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import asdict
+from typing import Optional
+
+import numpy as np
+
+from ftx.data.curate.config import CurationConfig, QualityConfig
+from ftx.data.curate.table import NAN, Context, map_batches, prose_lines, rewrite, texts, verdicts
+
+VERSION = "1"
+WORD = re.compile(r"\w+")
+HEADER = re.compile(r"^\s{0,3}#{1,6}\s")
+BULLET = re.compile(r"^\s*([•‣◦▪*-]|\d+[.)])\s")
+MAX_BOILERPLATE_WORDS = 12
+HIST_BINS = {"quality": np.linspace(0, 1, 21).tolist(), "words": [0, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 1e9]}
+
+
+def _boilerplate_regex(cfg: QualityConfig) -> Optional[re.Pattern]:
+    if not cfg.boilerplate_patterns:
+        return None
+    return re.compile("|".join(f"(?:{p})" for p in cfg.boilerplate_patterns), re.IGNORECASE)
+
+
+def _is_boilerplate(line: str, rx) -> bool:
+    s = line.strip()
+    return bool(s) and len(s.split()) <= MAX_BOILERPLATE_WORDS and rx.fullmatch(s) is not None
+
+
+def ngram_fracs(tokens: list[str], n: int) -> tuple[float, float]:
+    """(share of characters in the most frequent n-gram, share in n-grams seen more than once)."""
+    if len(tokens) < n:
+        return 0.0, 0.0
+    total = sum(len(t) for t in tokens) or 1
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    counts = Counter(grams)
+    top, c = counts.most_common(1)[0]
+    top_frac = (sum(len(t) for t in top) * c / total) if c > 1 else 0.0
+    covered = np.zeros(len(tokens), dtype=bool)
+    for i, g in enumerate(grams):
+        if counts[g] > 1:
+            covered[i:i + n] = True
+    dup_frac = sum(len(t) for t, cov in zip(tokens, covered) if cov) / total
+    return min(top_frac, 1.0), dup_frac
+
+
+def measure(text: str, cfg: QualityConfig) -> dict:
+    lines = [l for l in text.split("\n") if l.strip()]
+    words = text.split()
+    prose = prose_lines(text) if cfg.exempt_code_blocks else text.split("\n")
+    pwords = " ".join(prose).split()
+    symbols = sum(l.count("#") for l in prose if not HEADER.match(l)) + \
+        sum(l.count("...") + l.count("…") for l in prose)
+    n_lines = max(len(lines), 1)
+    m = {
+        "words": len(words),
+        "mean_word_length": float(np.mean([len(w) for w in words])) if words else 0.0,
+        "symbol_word_ratio": symbols / max(len(pwords), 1),
+        "alpha_word_frac": (sum(any(c.isalpha() for c in w) for w in pwords) / len(pwords)) if pwords else 1.0,
+        "bullet_line_frac": sum(bool(BULLET.match(l)) for l in lines) / n_lines,
+        "ellipsis_line_frac": sum(l.rstrip().endswith(("...", "…")) for l in lines) / n_lines,
+        "dup_line_frac": (len(lines) - len(set(l.strip() for l in lines))) / n_lines,
+        "top_ngram": {}, "dup_ngram": {},
+    }
+    if len(words) >= cfg.ngram_min_words:
+        tokens = WORD.findall(text.lower())
+        for n in cfg.max_top_ngram_frac:
+            m["top_ngram"][n] = ngram_fracs(tokens, int(n))[0]
+        for n in cfg.max_dup_ngram_frac:
+            m["dup_ngram"][n] = ngram_fracs(tokens, int(n))[1]
+    return m
+
+
+def verdict(m: dict, chars: int, cfg: QualityConfig) -> Optional[tuple[str, float, str]]:
+    """The first failing check as (reason, measured value, detail), or None."""
+    checks = [
+        ("too_short", m["words"], cfg.min_words, "<"),
+        ("too_long", m["words"], cfg.max_words, ">"),
+        ("mean_word_length", m["mean_word_length"], cfg.min_mean_word_length, "<"),
+        ("mean_word_length", m["mean_word_length"], cfg.max_mean_word_length, ">"),
+        ("symbol_word_ratio", m["symbol_word_ratio"], cfg.max_symbol_word_ratio, ">"),
+        ("alpha_word_frac", m["alpha_word_frac"], cfg.min_alpha_word_frac, "<"),
+        ("bullet_lines", m["bullet_line_frac"], cfg.max_bullet_line_frac, ">"),
+        ("ellipsis_lines", m["ellipsis_line_frac"], cfg.max_ellipsis_line_frac, ">"),
+        ("repeated_lines", m["dup_line_frac"], cfg.max_dup_line_frac, ">"),
+    ]
+    checks += [("repeated_ngrams", v, cfg.max_top_ngram_frac[n], ">") for n, v in m["top_ngram"].items()]
+    checks += [("repeated_ngrams", v, cfg.max_dup_ngram_frac[n], ">") for n, v in m["dup_ngram"].items()]
+    for reason, value, limit, op in checks:
+        if limit is not None and (value < limit if op == "<" else value > limit):
+            return reason, float(value), f"{value:.3g} {op} {limit}"
+    return None
+
+
+def score(m: dict) -> float:
+    """One number for the curriculum: cleaner prose → closer to 1."""
+    dup = max(list(m["dup_ngram"].values()) + [0.0])
+    return float(max(0.0, m["alpha_word_frac"] * (1 - m["dup_line_frac"]) * (1 - min(m["symbol_word_ratio"], 1.0))
+                     * (1 - dup)))
+
+
+def _batch(batch: dict, cfg: dict) -> dict:
+    qcfg = QualityConfig(**cfg)
+    rx = _boilerplate_regex(qcfg)
+    n = len(batch["id"])
+    out = verdicts(n)
+    out["messages"], out["text"] = list(batch["messages"]), list(batch["text"])
+    out["s_quality"], out["s_words"] = [NAN] * n, [NAN] * n
+    for i, t in enumerate(texts(batch)):
+        if len(t) > qcfg.max_chars:
+            out["_drop"][i], out["_score"][i] = "too_long", float(len(t))
+            out["_detail"][i] = f"{len(t)} characters > max_chars={qcfg.max_chars}"
+            continue
+        if rx is not None:
+            lines = [l for l in t.split("\n") if l.strip()]
+            bp = sum(_is_boilerplate(l, rx) for l in lines)
+            frac = bp / max(len(lines), 1)
+            if bp and frac > qcfg.max_boilerplate_line_frac:
+                out["_drop"][i], out["_score"][i] = "boilerplate", frac
+                out["_detail"][i] = f"{bp}/{len(lines)} lines are navigation/template text"
+                continue
+            if bp and qcfg.strip_boilerplate:
+                def strip(s):
+                    kept = [l for l in s.split("\n") if not _is_boilerplate(l, rx)]
+                    new = "\n".join(kept).strip()
+                    return new, ({"boilerplate_lines"} if new != s else set())
+
+                msgs, text, why = rewrite(out["messages"][i], out["text"][i], strip)
+                out["messages"][i], out["text"][i], out["_mod"][i] = msgs, text, ",".join(sorted(why))
+                t = texts({"messages": [msgs], "text": [text]})[0]
+        m = measure(t, qcfg)
+        out["s_quality"][i], out["s_words"][i] = score(m), float(m["words"])
+        v = verdict(m, len(t), qcfg)
+        if v:
+            out["_drop"][i], out["_score"][i], out["_detail"][i] = v
+    return out
+
+
+def fingerprint(cfg: CurationConfig) -> dict:
+    return {"version": VERSION, **asdict(cfg.quality)}
+
+
+def run(ds, cfg: CurationConfig, ctx: Context):
+    out = map_batches(ds, _batch, ctx, "quality", cfg=asdict(cfg.quality))
+    return out, {"histograms": {k: {"column": f"s_{k}", "bins": b} for k, b in HIST_BINS.items()}}

@@ -1,0 +1,149 @@
+"""Stage `relevance`: score every record against the domain seeds; drop those below the threshold.
+
+The threshold is absolute, the top k, or calibrated on a labelled dev set: the lowest score whose
+dev precision reaches `target_precision` (sklearn's precision_recall_curve; the curve is saved).
+The N records nearest the threshold are exported for labelling (active learning); labelled
+exports come back through `feedback`: positives join the seeds, every labelled row the dev set.
+Only records whose role is in `roles` can be dropped; others (general data) are scored and kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+
+from ftx.data.config import SourceConfig
+from ftx.data.curate import scorers
+from ftx.data.curate.config import CurationConfig, RelevanceConfig
+from ftx.data.curate.table import Context, texts, verdicts, with_columns
+from ftx.data.sources import file_sha256, read_source, resolve_path, text_view
+from ftx.errors import DataError
+
+VERSION = "1"
+POSITIVE = {"1", "true", "yes", "relevant", "domain", "in", "pos", "positive"}
+NEGATIVE = {"0", "false", "no", "irrelevant", "off", "off_domain", "out", "neg", "negative"}
+
+
+def _files(cfg: RelevanceConfig) -> dict:
+    return {"seeds": cfg.seeds, "background": cfg.background, "dev": cfg.dev, "feedback": cfg.feedback}
+
+
+def _read(path: str, key: str) -> list[dict]:
+    if not resolve_path(path).is_file():
+        raise DataError(f"{key}: file not found: {resolve_path(path)}")
+    return list(read_source(key, SourceConfig(path=path)))
+
+
+def _label(rec: dict, key: str):
+    v = rec.get("label")
+    if v is None:
+        return None
+    s = str(v).strip().lower()
+    if s in POSITIVE:
+        return 1
+    if s in NEGATIVE:
+        return 0
+    raise DataError(f"{key}: record {rec['id']}: label {v!r} is not a label (use 1/0, true/false, "
+                    "relevant/irrelevant; null = unlabelled)")
+
+
+def load_sets(cfg: RelevanceConfig) -> tuple[list[str], list[str], list[tuple[str, int]]]:
+    """(seed texts, background texts, labelled dev pairs) from the configured files."""
+    seeds, background, dev = [], [], []
+    for i, p in enumerate(cfg.seeds):
+        seeds += [text_view(r["messages"], r["text"]) for r in _read(p, f"curation.relevance.seeds[{i}]")]
+    for i, p in enumerate(cfg.background):
+        background += [text_view(r["messages"], r["text"]) for r in _read(p, f"curation.relevance.background[{i}]")]
+    for name in ("dev", "feedback"):
+        for i, p in enumerate(getattr(cfg, name)):
+            key = f"curation.relevance.{name}[{i}]"
+            for r in _read(p, key):
+                y = _label(r, key)
+                if y is None:
+                    continue
+                t = text_view(r["messages"], r["text"])
+                dev.append((t, y))
+                if name == "feedback" and y == 1:
+                    seeds.append(t)
+    return seeds, background, dev
+
+
+def calibrate(scores: np.ndarray, labels: np.ndarray, target: float) -> tuple[float, dict]:
+    """Lowest threshold whose precision on (scores, labels) is >= target (max recall at that precision)."""
+    from sklearn.metrics import precision_recall_curve
+
+    if labels.sum() == 0 or labels.sum() == len(labels):
+        raise DataError("curation.relevance.dev: the dev set needs both relevant (1) and irrelevant (0) labels "
+                        f"(got {int(labels.sum())} of {len(labels)} relevant)")
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    ok = np.flatnonzero(precision[:-1] >= target)
+    if not len(ok):
+        best = int(np.argmax(precision[:-1]))
+        raise DataError(f"curation.relevance.threshold.target_precision={target} is not reachable on the dev set "
+                        f"(best precision {precision[best]:.3f} at score {thresholds[best]:.3f}); lower the target "
+                        "or add seeds")
+    i = ok[np.argmax(recall[:-1][ok])]
+    curve = {"precision": precision.tolist(), "recall": recall.tolist(), "thresholds": thresholds.tolist()}
+    return float(thresholds[i]), curve
+
+
+def dev_metrics(scores: np.ndarray, labels: np.ndarray, t: float) -> dict:
+    pred = scores >= t
+    tp = int((pred & (labels == 1)).sum())
+    return {"n": int(len(labels)), "relevant": int(labels.sum()), "predicted_relevant": int(pred.sum()),
+            "precision": tp / max(int(pred.sum()), 1), "recall": tp / max(int(labels.sum()), 1)}
+
+
+def fingerprint(cfg: CurationConfig) -> dict:
+    hashes = {k: [file_sha256(resolve_path(p)) if resolve_path(p).is_file() else None for p in v]
+              for k, v in _files(cfg.relevance).items()}
+    return {"version": VERSION, **asdict(cfg.relevance), "file_hashes": hashes}
+
+
+def run(ds, cfg: CurationConfig, ctx: Context):
+    r, t = cfg.relevance, cfg.relevance.threshold
+    seeds, background, dev = load_sets(r)
+    corpus = texts({"messages": ds["messages"], "text": ds["text"]})
+    scorer = scorers.fit(r, seeds, corpus, background)
+    scores = scorer(corpus)
+    applies = np.array([role in r.roles for role in ds["role"]], dtype=bool)
+    art: dict = {"scorer": scorer.describe(), "mode": t.mode}
+    dev_s = scorer([x for x, _ in dev]) if dev else np.zeros(0)
+    dev_y = np.array([y for _, y in dev], dtype=int)
+    if t.mode == "calibrated":
+        threshold, art["pr_curve"] = calibrate(dev_s, dev_y, t.target_precision)
+        art["target_precision"] = t.target_precision
+    elif t.mode == "top_k":
+        cand = np.flatnonzero(applies)
+        order = cand[np.lexsort((cand, -scores[cand]))]
+        threshold = float(scores[order[min(t.top_k, len(order)) - 1]]) if len(order) else 0.0
+    else:
+        threshold = float(t.value)
+    keep = scores >= threshold
+    if t.mode == "top_k":
+        keep = np.zeros(len(scores), dtype=bool)
+        keep[order[:t.top_k]] = True
+    keep |= ~applies
+    art["threshold"] = threshold
+    if len(dev):
+        art["dev"] = dev_metrics(dev_s, dev_y, threshold)
+    out = verdicts(len(scores))
+    out["s_relevance"] = scores.astype(float).tolist()
+    for i in np.flatnonzero(~keep):
+        out["_drop"][i], out["_score"][i] = "off_domain", float(scores[i])
+        out["_detail"][i] = f"relevance {scores[i]:.3f} < {threshold:.3f} ({r.scorer}, {t.mode})"
+    if r.active_learning:
+        cand = np.flatnonzero(applies)
+        near = cand[np.argsort(np.abs(scores[cand] - threshold), kind="stable")[:r.active_learning]]
+        ids, roles, sources = ds["id"], ds["role"], ds["source"]
+        art["active_learning"] = [{"id": ids[i], "source": sources[i], "role": roles[i], "text": corpus[i],
+                                   "score": float(scores[i]), "threshold": threshold, "kept": bool(keep[i]),
+                                   "label": None} for i in near]
+    lo, hi = float(min(scores.min(initial=0.0), 0.0)), float(max(scores.max(initial=1.0), 1.0))
+    art["histograms"] = {"relevance": {"column": "s_relevance", "bins": np.linspace(lo, hi, 31).tolist(),
+                                       "threshold": threshold}}
+    art["applies_to"] = int(applies.sum())
+    json.dumps(art)  # artifacts are cached as JSON: fail here, not in the cache writer
+    return with_columns(ds, out, ctx, "relevance"), art
