@@ -147,6 +147,9 @@ class ThresholdConfig:
     value: float = 0.1
     top_k: Optional[int] = None
     target_precision: float = 0.9
+    confidence: Optional[float] = 0.95
+    """calibrated: require the Wilson lower bound of dev precision (at this one-sided confidence) to reach
+    the target, so held-out data meets it too; null uses the plain dev precision (optimistic)."""
 
 
 @dataclass
@@ -260,3 +263,5 @@ class CurationConfig:
                     "is empty: threshold.mode=calibrated needs a labelled dev set")
             require(0 < t.target_precision <= 1, f"{key}.threshold.target_precision",
                     f"must be in (0, 1], got {t.target_precision}")
+            require(t.confidence is None or 0.5 <= t.confidence < 1, f"{key}.threshold.confidence",
+                    f"must be in [0.5, 1) or null, got {t.confidence}")

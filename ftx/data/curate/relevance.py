@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from typing import Optional
 
 import numpy as np
 
@@ -70,20 +71,38 @@ def load_sets(cfg: RelevanceConfig) -> tuple[list[str], list[str], list[tuple[st
     return seeds, background, dev
 
 
-def calibrate(scores: np.ndarray, labels: np.ndarray, target: float) -> tuple[float, dict]:
-    """Lowest threshold whose precision on (scores, labels) is >= target (max recall at that precision)."""
+def wilson_lower(successes: np.ndarray, n: np.ndarray, confidence: float) -> np.ndarray:
+    """One-sided Wilson score lower bound of a proportion."""
+    from scipy.stats import norm
+
+    z = norm.ppf(confidence)
+    n = np.maximum(n, 1)
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - spread) / (1 + z * z / n)
+
+
+def calibrate(scores: np.ndarray, labels: np.ndarray, target: float,
+              confidence: Optional[float] = None) -> tuple[float, dict]:
+    """Lowest threshold (max recall) whose dev precision — or its Wilson lower bound at `confidence` —
+    reaches the target."""
     from sklearn.metrics import precision_recall_curve
 
     if labels.sum() == 0 or labels.sum() == len(labels):
         raise DataError("curation.relevance.dev: the dev set needs both relevant (1) and irrelevant (0) labels "
                         f"(got {int(labels.sum())} of {len(labels)} relevant)")
     precision, recall, thresholds = precision_recall_curve(labels, scores)
-    ok = np.flatnonzero(precision[:-1] >= target)
+    predicted = np.array([(scores >= t).sum() for t in thresholds])
+    bound = precision[:-1] if confidence is None else \
+        wilson_lower(np.rint(precision[:-1] * predicted), predicted, confidence)
+    ok = np.flatnonzero(bound >= target)
     if not len(ok):
-        best = int(np.argmax(precision[:-1]))
+        best = int(np.argmax(bound))
+        how = "precision" if confidence is None else f"precision lower bound at confidence {confidence}"
         raise DataError(f"curation.relevance.threshold.target_precision={target} is not reachable on the dev set "
-                        f"(best precision {precision[best]:.3f} at score {thresholds[best]:.3f}); lower the target "
-                        "or add seeds")
+                        f"({len(labels)} labelled; best {how} {bound[best]:.3f} at score {thresholds[best]:.3f}); "
+                        "lower the target or threshold.confidence, or label more dev records")
     i = ok[np.argmax(recall[:-1][ok])]
     curve = {"precision": precision.tolist(), "recall": recall.tolist(), "thresholds": thresholds.tolist()}
     return float(thresholds[i]), curve
@@ -113,8 +132,8 @@ def run(ds, cfg: CurationConfig, ctx: Context):
     dev_s = scorer([x for x, _ in dev]) if dev else np.zeros(0)
     dev_y = np.array([y for _, y in dev], dtype=int)
     if t.mode == "calibrated":
-        threshold, art["pr_curve"] = calibrate(dev_s, dev_y, t.target_precision)
-        art["target_precision"] = t.target_precision
+        threshold, art["pr_curve"] = calibrate(dev_s, dev_y, t.target_precision, t.confidence)
+        art["target_precision"], art["confidence"] = t.target_precision, t.confidence
     elif t.mode == "top_k":
         cand = np.flatnonzero(applies)
         order = cand[np.lexsort((cand, -scores[cand]))]
