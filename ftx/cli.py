@@ -142,6 +142,9 @@ def _task(cfg):
 
     from ftx.train import run
 
+    # Build-time probes (setuptools' compiler checks run by deepspeed's op builder) log at INFO.
+    for noisy in ("compilers", "distutils", "DeepSpeed"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return run(cfg)
     except FtxError as e:
