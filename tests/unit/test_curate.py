@@ -94,9 +94,15 @@ def test_quality_drops_boilerplate_and_junk_but_keeps_code_and_lists():
         rec("nav", "Home | About | Contact | Blog\nSkip to content\n© 2024 Example Inc. All rights reserved.\nPrivacy Policy"),
         rec("mixed", "Skip to content\nThe Vary header lists request headers that select a cached variant.\n"
                      "Caches store one response per variant.\nShare on Facebook"),
+        rec("banner", "This website uses cookies. We use cookies to personalise content and to analyse our traffic. "
+                      "By clicking Accept all you consent to our use of cookies. Accept all | Reject all | Settings."),
+        rec("cookies", "The server sets cookies with Set-Cookie, and we use cookies to keep the session id between "
+                       "requests. Share on: Twitter | Email."),
+        rec("table", "Common codes:\n| Code | Meaning |\n|---|---|\n| 200 | OK |\n| 404 | Not Found |"),
         rec("short", "Yes."),
         rec("symbols", "#http #web #cache #headers #status #codes #rest #api #json #server #client"),
-        rec("numbers", "200 201 204 301 302 304 400 401 403 404 500 502 503 about codes"),
+        rec("junk", "What is HTTP? ==== >>> ||| *** ~~~ <<< ==== $$$ %%% &&& !!! ??? ==== >>>"),
+        rec("maths", "What is 7 factorial? 7 factorial is 5,040. It is 7 × 6 × 5 × 4 × 3 × 2 × 1."),
         rec("repeat", "\n".join(["Buy cheap HTTP hosting now", "Buy cheap HTTP hosting now",
                                  "Buy cheap HTTP hosting now", "HTTP servers answer requests"])),
         rec("ngram", " ".join(["the cache key is the url"] * 12)),
@@ -107,14 +113,14 @@ def test_quality_drops_boilerplate_and_junk_but_keeps_code_and_lists():
     ]
     res, ledger = curate(records, config("quality"))
     d = drops(ledger, "quality")
-    assert d["nav"]["reason"] == "boilerplate"
+    assert d["nav"]["reason"] == d["banner"]["reason"] == "boilerplate"
     assert d["short"]["reason"] == "too_short"
     assert d["symbols"]["reason"] == "symbol_word_ratio"
-    assert d["numbers"]["reason"] == "alpha_word_frac"
+    assert d["junk"]["reason"] == "alnum_word_frac"
     assert d["repeat"]["reason"] == "repeated_lines"
     assert d["ngram"]["reason"] == "repeated_ngrams"
     kept = {r["id"]: r for r in res.kept}
-    assert set(kept) == {"mixed", "code", "list", "ok"}
+    assert set(kept) == {"mixed", "code", "list", "ok", "maths", "cookies", "table"}
     assert kept["mixed"]["text"] == ("The Vary header lists request headers that select a cached variant.\n"
                                      "Caches store one response per variant.")
     assert kept["code"]["text"] == code  # fenced code is exempt from the symbol check
@@ -158,6 +164,7 @@ def test_pii_masks_personal_data_and_secrets_and_leaves_technical_text_alone():
         rec("email", "Write to jane.doe+http@mail-server.co.uk for access to the HTTP API docs."),
         rec("phone", "Call +1 415-555-0199 or (415) 555-0142 or 020 7946 0958 for support."),
         rec("ip", "The client 8.8.4.4 and 2001:4860:4860::8888 hit the proxy at 10.0.0.5 and 127.0.0.1."),
+        rec("docs", "Requests came from 203.0.113.77 via 192.168.1.20 and fe80::1."),
         rec("keys", "Use sk-proj-abcdefghijklmnop1234 or AKIAIOSFODNN7EXAMPLE; api_key=Zx81kLmn0pQr22Ab."),
         rec("bearer", "Send Authorization: Bearer eyJhbGciOi.eyJzdWIiOiIx.SflKxwRJSMeKKF2Q in the request."),
         rec("tech", "HTTP/1.1 200 OK on port 8080 at 12:30:45 on 2024-01-15, version 1.2.3, codes 404 500 502."),
@@ -168,15 +175,16 @@ def test_pii_masks_personal_data_and_secrets_and_leaves_technical_text_alone():
     assert k["email"]["text"] == "Write to <EMAIL> for access to the HTTP API docs."
     assert k["phone"]["text"] == "Call <PHONE> or <PHONE> or <PHONE> for support."
     assert k["ip"]["text"] == "The client <IP> and <IP> hit the proxy at 10.0.0.5 and 127.0.0.1."
+    assert k["docs"]["text"] == "Requests came from <IP> via 192.168.1.20 and fe80::1."
     assert k["keys"]["text"] == "Use <API_KEY> or <API_KEY>; api_key=<API_KEY>."
     assert "Bearer <API_KEY>" in k["bearer"]["text"] and "eyJ" not in k["bearer"]["text"]
-    assert k["tech"]["text"] == records[5]["text"]
+    assert k["tech"]["text"] == records[6]["text"]
     assert k["chat"]["messages"][0]["content"] == "My mail is <EMAIL>"
     assert k["chat"]["messages"][1]["content"] == "Thanks, we will call <PHONE>."
     mods = ledger.summary()[0]["modified_by_reason"]
-    assert mods == {"pii_email": 2, "pii_phone": 2, "pii_ip": 1, "pii_api_key": 2}
+    assert mods == {"pii_email": 2, "pii_phone": 2, "pii_ip": 2, "pii_api_key": 2}
     assert ledger.summary()[0]["dropped"] == 0
-    res2, _ = curate(records, config("pii", pii={"allow_email_domains": ["example.net"], "public_ips_only": False}))
+    res2, _ = curate(records, config("pii", pii={"allow_email_domains": ["example.net"], "mask_local_ips": True}))
     k2 = {r["id"]: r for r in res2.kept}
     assert k2["chat"]["messages"][0]["content"] == "My mail is bob@example.net"
     assert k2["ip"]["text"] == "The client <IP> and <IP> hit the proxy at <IP> and <IP>."

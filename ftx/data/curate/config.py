@@ -10,19 +10,20 @@ from ftx.errors import require
 STAGES = ("normalize", "quality", "language", "pii", "blocklist", "exact_dedup", "near_dedup", "relevance")
 ROLES = ("domain", "general", "synthetic")
 
-# Navigation / template lines seen on scraped pages; matched against a whole (short) line.
+# Navigation / template text of scraped pages, matched against whole sentences or lines (case-insensitive).
 BOILERPLATE = [
-    r"(home|about( us)?|contact( us)?|blog|faq|help|search|menu|login|log in|sign in|sign up|register)"
-    r"(\s*[|»>/·•-]\s*(home|about( us)?|contact( us)?|blog|faq|help|search|menu|login|log in|sign in|sign up|register))+",
-    r"skip to (main )?content",
-    r"(accept|allow) (all )?cookies?.*|.*(we|this site) uses? cookies.*",
-    r"(©|\(c\)|copyright)\s*(\d{4})?.*|all rights reserved\.?",
-    r"(privacy policy|terms (of (use|service))?|cookie policy)(\s*[|·•-]\s*(privacy policy|terms (of (use|service))?|cookie policy))*",
-    r"(share|tweet|follow us)( (on|this))?( (facebook|twitter|linkedin|x))*[.!]?",
-    r"(click here|read more|continue reading|back to top|next page|previous page)\W*",
-    r"subscribe( to our newsletter)?.*",
-    r"lorem ipsum.*",
-    r"(please )?enable javascript.*|javascript is (disabled|required).*",
+    r"(?!\|)(?:[^|·•»\n]{1,40}\s[|·•»]\s){1,}[^|·•»\n]{1,40}",           # menus: Home | Docs | Blog
+    r"skip to (main )?content\W*|back to top\W*|(previous|next) (page|post|article)\W*",
+    r"(this (web)?site|we) uses? cookies( to (improve|personali[sz]e|enhance|analy[sz]e|provide|give|ensure)\b.*)?",
+    r"by (clicking|continuing|using)\b.*\b(agree|consent|accept)\b.*|.*\bour use of cookies\b.*",
+    r"we value your privacy\W*|(accept|allow|reject) all( cookies)?\W*|(manage|cookie) (preferences|settings)\W*",
+    r"(©|\(c\)|copyright)\s*\d{4}.*|.*\ball rights reserved\W*",
+    r"(privacy policy|terms (of (use|service))?|cookie policy|imprint)\W*",
+    r"(share|follow us)( on)?\W*((twitter|facebook|linkedin|email|x|instagram)\W*)+|was this (page|article) helpful\W*",
+    r".*\b(subscribe (to our newsletter|now)|sign up (now|today)|don'?t miss out|click here to)\b.*",
+    r"[\W\s]*(subscribe|sign up|buy now)([\W\s]+(subscribe|sign up|buy now))*[\W\s]*",
+    r"(read more|continue reading|click here)\W*|related (posts|articles)\W*.*",
+    r"lorem ipsum.*|(please )?enable javascript.*|javascript is (disabled|required).*",
 ]
 
 
@@ -52,8 +53,9 @@ class QualityConfig:
     max_mean_word_length: Optional[float] = 12.0
     max_symbol_word_ratio: Optional[float] = 0.1
     """('#' + '...' count) / words, outside code blocks and markdown headers."""
-    min_alpha_word_frac: Optional[float] = 0.6
-    """Share of words holding a letter (Gopher: 0.8; lower keeps numbers-heavy technical text)."""
+    min_alnum_word_frac: Optional[float] = 0.7
+    """Share of words holding a letter or digit. (Gopher asks 80% with a letter, which drops arithmetic and
+    status-code tables; symbol junk such as '>>> ||| ===' is what this catches.)"""
     max_bullet_line_frac: Optional[float] = 0.9
     max_ellipsis_line_frac: Optional[float] = 0.3
     max_dup_line_frac: Optional[float] = 0.3
@@ -66,11 +68,11 @@ class QualityConfig:
     ngram_min_words: int = 50
     """The n-gram checks only run on texts at least this long (short texts repeat trivially)."""
     boilerplate_patterns: List[str] = field(default_factory=lambda: list(BOILERPLATE))
-    """Regexes matched (case-insensitively) against whole lines of at most 12 words."""
+    """Regexes matched (case-insensitively) against whole sentences and lines of at most 40 words."""
     strip_boilerplate: bool = True
-    """Remove matching lines (counted as modified) and keep the rest of the record."""
-    max_boilerplate_line_frac: float = 0.5
-    """Drop the record as boilerplate when more of its lines than this match."""
+    """Remove lines made only of boilerplate (counted as modified) and keep the rest of the record."""
+    max_boilerplate_frac: float = 0.5
+    """Drop the record as boilerplate when more of its characters than this are boilerplate sentences."""
     exempt_code_blocks: bool = True
     """Fenced ``` blocks and indented code are exempt from the symbol and letter checks."""
 
@@ -95,8 +97,9 @@ class PiiConfig:
     phone: bool = True
     ip: bool = True
     api_key: bool = True
-    public_ips_only: bool = True
-    """Leave private, loopback and documentation addresses (10.x, 127.0.0.1, 192.0.2.x…) alone."""
+    mask_local_ips: bool = False
+    """Also mask LAN and host addresses (10.x, 192.168.x, 127.0.0.1, fe80::, ::1), which identify nobody
+    outside a network and are common in technical text. Public and documentation ranges are always masked."""
     allow_email_domains: List[str] = field(default_factory=list)
     """E-mail domains left unmasked (e.g. example.com in documentation)."""
     placeholder: str = "<{kind}>"
@@ -126,10 +129,10 @@ class NearDedupConfig:
 
     shingle: int = 5
     """Shingle size, in `unit`s."""
-    unit: str = "word"
-    """word | char."""
+    unit: str = "char"
+    """char (robust to light rewording of short texts) | word (cheaper on long documents)."""
     num_perm: int = 128
-    threshold: float = 0.7
+    threshold: float = 0.5
     """Estimated Jaccard similarity above which two records are near-duplicates."""
     seed: int = 1
     keep: str = "first"
@@ -218,8 +221,8 @@ class CurationConfig:
         require(0 <= q.min_words <= q.max_words, "curation.quality.min_words",
                 f"must be in [0, max_words={q.max_words}], got {q.min_words}")
         require(q.max_chars > 0, "curation.quality.max_chars", f"must be > 0, got {q.max_chars}")
-        require(0 < q.max_boilerplate_line_frac <= 1, "curation.quality.max_boilerplate_line_frac",
-                f"must be in (0, 1], got {q.max_boilerplate_line_frac}")
+        require(0 < q.max_boilerplate_frac <= 1, "curation.quality.max_boilerplate_frac",
+                f"must be in (0, 1], got {q.max_boilerplate_frac}")
         for name, table in (("max_top_ngram_frac", q.max_top_ngram_frac), ("max_dup_ngram_frac", q.max_dup_ngram_frac)):
             for n, v in table.items():
                 require(int(n) >= 1 and 0 < v <= 1, f"curation.quality.{name}",

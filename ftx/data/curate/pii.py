@@ -2,7 +2,8 @@
 
 Masking rewrites text (and every chat message) in place: records are kept and counted as modified
 under the kind of data masked. Patterns are deliberately conservative so technical text survives:
-IPs are validated with `ipaddress` (private/loopback/documentation ranges are left alone by default),
+IPs are validated with `ipaddress` (LAN and loopback addresses are left alone by default; public and
+documentation ranges are masked),
 phone numbers need a phone-like shape and 9–15 digits (so dates, versions, ports and number lists
 pass), and secrets are recognised by well-known prefixes or a `key=…`/`Bearer …` assignment.
 """
@@ -38,12 +39,17 @@ ASSIGNED = re.compile(r"(?i)(\b(?:api[_-]?key|apikey|secret|access[_-]?token|aut
                       r"[\"']?\s*[:=]\s*[\"']?|\bBearer\s+)([A-Za-z0-9_\-./+=]{11,}[A-Za-z0-9_\-/+=])")
 
 
-def _ip_ok_to_mask(s: str, public_only: bool) -> bool:
+LOCAL_NETS = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")]
+
+
+def _ip_ok_to_mask(s: str, mask_local: bool) -> bool:
     try:
         ip = ipaddress.ip_address(s)
     except ValueError:
         return False
-    return ip.is_global or not public_only
+    local = ip.is_loopback or ip.is_link_local or ip.is_unspecified or any(ip in n for n in LOCAL_NETS
+                                                                           if n.version == ip.version)
+    return mask_local or not local
 
 
 def _digits(s: str) -> int:
@@ -65,9 +71,9 @@ def mask(text: str, cfg: PiiConfig) -> tuple[str, set]:
     if cfg.email:
         text = EMAIL.sub(lambda m: m.group(0) if m.group(1).lower() in allowed else tag("EMAIL"), text)
     if cfg.ip:
-        text = IPV4.sub(lambda m: tag("IP") if _ip_ok_to_mask(m.group(0), cfg.public_ips_only) else m.group(0), text)
+        text = IPV4.sub(lambda m: tag("IP") if _ip_ok_to_mask(m.group(0), cfg.mask_local_ips) else m.group(0), text)
         text = IPV6.sub(lambda m: tag("IP") if m.group(0).count(":") >= 2 and
-                        _ip_ok_to_mask(m.group(0), cfg.public_ips_only) else m.group(0), text)
+                        _ip_ok_to_mask(m.group(0), cfg.mask_local_ips) else m.group(0), text)
     if cfg.phone:
         text = PHONE.sub(lambda m: tag("PHONE") if 9 <= _digits(m.group(0)) <= 15 else m.group(0), text)
     return text, {f"pii_{w}" for w in why}

@@ -64,16 +64,26 @@ class Result:
 
 
 def _histograms(out, specs: dict, dropped: np.ndarray) -> dict:
-    """Bin a stage's score columns, kept and dropped apart, so the report can plot them (and cache them)."""
+    """Bin a stage's score columns, kept and dropped apart, so the report can plot them (and cache them).
+
+    A spec is {column, bins | log_bins, threshold?}; a stage may also hand in finished counts.
+    """
     hists = {}
     for name, spec in specs.items():
+        if "kept" in spec:
+            hists[name] = spec
+            continue
         if spec["column"] not in out.column_names:
             continue
         vals = np.asarray(out[spec["column"]], dtype=float)
         ok = ~np.isnan(vals)
-        bins = np.asarray(spec["bins"], dtype=float)
+        if spec.get("log_bins"):
+            top = max(float(vals[ok].max()) if ok.any() else 1.0, 10.0)
+            bins = np.unique(np.round(np.logspace(0, np.log10(top + 1), 25)))
+        else:
+            bins = np.asarray(spec["bins"], dtype=float)
         clipped = np.clip(vals, bins[0], bins[-1])
-        hists[name] = {"bins": bins.tolist(),
+        hists[name] = {"bins": bins.tolist(), "log": bool(spec.get("log_bins")),
                        "kept": np.histogram(clipped[ok & ~dropped], bins)[0].tolist(),
                        "dropped": np.histogram(clipped[ok & dropped], bins)[0].tolist()}
         if "threshold" in spec:

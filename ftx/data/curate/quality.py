@@ -1,7 +1,8 @@
 """Stage `quality`: structure and boilerplate filters (Gopher-style heuristics, Rae et al. 2021).
 
-Navigation/template lines are stripped (modified) or, when they dominate, the record is dropped as
-boilerplate. Then length, mean word length, symbol-to-word ratio, letter share, bullet/ellipsis
+Navigation/template sentences (menus, cookie banners, share/subscribe calls, copyright lines) are
+found sentence by sentence; lines made only of them are stripped (modified) or, when they make up
+most of the text, the record is dropped as boilerplate. Then length, mean word length, symbol-to-word ratio, letter share, bullet/ellipsis
 lines, repeated lines and repeated n-grams are checked; the first failing check names the drop.
 Code blocks and markdown headers are exempt from the symbol and letter checks, so technical text
 with code and lists survives. Every kept record gets `scores.quality` in [0, 1] and `scores.words`.
@@ -23,8 +24,10 @@ VERSION = "1"
 WORD = re.compile(r"\w+")
 HEADER = re.compile(r"^\s{0,3}#{1,6}\s")
 BULLET = re.compile(r"^\s*([•‣◦▪*-]|\d+[.)])\s")
-MAX_BOILERPLATE_WORDS = 12
-HIST_BINS = {"quality": np.linspace(0, 1, 21).tolist(), "words": [0, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 1e9]}
+MAX_BOILERPLATE_WORDS = 40
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+HISTOGRAMS = {"quality": {"column": "s_quality", "bins": np.linspace(0, 1, 21).tolist()},
+              "words": {"column": "s_words", "log_bins": True}}
 
 
 def _boilerplate_regex(cfg: QualityConfig) -> Optional[re.Pattern]:
@@ -33,9 +36,22 @@ def _boilerplate_regex(cfg: QualityConfig) -> Optional[re.Pattern]:
     return re.compile("|".join(f"(?:{p})" for p in cfg.boilerplate_patterns), re.IGNORECASE)
 
 
-def _is_boilerplate(line: str, rx) -> bool:
-    s = line.strip()
+def _is_boilerplate(segment: str, rx) -> bool:
+    s = segment.strip()
     return bool(s) and len(s.split()) <= MAX_BOILERPLATE_WORDS and rx.fullmatch(s) is not None
+
+
+def boilerplate(text: str, rx) -> tuple[float, list[bool]]:
+    """(share of characters in boilerplate sentences, per line: is it all boilerplate)."""
+    total = bp = 0
+    line_flags = []
+    for line in text.split("\n"):
+        segs = [s for s in SENTENCE_END.split(line.strip()) if s.strip()]
+        flags = [_is_boilerplate(s, rx) for s in segs]
+        total += sum(len(s) for s in segs)
+        bp += sum(len(s) for s, f in zip(segs, flags) if f)
+        line_flags.append(bool(segs) and all(flags))
+    return bp / max(total, 1), line_flags
 
 
 def ngram_fracs(tokens: list[str], n: int) -> tuple[float, float]:
@@ -67,7 +83,7 @@ def measure(text: str, cfg: QualityConfig) -> dict:
         "words": len(words),
         "mean_word_length": float(np.mean([len(w) for w in words])) if words else 0.0,
         "symbol_word_ratio": symbols / max(len(pwords), 1),
-        "alpha_word_frac": (sum(any(c.isalpha() for c in w) for w in pwords) / len(pwords)) if pwords else 1.0,
+        "alnum_word_frac": (sum(any(c.isalnum() for c in w) for w in pwords) / len(pwords)) if pwords else 1.0,
         "bullet_line_frac": sum(bool(BULLET.match(l)) for l in lines) / n_lines,
         "ellipsis_line_frac": sum(l.rstrip().endswith(("...", "…")) for l in lines) / n_lines,
         "dup_line_frac": (len(lines) - len(set(l.strip() for l in lines))) / n_lines,
@@ -90,7 +106,7 @@ def verdict(m: dict, chars: int, cfg: QualityConfig) -> Optional[tuple[str, floa
         ("mean_word_length", m["mean_word_length"], cfg.min_mean_word_length, "<"),
         ("mean_word_length", m["mean_word_length"], cfg.max_mean_word_length, ">"),
         ("symbol_word_ratio", m["symbol_word_ratio"], cfg.max_symbol_word_ratio, ">"),
-        ("alpha_word_frac", m["alpha_word_frac"], cfg.min_alpha_word_frac, "<"),
+        ("alnum_word_frac", m["alnum_word_frac"], cfg.min_alnum_word_frac, "<"),
         ("bullet_lines", m["bullet_line_frac"], cfg.max_bullet_line_frac, ">"),
         ("ellipsis_lines", m["ellipsis_line_frac"], cfg.max_ellipsis_line_frac, ">"),
         ("repeated_lines", m["dup_line_frac"], cfg.max_dup_line_frac, ">"),
@@ -106,7 +122,7 @@ def verdict(m: dict, chars: int, cfg: QualityConfig) -> Optional[tuple[str, floa
 def score(m: dict) -> float:
     """One number for the curriculum: cleaner prose → closer to 1."""
     dup = max(list(m["dup_ngram"].values()) + [0.0])
-    return float(max(0.0, m["alpha_word_frac"] * (1 - m["dup_line_frac"]) * (1 - min(m["symbol_word_ratio"], 1.0))
+    return float(max(0.0, m["alnum_word_frac"] * (1 - m["dup_line_frac"]) * (1 - min(m["symbol_word_ratio"], 1.0))
                      * (1 - dup)))
 
 
@@ -123,17 +139,15 @@ def _batch(batch: dict, cfg: dict) -> dict:
             out["_detail"][i] = f"{len(t)} characters > max_chars={qcfg.max_chars}"
             continue
         if rx is not None:
-            lines = [l for l in t.split("\n") if l.strip()]
-            bp = sum(_is_boilerplate(l, rx) for l in lines)
-            frac = bp / max(len(lines), 1)
-            if bp and frac > qcfg.max_boilerplate_line_frac:
+            frac, _ = boilerplate(t, rx)
+            if frac > qcfg.max_boilerplate_frac:
                 out["_drop"][i], out["_score"][i] = "boilerplate", frac
-                out["_detail"][i] = f"{bp}/{len(lines)} lines are navigation/template text"
+                out["_detail"][i] = f"{frac:.0%} of the text is navigation/template text"
                 continue
-            if bp and qcfg.strip_boilerplate:
+            if frac and qcfg.strip_boilerplate:
                 def strip(s):
-                    kept = [l for l in s.split("\n") if not _is_boilerplate(l, rx)]
-                    new = "\n".join(kept).strip()
+                    flags = boilerplate(s, rx)[1]
+                    new = "\n".join(l for l, f in zip(s.split("\n"), flags) if not f).strip()
                     return new, ({"boilerplate_lines"} if new != s else set())
 
                 msgs, text, why = rewrite(out["messages"][i], out["text"][i], strip)
@@ -153,4 +167,4 @@ def fingerprint(cfg: CurationConfig) -> dict:
 
 def run(ds, cfg: CurationConfig, ctx: Context):
     out = map_batches(ds, _batch, ctx, "quality", cfg=asdict(cfg.quality))
-    return out, {"histograms": {k: {"column": f"s_{k}", "bins": b} for k, b in HIST_BINS.items()}}
+    return out, {"histograms": HISTOGRAMS}

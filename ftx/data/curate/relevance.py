@@ -161,8 +161,12 @@ def run(ds, cfg: CurationConfig, ctx: Context):
                                    "score": float(scores[i]), "threshold": threshold, "kept": bool(keep[i]),
                                    "label": None} for i in near]
     lo, hi = float(min(scores.min(initial=0.0), 0.0)), float(max(scores.max(initial=1.0), 1.0))
-    art["histograms"] = {"relevance": {"column": "s_relevance", "bins": np.linspace(lo, hi, 31).tolist(),
-                                       "threshold": threshold}}
+    bins = np.linspace(lo, hi, 31)
+    art["histograms"] = {"relevance": {
+        "bins": bins.tolist(), "threshold": threshold,
+        "kept": np.histogram(scores[keep & applies], bins)[0].tolist(),
+        "dropped": np.histogram(scores[~keep], bins)[0].tolist(),
+        "exempt": np.histogram(scores[~applies], bins)[0].tolist()}}
     art["applies_to"] = int(applies.sum())
     json.dumps(art)  # artifacts are cached as JSON: fail here, not in the cache writer
     return with_columns(ds, out, ctx, "relevance"), art

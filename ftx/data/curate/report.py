@@ -23,15 +23,17 @@ def _plot_hist(name: str, h: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     bins = np.asarray(h["bins"], dtype=float)
-    log_x = bins[-1] > 1000  # word counts span orders of magnitude
-    left = np.maximum(bins[:-1], 1) if log_x else bins[:-1]
-    widths = (np.maximum(bins[1:], 2) - left) if log_x else np.diff(bins)
+    left, widths = bins[:-1], np.diff(bins)
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.bar(left, h["kept"], width=widths, align="edge", label="kept", color="#4c72b0")
-    ax.bar(left, h["dropped"], width=widths, align="edge", bottom=h["kept"], label="dropped", color="#dd8452")
+    bottom = np.zeros(len(left))
+    for series, colour, label in (("kept", "#4c72b0", "kept"), ("dropped", "#dd8452", "dropped"),
+                                  ("exempt", "#aaaaaa", "kept (role not filtered)")):
+        if series in h and sum(h[series]):
+            ax.bar(left, h[series], width=widths, align="edge", bottom=bottom, label=label, color=colour)
+            bottom += np.asarray(h[series])
     if "threshold" in h:
         ax.axvline(h["threshold"], color="black", linestyle="--", label=f"threshold {h['threshold']:.3f}")
-    if log_x:
+    if h.get("log"):
         ax.set_xscale("log")
     ax.set_xlabel(name)
     ax.set_ylabel("records")

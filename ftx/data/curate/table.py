@@ -131,13 +131,13 @@ FENCE = re.compile(r"^\s*(```|~~~)")
 
 
 def prose_lines(text: str) -> list[str]:
-    """Lines outside fenced code blocks and 4-space indented code."""
+    """Lines outside fenced code blocks, 4-space indented code and markdown table rows."""
     out, in_code = [], False
     for line in text.split("\n"):
         if FENCE.match(line):
             in_code = not in_code
             continue
-        if in_code or line.startswith(("    ", "\t")):
+        if in_code or line.startswith(("    ", "\t")) or line.lstrip().startswith("|"):
             continue
         out.append(line)
     return out
