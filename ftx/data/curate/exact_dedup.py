@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict
 
 from ftx.data.curate.config import CurationConfig
-from ftx.data.curate.table import Context, map_batches, texts, verdicts, with_columns
+from ftx.data.curate.table import Context, column, map_batches, texts, verdicts, with_columns
 
 VERSION = "1"
 PUNCT = re.compile(r"[^\w\s]")
@@ -37,7 +37,7 @@ def fingerprint(cfg: CurationConfig) -> dict:
 def run(ds, cfg: CurationConfig, ctx: Context):
     c = cfg.exact_dedup
     keyed = map_batches(ds, _keys, ctx, "exact_dedup", lowercase=c.lowercase, ignore_punctuation=c.ignore_punctuation)
-    keys, ids, clusters = keyed["_key"], keyed["id"], keyed["cluster"]
+    keys, ids, clusters = column(keyed, "_key"), column(keyed, "id"), column(keyed, "cluster")
     out = verdicts(len(keys))
     first: dict[str, str] = {}
     for i, k in enumerate(keys):

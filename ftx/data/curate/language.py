@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 
 from ftx.data.curate.config import CurationConfig
-from ftx.data.curate.table import NAN, Context, map_batches, prose_lines, texts, verdicts
+from ftx.data.curate.table import NAN, Context, column, map_batches, prose_lines, texts, verdicts
 
 VERSION = "1"
 
@@ -56,7 +56,7 @@ def run(ds, cfg: CurationConfig, ctx: Context):
     c = cfg.language
     out = map_batches(ds, _batch, ctx, "language", keep=list(c.keep), min_confidence=c.min_confidence,
                       min_chars=c.min_chars)
-    langs = dict(sorted(zip(*np.unique(np.array(out["lang"], dtype=object).astype(str), return_counts=True)),
+    langs = dict(sorted(zip(*np.unique(np.array(column(out, "lang"), dtype=object).astype(str), return_counts=True)),
                         key=lambda kv: -kv[1]))
     out = out.remove_columns("lang")
     return out, {"languages": {k: int(v) for k, v in langs.items()},

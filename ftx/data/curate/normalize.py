@@ -20,16 +20,12 @@ VERSION = "1"
 _FTFY = ftfy.TextFixerConfig(unescape_html=False, remove_terminal_escapes=False, fix_latin_ligatures=False,
                              fix_character_width=False, uncurl_quotes=False, fix_line_breaks=False,
                              remove_control_chars=False, normalization=None, explain=False)
-_INVISIBLE = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"}
+# C0/C1 controls except tab and newline (\r is handled with line breaks), and invisible format characters.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
 _RUNS = re.compile(r"(?<=\S)[ ]{2,}")
 _TRAILING = re.compile(r"[ \t]+$", re.MULTILINE)
 _BLANKS = re.compile(r"\n{3,}")
-
-
-def _control(ch: str) -> bool:
-    cat = unicodedata.category(ch)
-    return (cat == "Cc" and ch not in "\n\t") or ch in _INVISIBLE
 
 
 def _whitespace(t: str) -> str:
@@ -42,18 +38,18 @@ def _whitespace(t: str) -> str:
 
 def fix_text(t: str, cfg: NormalizeConfig) -> tuple[str, set]:
     why = set()
-    if cfg.fix_mojibake:
+    if cfg.fix_mojibake and not t.isascii():  # mojibake needs non-ASCII characters
         new = ftfy.fix_text(t, _FTFY)
         if new != t:
             why.add("mojibake")
             t = new
-    if cfg.nfc:
+    if cfg.nfc and not unicodedata.is_normalized("NFC", t):
         new = unicodedata.normalize("NFC", t)
         if new != t:
             why.add("nfc")
             t = new
-    if cfg.control_chars and any(_control(c) for c in t):
-        t = "".join(c for c in t if not _control(c))
+    if cfg.control_chars and _CONTROL.search(t):
+        t = _CONTROL.sub("", t)
         why.add("control_chars")
     if cfg.whitespace:
         new = _whitespace(t)

@@ -52,6 +52,9 @@ def _ip_ok_to_mask(s: str, mask_local: bool) -> bool:
     return mask_local or not local
 
 
+_NO_DIGITS = str.maketrans("", "", "0123456789")
+
+
 def _digits(s: str) -> int:
     return sum(c.isdigit() for c in s)
 
@@ -64,17 +67,20 @@ def mask(text: str, cfg: PiiConfig) -> tuple[str, set]:
         return cfg.placeholder.format(kind=kind)
 
     allowed = {d.lower() for d in cfg.allow_email_domains}
+    # Cheap character tests first: most records hold no candidate at all.
+    digits = len(text) - len(text.translate(_NO_DIGITS))
     if cfg.api_key:
         text = SECRET.sub(lambda m: tag("API_KEY"), text)
         text = ASSIGNED.sub(lambda m: m.group(1) + (tag("API_KEY") if _digits(m.group(2)) and
                                                       any(c.isalpha() for c in m.group(2)) else m.group(2)), text)
-    if cfg.email:
+    if cfg.email and "@" in text:
         text = EMAIL.sub(lambda m: m.group(0) if m.group(1).lower() in allowed else tag("EMAIL"), text)
-    if cfg.ip:
+    if cfg.ip and digits >= 4:
         text = IPV4.sub(lambda m: tag("IP") if _ip_ok_to_mask(m.group(0), cfg.mask_local_ips) else m.group(0), text)
-        text = IPV6.sub(lambda m: tag("IP") if m.group(0).count(":") >= 2 and
-                        _ip_ok_to_mask(m.group(0), cfg.mask_local_ips) else m.group(0), text)
-    if cfg.phone:
+        if text.count(":") >= 2:
+            text = IPV6.sub(lambda m: tag("IP") if m.group(0).count(":") >= 2 and
+                            _ip_ok_to_mask(m.group(0), cfg.mask_local_ips) else m.group(0), text)
+    if cfg.phone and digits >= 9:
         text = PHONE.sub(lambda m: tag("PHONE") if 9 <= _digits(m.group(0)) <= 15 else m.group(0), text)
     return text, {f"pii_{w}" for w in why}
 

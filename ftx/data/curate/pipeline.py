@@ -24,7 +24,7 @@ import numpy as np
 
 from ftx.data.curate import cache as cache_mod
 from ftx.data.curate.config import CurationConfig
-from ftx.data.curate.table import VERDICT, Context, iter_records, row_to_record, to_dataset
+from ftx.data.curate.table import VERDICT, Context, column, iter_records, row_to_record, to_dataset
 from ftx.data.ledger import Ledger
 from ftx.data.sources import text_view
 from ftx.errors import DataError
@@ -75,7 +75,7 @@ def _histograms(out, specs: dict, dropped: np.ndarray) -> dict:
             continue
         if spec["column"] not in out.column_names:
             continue
-        vals = np.asarray(out[spec["column"]], dtype=float)
+        vals = np.asarray(column(out, spec["column"]), dtype=float)
         ok = ~np.isnan(vals)
         if spec.get("log_bins"):
             top = max(float(vals[ok].max()) if ok.any() else 1.0, 10.0)
@@ -94,11 +94,11 @@ def _histograms(out, specs: dict, dropped: np.ndarray) -> dict:
 def _execute(name: str, module, ds, cfg: CurationConfig, ctx: Context) -> cache_mod.Entry:
     t0 = time.perf_counter()
     out, artifacts = module.run(ds, cfg, ctx)
-    reasons = np.asarray(out["_drop"], dtype=object)
+    reasons = np.asarray(column(out, "_drop"), dtype=object)
     dropped = reasons != ""
     artifacts["histograms"] = _histograms(out, artifacts.get("histograms", {}), dropped)
     kept = out.select(np.flatnonzero(~dropped)).remove_columns(list(VERDICT))
-    mods = Counter(r for m in np.asarray(out["_mod"], dtype=object)[~dropped] if m for r in m.split(","))
+    mods = Counter(r for m in np.asarray(column(out, "_mod"), dtype=object)[~dropped] if m for r in m.split(","))
     drops = []
     idx = np.flatnonzero(dropped)
     if len(idx):

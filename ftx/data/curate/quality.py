@@ -22,6 +22,7 @@ from ftx.data.curate.table import NAN, Context, map_batches, prose_lines, rewrit
 
 VERSION = "1"
 WORD = re.compile(r"\w+")
+ALNUM = re.compile(r"[^\W_]")
 HEADER = re.compile(r"^\s{0,3}#{1,6}\s")
 BULLET = re.compile(r"^\s*([•‣◦▪*-]|\d+[.)])\s")
 MAX_BOILERPLATE_WORDS = 40
@@ -54,21 +55,29 @@ def boilerplate(text: str, rx) -> tuple[float, list[bool]]:
     return bp / max(total, 1), line_flags
 
 
-def ngram_fracs(tokens: list[str], n: int) -> tuple[float, float]:
-    """(share of characters in the most frequent n-gram, share in n-grams seen more than once)."""
-    if len(tokens) < n:
-        return 0.0, 0.0
-    total = sum(len(t) for t in tokens) or 1
-    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
-    counts = Counter(grams)
+def _grams(tokens: list[str], n: int) -> Counter:
+    return Counter(zip(*(tokens[i:] for i in range(n))))
+
+
+def top_ngram_frac(tokens: list[str], n: int, total: int) -> float:
+    """Share of characters in the occurrences of the most frequent n-gram (0 if none repeats)."""
+    counts = _grams(tokens, n)
+    if not counts:
+        return 0.0
     top, c = counts.most_common(1)[0]
-    top_frac = (sum(len(t) for t in top) * c / total) if c > 1 else 0.0
-    covered = np.zeros(len(tokens), dtype=bool)
-    for i, g in enumerate(grams):
+    return min(sum(map(len, top)) * c / total, 1.0) if c > 1 else 0.0
+
+
+def dup_ngram_frac(tokens: list[str], n: int, total: int) -> float:
+    """Share of characters covered by n-grams that occur more than once."""
+    counts = _grams(tokens, n)
+    if not counts or max(counts.values()) < 2:
+        return 0.0
+    covered = [False] * len(tokens)
+    for i, g in enumerate(zip(*(tokens[j:] for j in range(n)))):
         if counts[g] > 1:
-            covered[i:i + n] = True
-    dup_frac = sum(len(t) for t, cov in zip(tokens, covered) if cov) / total
-    return min(top_frac, 1.0), dup_frac
+            covered[i:i + n] = [True] * n
+    return sum(len(t) for t, cov in zip(tokens, covered) if cov) / total
 
 
 def measure(text: str, cfg: QualityConfig) -> dict:
@@ -81,9 +90,9 @@ def measure(text: str, cfg: QualityConfig) -> dict:
     n_lines = max(len(lines), 1)
     m = {
         "words": len(words),
-        "mean_word_length": float(np.mean([len(w) for w in words])) if words else 0.0,
+        "mean_word_length": sum(map(len, words)) / len(words) if words else 0.0,
         "symbol_word_ratio": symbols / max(len(pwords), 1),
-        "alnum_word_frac": (sum(any(c.isalnum() for c in w) for w in pwords) / len(pwords)) if pwords else 1.0,
+        "alnum_word_frac": sum(1 for w in pwords if ALNUM.search(w)) / len(pwords) if pwords else 1.0,
         "bullet_line_frac": sum(bool(BULLET.match(l)) for l in lines) / n_lines,
         "ellipsis_line_frac": sum(l.rstrip().endswith(("...", "…")) for l in lines) / n_lines,
         "dup_line_frac": (len(lines) - len(set(l.strip() for l in lines))) / n_lines,
@@ -91,14 +100,21 @@ def measure(text: str, cfg: QualityConfig) -> dict:
     }
     if len(words) >= cfg.ngram_min_words:
         tokens = WORD.findall(text.lower())
+        total = sum(map(len, tokens)) or 1
         for n in cfg.max_top_ngram_frac:
-            m["top_ngram"][n] = ngram_fracs(tokens, int(n))[0]
-        for n in cfg.max_dup_ngram_frac:
-            m["dup_ngram"][n] = ngram_fracs(tokens, int(n))[1]
+            m["top_ngram"][n] = top_ngram_frac(tokens, int(n), total)
+        none_repeat_at = None  # if no n-gram repeats, no longer one does either
+        for n in sorted(cfg.max_dup_ngram_frac, key=int):
+            if none_repeat_at is not None and int(n) > none_repeat_at:
+                m["dup_ngram"][n] = 0.0
+                continue
+            m["dup_ngram"][n] = dup_ngram_frac(tokens, int(n), total)
+            if m["dup_ngram"][n] == 0.0:
+                none_repeat_at = int(n)
     return m
 
 
-def verdict(m: dict, chars: int, cfg: QualityConfig) -> Optional[tuple[str, float, str]]:
+def verdict(m: dict, cfg: QualityConfig) -> Optional[tuple[str, float, str]]:
     """The first failing check as (reason, measured value, detail), or None."""
     checks = [
         ("too_short", m["words"], cfg.min_words, "<"),
@@ -155,7 +171,7 @@ def _batch(batch: dict, cfg: dict) -> dict:
                 t = texts({"messages": [msgs], "text": [text]})[0]
         m = measure(t, qcfg)
         out["s_quality"][i], out["s_words"][i] = score(m), float(m["words"])
-        v = verdict(m, len(t), qcfg)
+        v = verdict(m, qcfg)
         if v:
             out["_drop"][i], out["_score"][i], out["_detail"][i] = v
     return out

@@ -18,7 +18,7 @@ import numpy as np
 from ftx.data.config import SourceConfig
 from ftx.data.curate import scorers
 from ftx.data.curate.config import CurationConfig, RelevanceConfig
-from ftx.data.curate.table import Context, texts, verdicts, with_columns
+from ftx.data.curate.table import Context, column, texts, verdicts, with_columns
 from ftx.data.sources import file_sha256, read_source, resolve_path, text_view
 from ftx.errors import DataError
 
@@ -118,16 +118,21 @@ def dev_metrics(scores: np.ndarray, labels: np.ndarray, t: float) -> dict:
 def fingerprint(cfg: CurationConfig) -> dict:
     hashes = {k: [file_sha256(resolve_path(p)) if resolve_path(p).is_file() else None for p in v]
               for k, v in _files(cfg.relevance).items()}
-    return {"version": VERSION, **asdict(cfg.relevance), "file_hashes": hashes}
+    fp = {"version": VERSION, **asdict(cfg.relevance), "file_hashes": hashes}
+    if "embedding" in (cfg.relevance.scorer, cfg.relevance.features):
+        from ftx.data.curate.embed import use_bf16
+
+        fp["bf16"] = use_bf16(cfg.relevance.embedding_precision)  # "auto" resolves per machine
+    return fp
 
 
 def run(ds, cfg: CurationConfig, ctx: Context):
     r, t = cfg.relevance, cfg.relevance.threshold
     seeds, background, dev = load_sets(r)
-    corpus = texts({"messages": ds["messages"], "text": ds["text"]})
+    corpus = texts({"messages": column(ds, "messages"), "text": column(ds, "text")})
     scorer = scorers.fit(r, seeds, corpus, background)
     scores = scorer(corpus)
-    applies = np.array([role in r.roles for role in ds["role"]], dtype=bool)
+    applies = np.array([role in r.roles for role in column(ds, "role")], dtype=bool)
     art: dict = {"scorer": scorer.describe(), "mode": t.mode}
     dev_s = scorer([x for x, _ in dev]) if dev else np.zeros(0)
     dev_y = np.array([y for _, y in dev], dtype=int)
@@ -156,7 +161,7 @@ def run(ds, cfg: CurationConfig, ctx: Context):
     if r.active_learning:
         cand = np.flatnonzero(applies)
         near = cand[np.argsort(np.abs(scores[cand] - threshold), kind="stable")[:r.active_learning]]
-        ids, roles, sources = ds["id"], ds["role"], ds["source"]
+        ids, roles, sources = column(ds, "id"), column(ds, "role"), column(ds, "source")
         art["active_learning"] = [{"id": ids[i], "source": sources[i], "role": roles[i], "text": corpus[i],
                                    "score": float(scores[i]), "threshold": threshold, "kept": bool(keep[i]),
                                    "label": None} for i in near]

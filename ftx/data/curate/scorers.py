@@ -41,7 +41,7 @@ class EmbeddingFeatures:
     def __call__(self, texts: list[str]) -> np.ndarray:
         from ftx.data.curate.embed import embed
 
-        return embed(texts, self.cfg.embedding_model, self.cfg.embedding_batch_size)
+        return embed(texts, self.cfg.embedding_model, self.cfg.embedding_batch_size, self.cfg.embedding_precision)
 
 
 def _similarity(feats, seeds, aggregate: str) -> np.ndarray:

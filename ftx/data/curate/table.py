@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+import numpy as np
 from datasets import Dataset, Features, List, Value
 
 from ftx.data.sources import text_view
@@ -48,6 +49,17 @@ class Context:
         if self.workdir is None:
             return None
         return str(self.workdir / f"{name}-{uuid.uuid4().hex[:8]}.arrow")
+
+
+def column(ds: Dataset, name: str) -> list:
+    """A whole column as a Python list (indices mapping respected), without per-row access."""
+    return ds.with_format("arrow")[name].to_pylist()
+
+
+def matrix(ds: Dataset, name: str, width: int, dtype) -> np.ndarray:
+    """A fixed-width list column as a 2-D numpy array."""
+    arr = ds.with_format("arrow")[name].combine_chunks()
+    return arr.flatten().to_numpy(zero_copy_only=False).astype(dtype).reshape(-1, width)
 
 
 def to_dataset(records: Iterable[dict]) -> Dataset:
@@ -112,18 +124,23 @@ def verdicts(n: int) -> dict:
 
 
 def map_batches(ds: Dataset, fn: Callable, ctx: Context, name: str, **fn_kwargs) -> Dataset:
-    """`datasets.map` in batches (multi-process for large inputs), results written to the scratch folder."""
+    """`datasets.map` in batches (multi-process for large inputs), results written to the scratch folder.
+
+    A fresh fingerprint is passed so datasets does not hash the function and its arguments: our own
+    stage cache decides reuse, and hashing large arguments costs more than the stage.
+    """
     return ds.map(fn, batched=True, batch_size=ctx.batch_size, num_proc=ctx.procs(len(ds)), fn_kwargs=fn_kwargs,
-                  load_from_cache_file=False, cache_file_name=ctx.scratch(name), desc=name)
+                  load_from_cache_file=False, cache_file_name=ctx.scratch(name), desc=name,
+                  new_fingerprint=uuid.uuid4().hex)
 
 
 def with_columns(ds: Dataset, columns: dict, ctx: Context, name: str) -> Dataset:
     """Add/replace whole columns computed outside `map` (global stages: dedup, relevance)."""
-    def put(batch, indices):
-        return {k: [v[i] for i in indices] for k, v in columns.items()}
-
-    return ds.map(put, batched=True, with_indices=True, batch_size=ctx.batch_size,
-                  load_from_cache_file=False, cache_file_name=ctx.scratch(name), desc=name)
+    for key, values in columns.items():
+        if key in ds.column_names:
+            ds = ds.remove_columns(key)
+        ds = ds.add_column(key, values, new_fingerprint=uuid.uuid4().hex)
+    return ds
 
 
 WORD = re.compile(r"\w+", re.UNICODE)
