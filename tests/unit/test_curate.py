@@ -292,3 +292,17 @@ def test_relevance_without_seeds_or_dev_is_a_config_error():
 def test_empty_input_is_a_data_error():
     with pytest.raises(DataError, match="no records to curate"):
         run([], config("normalize"), Ledger())
+
+
+def test_multiprocess_map_gives_the_same_result(monkeypatch):
+    """num_proc > 1 shards the per-record stages across processes (datasets.map); results must not change."""
+    from ftx.data.curate import table
+
+    records = [rec(i, t + f" Mail me at user{i}@mail.com.") for i, t in enumerate(HTTP * 4)]
+    records += [rec("de", "Der Server antwortet mit einem Statuscode, wenn die Ressource nicht gefunden wurde.")]
+    cfg = config("normalize", "quality", "language", "pii")
+    one, led1 = curate(records, cfg)
+    monkeypatch.setattr(table, "PARALLEL_MIN_ROWS", 4)
+    cfg.num_proc = 2
+    two, led2 = curate(records, cfg)
+    assert one.kept == two.kept and led1.summary() == led2.summary()

@@ -140,9 +140,14 @@ def test_every_text_empty_still_accounts_for_each_record(tmp_path, capsys):
     src = write_jsonl(tmp_path / "e.jsonl", [{"text": ""}, {"text": " \n "}])
     out = tmp_path / "o"
     code, stdout, err = curate_cli(f"data.sources.http.path={src}", "~data.sources.general", "curation=default",
-                                   "curation.stages=[normalize]", "--out", str(out), capsys=capsys)
+                                   "curation.stages=[normalize]", f"curation.cache_dir={tmp_path / 'c'}",
+                                   "--out", str(out), capsys=capsys)
     assert code == 0, err
     assert "0 of 2 records kept" in stdout
+    code, stdout, err = curate_cli(f"data.sources.http.path={src}", "~data.sources.general", "curation=default",
+                                   "curation.stages=[normalize]", f"curation.cache_dir={tmp_path / 'c'}",
+                                   "--out", str(tmp_path / "again"), capsys=capsys)
+    assert code == 0 and "0 of 2 records kept" in stdout, err  # the empty stage output reloads from the cache
     reasons = {json.loads(l)["reason"] for l in (out / "dropped.jsonl").read_text().splitlines()}
     assert "empty_text" in reasons
 

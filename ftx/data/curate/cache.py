@@ -62,13 +62,17 @@ class StageCache:
         if not (d / "meta.json").is_file():
             return None
         try:
-            from datasets import load_from_disk
+            from datasets import Dataset, Features, load_from_disk
 
             meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
             with open(d / "drops.jsonl", encoding="utf-8") as f:
                 drops = [json.loads(line) for line in f]
-            data = load_from_disk(str(d / "data"))
-        except (OSError, ValueError) as e:  # unreadable entry: recompute rather than fail
+            if meta["kept"] == 0:  # datasets cannot reload a zero-row table: rebuild it from its schema
+                features = Features.from_dict(meta["features"])
+                data = Dataset.from_dict({k: [] for k in features}, features=features)
+            else:
+                data = load_from_disk(str(d / "data"))
+        except Exception as e:  # noqa: BLE001 -- an unreadable entry is recomputed, never fatal
             log.warning("curation cache: ignoring unreadable entry %s (%s)", d, e)
             return None
         os.utime(d / "meta.json")
@@ -82,7 +86,9 @@ class StageCache:
         try:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            entry.data.save_to_disk(str(tmp / "data"))
+            if len(entry.data):
+                entry.data.save_to_disk(str(tmp / "data"))
+            entry.meta["features"] = entry.data.features.to_dict()
             with open(tmp / "drops.jsonl", "w", encoding="utf-8") as f:
                 for d in entry.drops:
                     f.write(json.dumps(d, ensure_ascii=False, default=str) + "\n")
