@@ -44,6 +44,9 @@ def cmd_curate(args: list[str]) -> None:
     from ftx.runs import atomic_write_text, write_json
     from ftx.spec import as_dict, build_spec
 
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__.strip())
+        return
     out, args = _out_dir(args)
     overrides, flags, _ = _split_args(args)
     if flags:

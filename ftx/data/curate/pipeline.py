@@ -102,8 +102,7 @@ def _execute(name: str, module, ds, cfg: CurationConfig, ctx: Context) -> cache_
     drops = []
     idx = np.flatnonzero(dropped)
     if len(idx):
-        rows = out.select(idx)
-        for row in rows:
+        for row in out.select(idx).to_list():
             drops.append({"reason": row["_drop"], "score": None if row["_score"] != row["_score"] else row["_score"],
                           "detail": row["_detail"] or None,
                           "record": row_to_record({k: v for k, v in row.items() if k not in VERDICT})})
