@@ -205,3 +205,13 @@ def test_embedding_scorer_drops_off_domain(tmp_path):
     assert {r["id"] for r in res.kept} == {"a", "b"}
     assert set(drops(ledger, "relevance")) == {"c", "d"}
     assert all(-1 <= r["scores"]["relevance"] <= 1 for r in res.kept)
+
+
+def test_absolute_threshold_with_a_dev_set_still_reports_precision_recall_and_curve(tmp_path, seeds):
+    dev = write(tmp_path / "dev.jsonl", labelled(4, 100))
+    records = [rec(r["id"], r["text"]) for r in labelled(5, 50)]
+    cfg = config("relevance", relevance={"seeds": [seeds], "dev": [dev], "active_learning": 0})
+    curate_to_dir(records, cfg, Ledger(), tmp_path / "o")
+    art = json.loads((tmp_path / "o" / "report.json").read_text())["stages"][0]["artifacts"]
+    assert art["mode"] == "absolute" and art["dev"]["n"] == 100 and 0 <= art["dev"]["precision"] <= 1
+    assert (tmp_path / "o" / "pr_curve.png").is_file()

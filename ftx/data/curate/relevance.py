@@ -153,6 +153,11 @@ def run(ds, cfg: CurationConfig, ctx: Context):
     art["threshold"] = threshold
     if len(dev):
         art["dev"] = dev_metrics(dev_s, dev_y, threshold)
+        if "pr_curve" not in art and 0 < dev_y.sum() < len(dev_y):  # the curve is worth seeing in any mode
+            from sklearn.metrics import precision_recall_curve
+
+            p, rc, th = precision_recall_curve(dev_y, dev_s)
+            art["pr_curve"] = {"precision": p.tolist(), "recall": rc.tolist(), "thresholds": th.tolist()}
     out = verdicts(len(scores))
     out["s_relevance"] = scores.astype(float).tolist()
     for i in np.flatnonzero(~keep):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def _plot_hist(name: str, h: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_pr(curve: dict, threshold: float, target: float, path: Path) -> None:
+def _plot_pr(curve: dict, threshold: float, target: Optional[float], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,7 +56,8 @@ def _plot_pr(curve: dict, threshold: float, target: float, path: Path) -> None:
     if len(t):
         i = int(np.argmin(np.abs(t - threshold)))
         ax.plot(curve["recall"][i], curve["precision"][i], "o", color="black", label=f"threshold {threshold:.3f}")
-    ax.axhline(target, color="grey", linestyle=":", label=f"target precision {target}")
+    if target is not None:
+        ax.axhline(target, color="grey", linestyle=":", label=f"target precision {target}")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_ylim(0, 1.02)
@@ -88,7 +90,7 @@ def write_report(result, ledger: Ledger, cfg: CurationConfig, out_dir: Path) -> 
         if "pr_curve" in art:
             curve = art.pop("pr_curve")
             write_json(out_dir / "pr_curve.json", curve)
-            _plot_pr(curve, art["threshold"], art["target_precision"], out_dir / "pr_curve.png")
+            _plot_pr(curve, art["threshold"], art.get("target_precision"), out_dir / "pr_curve.png")
             files += ["pr_curve.json", "pr_curve.png"]
         if "active_learning" in art:
             rows = art.pop("active_learning")
