@@ -3,6 +3,7 @@
     ftx train   [overrides] [-m]   run (or sweep) fine-tuning; a Hydra app
     ftx spec    [overrides] [--data]  print the composed, validated run spec and data plan (--data: counts)
     ftx curate  [overrides]        run the curation stages only
+    ftx data diff A B              records added/removed/changed between two data versions
     ftx eval    RUN_DIR            re-evaluate a finished run
     ftx compare RUNS…              table of runs: differing config keys and metrics
     ftx export  RUN_DIR            merge an adapter into its base model
@@ -28,6 +29,7 @@ COMMANDS = {
     "train": "ftx.cli:cmd_train",
     "spec": "ftx.cli:cmd_spec",
     "curate": "ftx.data.curate.cli:cmd_curate",
+    "data": "ftx.data.versions:cmd_data",
 }
 
 

@@ -4,11 +4,12 @@ mix → curriculum → pack, with one ledger; the run directory gets the split m
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from ftx.data import format as fmt
+from ftx.data import versions
 from ftx.data.config import DataConfig
 from ftx.data.curate.config import CurationConfig
 from ftx.data.curate.pipeline import curate
@@ -53,6 +54,7 @@ def plan_splits(data: DataConfig, curation: CurationConfig, out_dir: Optional[Pa
                 ledger: Optional[Ledger] = None) -> tuple[dict, dict, dict, Ledger]:
     """Records per split, leak-free: (parts, decontamination counts, lineage, ledger)."""
     kept, lineage, ledger = load_and_curate(data, curation, out_dir, ledger)
+    ledger.data_version = versions.compute(kept, asdict(curation))  # before weights: content + curation only
     assign_weights(kept, data)
     parts = split(kept, data, ledger)
     contaminated = decontaminate(parts, data.split, ledger)
@@ -64,6 +66,9 @@ def prepare(data: DataConfig, curation: CurationConfig, tok, run_dir: Optional[P
     fmt.prepare_tokenizer(tok, data.format)
     encoded, stats = {}, {"split_records": {k: len(v) for k, v in parts.items()},
                           "decontaminated": contaminated, "format": {}}
+    version = ledger.data_version
+    if version:
+        stats["version"] = {k: version[k] for k in ("id", "records", "curation_hash")}
     for name in SPLITS:
         encoded[name], stats["format"][name] = fmt.encode_all(parts[name], tok, data.format, name, ledger)
     for name in ("train", "val"):
@@ -86,6 +91,8 @@ def prepare(data: DataConfig, curation: CurationConfig, tok, run_dir: Optional[P
     ledger.check()
     if run_dir is not None:
         write_run_files(run_dir / "data", parts, ordered, stats, ledger)
+        if version:
+            versions.write(run_dir / "data", version)
     return Prepared(train, encoded["val"], encoded["test"], encoded["general_eval"], stats, lineage, ledger,
                     train_examples=ordered)
 

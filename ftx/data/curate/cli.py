@@ -67,6 +67,10 @@ def cmd_curate(args: list[str]) -> None:
     write_json(out / "lineage.json", lineage)
     atomic_write_text(out / "kept.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
     ledger.write(out)  # ledger.json + dropped.jsonl
+    from ftx.data import versions
+
+    version = versions.compute(kept, resolved["curation"])
+    versions.write(out, version)
     print(f"{'stage':<22}{'in':>8}{'kept':>8}{'dropped':>9}  reasons")
     for s in ledger.summary():
         reasons = ", ".join(f"{k}={v}" for k, v in s["dropped_by_reason"].items())
@@ -76,3 +80,4 @@ def cmd_curate(args: list[str]) -> None:
     print(f"{len(kept)} of {len(records)} records kept → {out}/kept.jsonl; report: {out}/report.md"
           if any(s["stage"].startswith(PREFIX) for s in ledger.summary()) else
           f"{len(kept)} records → {out}/kept.jsonl")
+    print(f"data version {version['id']}")
