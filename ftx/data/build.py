@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ftx.data import balance
 from ftx.data import format as fmt
 from ftx.data import versions
 from ftx.data.config import DataConfig
@@ -63,9 +64,10 @@ def plan_splits(data: DataConfig, curation: CurationConfig, out_dir: Optional[Pa
 
 def prepare(data: DataConfig, curation: CurationConfig, tok, run_dir: Optional[Path] = None) -> Prepared:
     parts, contaminated, lineage, ledger = plan_splits(data, curation, run_dir / "curation" if run_dir else None)
+    balance_report = balance.apply(parts, data.balance, ledger)
     fmt.prepare_tokenizer(tok, data.format)
     encoded, stats = {}, {"split_records": {k: len(v) for k, v in parts.items()},
-                          "decontaminated": contaminated, "format": {}}
+                          "decontaminated": contaminated, "format": {}, "balance": balance_report}
     version = ledger.data_version
     if version:
         stats["version"] = {k: version[k] for k in ("id", "records", "curation_hash")}

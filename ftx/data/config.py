@@ -7,6 +7,7 @@ from typing import Dict, List, Optional
 
 from omegaconf import MISSING
 
+from ftx.data.balance import BalanceConfig
 from ftx.errors import require
 
 ROLES = ("domain", "general", "synthetic")
@@ -140,6 +141,8 @@ class DataConfig:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     format: FormatConfig = field(default_factory=FormatConfig)
     weights: WeightsConfig = field(default_factory=WeightsConfig)
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
+    """Class / response-pattern report and rebalancing of the training split (ftx/data/balance.py)."""
     general_eval_fraction: float = 0.2
     """Share of general records held out to measure forgetting (general-capability loss)."""
 
@@ -170,6 +173,7 @@ class DataConfig:
         require(0.0 < s.overlap <= 1.0, "data.split.overlap", f"must be in (0, 1], got {s.overlap}")
         require(s.ngram >= 1, "data.split.ngram", f"must be >= 1, got {s.ngram}")
         self._check_mix(roles)
+        self.balance.check()
         c = self.curriculum
         require(c.strategy in ("none", "score", "stages"), "data.curriculum.strategy",
                 f"must be one of none, score, stages; got {c.strategy!r}")

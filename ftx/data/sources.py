@@ -99,7 +99,7 @@ def _to_record(obj: dict, src: SourceConfig, name: str, where: str) -> dict:
         rec["scores"] = {k: float(v) for k, v in obj["scores"].items() if isinstance(v, (int, float))}
     if isinstance(obj.get("cluster"), (str, int)):
         rec["cluster"] = str(obj["cluster"])
-    for extra in ("label", "labels", "category", "source_id", "answers"):
+    for extra in ("label", "labels", "category", "intent", "source_id", "answers"):
         if extra in obj:
             rec[extra] = obj[extra]
     return rec
