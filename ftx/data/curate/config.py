@@ -7,7 +7,9 @@ from typing import Dict, List, Optional
 
 from ftx.errors import require
 
-STAGES = ("normalize", "quality", "language", "pii", "blocklist", "exact_dedup", "near_dedup", "relevance")
+STAGES = ("normalize", "quality", "language", "pii", "blocklist", "exact_dedup", "near_dedup", "relevance",
+          "agreement")
+AGREEMENT_POLICIES = ("drop", "majority", "down_weight")
 ROLES = ("domain", "general", "synthetic")
 
 # Navigation / template text of scraped pages, matched against whole sentences or lines (case-insensitive).
@@ -188,6 +190,26 @@ class RelevanceConfig:
 
 
 @dataclass
+class AgreementConfig:
+    """Inter-annotator agreement over the `labels` field (list, or annotator → label)."""
+
+    field: str = "labels"
+    """Record field holding the annotators' labels."""
+    min_agreement: float = 0.67
+    """An item is disputed when fewer than this share of its annotators chose the majority label."""
+    policy: str = "majority"
+    """drop | majority | down_weight (see ftx/data/curate/agreement.py)."""
+    label_field: str = "label"
+    """Where the resolved (majority) label is written."""
+
+    def check(self) -> None:
+        require(self.policy in AGREEMENT_POLICIES, "curation.agreement.policy",
+                f"must be one of {', '.join(AGREEMENT_POLICIES)}; got {self.policy!r}")
+        require(0.0 < self.min_agreement <= 1.0, "curation.agreement.min_agreement",
+                f"must be in (0, 1], got {self.min_agreement}")
+
+
+@dataclass
 class CurationConfig:
     """Which curation stages run, in order, and their settings."""
 
@@ -195,7 +217,7 @@ class CurationConfig:
     """Run curation at all (off: records go to the split as loaded)."""
     stages: List[str] = field(default_factory=list)
     """Stage names in the order they run (normalize, quality, language, pii, blocklist, exact_dedup,
-    near_dedup, relevance)."""
+    near_dedup, relevance, agreement)."""
     cache_dir: Optional[str] = "~/.cache/ftx/curation"
     """Stage outputs cached by input fingerprint + stage config; null disables the cache."""
     num_proc: int = 1
@@ -209,6 +231,7 @@ class CurationConfig:
     exact_dedup: ExactDedupConfig = field(default_factory=ExactDedupConfig)
     near_dedup: NearDedupConfig = field(default_factory=NearDedupConfig)
     relevance: RelevanceConfig = field(default_factory=RelevanceConfig)
+    agreement: AgreementConfig = field(default_factory=AgreementConfig)
 
     def check(self) -> None:
         require(not self.enabled or bool(self.stages), "curation.stages",
@@ -242,6 +265,7 @@ class CurationConfig:
         require(n.keep in ("first", "longest"), "curation.near_dedup.keep", f"must be first or longest, got {n.keep!r}")
         require(n.action in ("drop", "tag"), "curation.near_dedup.action", f"must be drop or tag, got {n.action!r}")
         self._check_relevance()
+        self.agreement.check()
 
     def _check_relevance(self) -> None:
         r, t = self.relevance, self.relevance.threshold

@@ -134,6 +134,17 @@ def markdown(r: dict) -> str:
                 lines.append(f"{a['active_learning_exported']} records nearest the threshold are in "
                              "`active_learning.jsonl`: fill in `label` (1/0) and pass the file back with "
                              "`curation.relevance.feedback=[path]`.")
+        if s["stage"] == "agreement":
+            a = s["artifacts"]
+            kappas = ", ".join(f"Cohen's kappa {pair} {v['kappa']:.3f} ({v['items']} items)"
+                               for pair, v in a.get("cohen_kappa", {}).items())
+            lines += ["", "## Annotation agreement", "",
+                      f"{a['items']} annotated items; Fleiss' kappa "
+                      + (f"**{a['fleiss_kappa']:.3f}** ({a['fleiss_items']} items × {a['raters_per_item']} raters)"
+                         if "fleiss_kappa" in a else "n/a") + (f"; {kappas}" if kappas else "") + ".",
+                      f"{a['disputed']} disputed (agreement < {a['min_agreement']} or a tie), policy `{a['policy']}`:"]
+            lines += [f"- {d['id']}: {d['labels']} (agreement {d['agreement']:.2f}{', tie' if d['tie'] else ''})"
+                      for d in a["disputed_items"][:20]]
     if r["examples"]:
         lines += ["", "## Examples of dropped records (ids)", ""]
         for stage, reasons in r["examples"].items():

@@ -67,7 +67,7 @@ def to_dataset(records: Iterable[dict]) -> Dataset:
     for r in records:
         row = {k: r.get(k) for k in CORE}
         row["synthetic"] = bool(row["synthetic"])
-        row["weight"] = float(row["weight"] if row["weight"] is not None else 1.0)
+        row["weight"] = NAN if row["weight"] is None else float(row["weight"])  # None: the role's default, later
         extra = {k: v for k, v in r.items() if k not in CORE and k not in ("cluster", "scores")}
         row["extra"] = json.dumps(extra, ensure_ascii=False, sort_keys=True) if extra else None
         row["cluster"] = r.get("cluster") or ""
@@ -82,6 +82,8 @@ def score_columns(ds: Dataset) -> list[str]:
 def row_to_record(row: dict) -> dict:
     """A table row → the canonical record dict, with `cluster` and `scores` (and extras) restored."""
     rec = {k: row.get(k) for k in CORE}
+    if rec["weight"] is not None and rec["weight"] != rec["weight"]:
+        rec["weight"] = None
     if row.get("extra"):
         rec.update(json.loads(row["extra"]))
     rec["cluster"] = row.get("cluster") or None
