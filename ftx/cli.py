@@ -4,6 +4,7 @@
     ftx spec    [overrides] [--data]  print the composed, validated run spec and data plan (--data: counts)
     ftx curate  [overrides]        run the curation stages only
     ftx data diff A B              records added/removed/changed between two data versions
+    ftx augment [overrides] --out F  synthetic paraphrases/back-translations by the base model
     ftx eval    RUN_DIR            re-evaluate a finished run
     ftx compare RUNS…              table of runs: differing config keys and metrics
     ftx export  RUN_DIR            merge an adapter into its base model
@@ -30,6 +31,7 @@ COMMANDS = {
     "spec": "ftx.cli:cmd_spec",
     "curate": "ftx.data.curate.cli:cmd_curate",
     "data": "ftx.data.versions:cmd_data",
+    "augment": "ftx.data.augment:cmd_augment",
 }
 
 

@@ -11,6 +11,7 @@ from typing import Optional
 from ftx.data import balance
 from ftx.data import format as fmt
 from ftx.data import versions
+from ftx.data.augment import drop_held_out_derivatives
 from ftx.data.config import DataConfig
 from ftx.data.curate.config import CurationConfig
 from ftx.data.curate.pipeline import curate
@@ -58,6 +59,7 @@ def plan_splits(data: DataConfig, curation: CurationConfig, out_dir: Optional[Pa
     ledger.data_version = versions.compute(kept, asdict(curation))  # before weights: content + curation only
     assign_weights(kept, data)
     parts = split(kept, data, ledger)
+    drop_held_out_derivatives(parts, ledger)
     contaminated = decontaminate(parts, data.split, ledger)
     return parts, contaminated, lineage, ledger
 

@@ -7,6 +7,7 @@ from typing import Dict, List, Optional
 
 from omegaconf import MISSING
 
+from ftx.data.augment import AugmentConfig
 from ftx.data.balance import BalanceConfig
 from ftx.errors import require
 
@@ -35,6 +36,8 @@ class SourceConfig:
 
     path: str = MISSING
     """A .jsonl file; `asset:demo/x.jsonl` names a file shipped inside ftx."""
+    enabled: bool = True
+    """false leaves the source out (an A/B switch, e.g. with and without synthetic data)."""
     role: str = "domain"
     """domain | general | synthetic — what the mix ratio counts it as."""
     kind: str = "auto"
@@ -142,12 +145,14 @@ class DataConfig:
     format: FormatConfig = field(default_factory=FormatConfig)
     weights: WeightsConfig = field(default_factory=WeightsConfig)
     balance: BalanceConfig = field(default_factory=BalanceConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """What `ftx augment` generates with the base model (ftx/data/augment.py)."""
     """Class / response-pattern report and rebalancing of the training split (ftx/data/balance.py)."""
     general_eval_fraction: float = 0.2
     """Share of general records held out to measure forgetting (general-capability loss)."""
 
     def roles(self) -> set:
-        return {s.role for s in self.sources.values()}
+        return {s.role for s in self.sources.values() if s.enabled}
 
     def check(self) -> None:
         require(bool(self.sources), "data.sources", "no sources configured (add data.sources.<name>.path=…)")
@@ -174,6 +179,7 @@ class DataConfig:
         require(s.ngram >= 1, "data.split.ngram", f"must be >= 1, got {s.ngram}")
         self._check_mix(roles)
         self.balance.check()
+        self.augment.check()
         c = self.curriculum
         require(c.strategy in ("none", "score", "stages"), "data.curriculum.strategy",
                 f"must be one of none, score, stages; got {c.strategy!r}")

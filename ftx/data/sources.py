@@ -160,6 +160,8 @@ def load_sources(sources: dict, ledger: Optional[Ledger] = None) -> tuple[list[d
     records: list[dict] = []
     lineage: dict = {}
     for name, src in sources.items():
+        if not getattr(src, "enabled", True):
+            continue
         recs = list(read_source(name, src, ledger))
         path = resolve_path(src.path)
         lineage[name] = {"path": str(src.path), "sha256": file_sha256(path), "records": len(recs),
