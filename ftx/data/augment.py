@@ -50,6 +50,8 @@ class AugmentConfig:
     """Sampling temperature when per_record > 1."""
     min_chars: int = 8
     """Generations shorter than this (after cleaning) are counted as empty and not written."""
+    require_question: bool = True
+    """Keep only generations that end with '?' (small models often answer instead of asking)."""
     seed: int = 0
 
     def check(self) -> None:
@@ -99,12 +101,13 @@ def _generate(model, tok, prompts: list[str], cfg: AugmentConfig) -> list[list[s
 
 
 def augment(records: list[dict], model, tok, cfg: AugmentConfig) -> tuple[list[dict], dict]:
-    """Synthetic records derived from `records`, and counts (generated, written, empty) per kind."""
+    """Synthetic records derived from `records`, and per kind the counts generated, written and rejected
+    (empty, not_question, copied: the original question or a piece of the response repeated)."""
     from transformers import set_seed
 
     set_seed(cfg.seed)
     src = records[:cfg.max_records] if cfg.max_records else records
-    out, stats = [], {k: {"generated": 0, "written": 0, "empty": 0} for k in cfg.kinds}
+    out, stats = [], {k: {"generated": 0, "written": 0, "empty": 0, "not_question": 0, "copied": 0} for k in cfg.kinds}
     for kind in cfg.kinds:
         jobs = []
         for rec in src:
@@ -118,8 +121,12 @@ def augment(records: list[dict], model, tok, cfg: AugmentConfig) -> tuple[list[d
             for j, g in enumerate(texts):
                 stats[kind]["generated"] += 1
                 q = clean(g)
-                if len(q) < cfg.min_chars or (prompt is not None and q.strip().lower() == prompt.strip().lower()):
-                    stats[kind]["empty"] += 1
+                why = ("empty" if len(q) < cfg.min_chars else
+                       "not_question" if cfg.require_question and not q.endswith("?") else
+                       "copied" if q.lower() == (prompt or "").strip().lower() or q.rstrip("?").lower() in resp.lower()
+                       else None)
+                if why:
+                    stats[kind][why] += 1
                     continue
                 out.append({"id": f"{rec['id']}~{kind[:4]}{j}", "prompt": q, "response": resp, "synthetic": True,
                             "source_id": rec["id"], "augment": kind})
@@ -186,5 +193,6 @@ def cmd_augment(args: list[str]) -> None:
     write_json(out.with_suffix(".stats.json"), {"model": spec.model.name, "source_records": len(records),
                                                 "seconds": round(time.time() - t0, 2), "kinds": stats})
     for kind, s in stats.items():
-        print(f"{kind}: {s['generated']} generated, {s['written']} written, {s['empty']} empty or unchanged")
+        print(f"{kind}: {s['generated']} generated, {s['written']} written; rejected: {s['empty']} empty, "
+              f"{s['not_question']} not a question, {s['copied']} copied")
     print(f"{len(synth)} synthetic records → {out} (use it as a source with role: synthetic)")

@@ -25,21 +25,30 @@ def real(n=30):
             for i in range(n)]
 
 
-def test_the_model_writes_marked_records_pointing_to_their_source():
+def test_the_model_writes_marked_records_pointing_to_their_source(monkeypatch):
     tok, model = load_tokenizer(TINY), load_model(TINY).eval()
     recs = [{"id": "a", "messages": [{"role": "user", "content": "What is an ETag?"},
                                      {"role": "assistant", "content": "A validator of a resource version."}]},
             {"id": "b", "text": "Range requests fetch part of a resource."}]
-    out, stats = augment(recs, model, tok, AugmentConfig(max_new_tokens=12, min_chars=1))
+    out, stats = augment(recs, model, tok, AugmentConfig(max_new_tokens=12, min_chars=1,
+                                                                     require_question=False))
     # paraphrase: only the record with a question; backtranslate: both.
     assert stats["paraphrase"]["generated"] == 1 and stats["backtranslate"]["generated"] == 2
-    assert all(s["generated"] == s["written"] + s["empty"] for s in stats.values())
+    assert all(s["generated"] == s["written"] + s["empty"] + s["not_question"] + s["copied"] for s in stats.values())
     assert len(out) == sum(s["written"] for s in stats.values())
     for r in out:
         assert r["synthetic"] is True and r["source_id"] in ("a", "b") and r["augment"] in ("paraphrase", "backtranslate")
         assert r["response"] == {"a": "A validator of a resource version.",
                                  "b": "Range requests fetch part of a resource."}[r["source_id"]]
     assert clean('\n Question: "What is a cookie?"\nmore') == "What is a cookie?"
+    # The filters: a statement, a copy of the response and a too-short line are rejected, a question kept.
+    strict = AugmentConfig(kinds=["backtranslate"])
+    fake = {"The ETag is a validator.": "not_question", "A validator of a resource version?": "copied",
+            "Why?": "empty", "What does an ETag validate?": None}
+    for text, why in fake.items():  # the "generation" is the text to classify
+        monkeypatch.setattr("ftx.data.augment._generate", lambda m, t, prompts, c, text=text: [[text] for _ in prompts])
+        got, st = augment(recs[:1], model, tok, strict)
+        assert (len(got) == 1) if why is None else st["backtranslate"][why] == 1, text
     with pytest.raises(ConfigError, match="data.augment.kinds"):
         AugmentConfig(kinds=["translate"]).check()
 
@@ -78,7 +87,7 @@ def test_synthetic_records_carry_mark_and_weight_to_the_loss_and_stay_out_of_val
 def test_ftx_augment_cli_writes_a_usable_source(ftx):
     src = write_jsonl(ftx.cwd / "d.jsonl", real(3))
     r = ftx("augment", "model=tiny_llama", f"data.sources.http.path={src}", "~data.sources.general",
-            "data.augment.max_new_tokens=8", "data.augment.min_chars=1", "--out", "synth.jsonl")
+            "data.augment.max_new_tokens=8", "data.augment.min_chars=1", "data.augment.require_question=false", "--out", "synth.jsonl")
     assert r.returncode == 0, r.stderr
     stats = json.loads((ftx.cwd / "synth.stats.json").read_text())
     assert stats["source_records"] == 3 and stats["kinds"]["paraphrase"]["generated"] == 3
