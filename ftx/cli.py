@@ -27,6 +27,7 @@ CONF_DIR = Path(os.environ.get("FTX_CONF", Path(__file__).resolve().parent.paren
 COMMANDS = {
     "train": "ftx.cli:cmd_train",
     "spec": "ftx.cli:cmd_spec",
+    "sweep-report": "ftx.sweep:cmd_sweep_report",
 }
 
 
@@ -120,6 +121,8 @@ def cmd_train(args: list[str]) -> None:
     from ftx.spec import build_spec
 
     overrides, flags, multirun = _split_args(args)
+    if multirun:  # a malformed sweep (e.g. empty choice()) is one line, not Hydra's parser report
+        importlib.import_module("ftx.sweep").check_overrides(overrides)
     if not multirun:  # validate before Hydra sets anything up; sweeps validate per job
         build_spec(compose(overrides))
         overrides = _distributed_run_dir(overrides)
