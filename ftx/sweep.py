@@ -127,7 +127,8 @@ def trial_callbacks(spec) -> list:
     sweep = dict(spec.sweep or {})
     if not sweep.get("study") or sweep.get("trial_id") is None:
         return []
-    return [reporter_for(sweep)]
+    reporter = reporter_for(sweep)
+    return [reporter] if reporter else []
 
 
 def reporter_for(sweep: dict):
@@ -138,6 +139,8 @@ def reporter_for(sweep: dict):
     attrs = optuna.load_study(study_name=sweep["study"], storage=storage).user_attrs
     pruning = attrs.get("ftx:pruner") or {}
     study = optuna.load_study(study_name=sweep["study"], storage=storage, pruner=make_pruner(pruning))
+    if len(study.directions) > 1:  # Optuna has no intermediate values (nor pruning) for several objectives
+        return None
     return _reporter_class()(optuna.trial.Trial(study, int(sweep["trial_id"])), pruning.get("metric", "eval_loss"))
 
 

@@ -124,7 +124,10 @@ def _plots(study, out: Path, fmt: str):
     made, skipped = [], {}
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     for stem, fn in PLOTS.items():
-        if (stem == "pareto") != multi:
+        if stem == "pareto" and not multi or stem == "intermediate" and multi:
+            continue
+        if not complete and stem != "intermediate":
+            skipped[stem] = "no completed trial"
             continue
         if stem == "importances" and len(complete) < 2:
             skipped[stem] = f"needs 2 completed trials, have {len(complete)}"
@@ -136,8 +139,6 @@ def _plots(study, out: Path, fmt: str):
         if multi and stem != "pareto":
             kwargs = {"target": lambda t: t.values[0], "target_name": study.user_attrs.get(
                 "ftx:objectives", ["objective 0"])[0]}
-            if stem == "intermediate":
-                continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -179,7 +180,9 @@ def _markdown(study, summary: dict, made: list, skipped: dict, path: Path) -> No
     lines += [f"![{Path(m).stem}]({m})" if m.endswith(".png") else f"- [{Path(m).stem}]({m})" for m in made]
     if skipped:
         lines += ["", "Plots not drawn:"] + [f"- {k}: {why}" for k, why in skipped.items()]
-    lines += ["", "Files: best_overrides.txt, best.yaml, trials.csv" + "".join(f", {m}" for m in made), ""]
+    files = (["best_overrides.txt"] if (path.parent / "best_overrides.txt").exists() else []) + \
+        ["best.yaml", "trials.csv", *made]
+    lines += ["", "Files: " + ", ".join(files), ""]
     path.write_text("\n".join(lines))
 
 

@@ -102,6 +102,8 @@ class FtxSweeper(Sweeper):
                 raise ConfigError(f"hydra.sweeper.pruner.metric: {self.pruner_conf['metric']} is a loss but the "
                                   "study maximises; set hydra.sweeper.direction=minimize or pruner.name=none")
         make_pruner(self.pruner_conf)  # bad names fail here, not in the first job
+        if self.sampler_conf.get("name") == "grid":
+            _space.grid(space)
 
         sweep_dir = Path(str(cfg.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -149,7 +151,8 @@ class FtxSweeper(Sweeper):
         log.info("sweep done: %s; report in %s", ", ".join(f"{v} {k}" for k, v in counts.items()), out)
         best = out / "best_overrides.txt"
         if best.is_file():
-            log.info("best: %s", best.read_text().strip())
+            lines = best.read_text().strip().splitlines()
+            log.info("best: %s", lines[0] if len(lines) == 1 else f"{len(lines)} trials on the Pareto front, see {best}")
         if self._over_budget(study):
             raise RunError(f"sweep stopped: {counts.get('failed', 0)} trials failed, more than "
                            f"hydra.sweeper.max_failures={self.max_failures}; last error: {self._last_error(study)}")
