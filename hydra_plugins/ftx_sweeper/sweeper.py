@@ -202,7 +202,7 @@ class FtxSweeper(Sweeper):
             if name == "random":
                 return optuna.samplers.RandomSampler(seed=seed)
             if name == "grid":
-                return optuna.samplers.GridSampler(_space.grid(space), seed=seed)
+                return _GridSampler(_space.grid(space), seed=seed)
             if name == "nsgaii":
                 return optuna.samplers.NSGAIISampler(seed=seed)
             return optuna.samplers.TPESampler(seed=seed, n_startup_trials=c.get("n_startup_trials", 5),
@@ -429,6 +429,23 @@ def _reap_dead_owners(study) -> None:
         owner = t.system_attrs.get("ftx:owner")
         if t.state.name == "RUNNING" and owner and owner.get("host") == host and not _alive(owner):
             _fail_and_retry(study, t._trial_id)
+
+
+def _grid_sampler_class():
+    import optuna
+
+    class GridSampler(optuna.samplers.GridSampler):
+        """GridSampler calls Study.stop() when the grid is used up, which only works inside
+        Study.optimize; the sweeper caps n_trials at the grid size instead."""
+
+        def after_trial(self, study, trial, state, values) -> None:
+            pass
+
+    return GridSampler
+
+
+def _GridSampler(*args, **kwargs):
+    return _grid_sampler_class()(*args, **kwargs)
 
 
 class _Heartbeat:
