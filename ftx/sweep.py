@@ -47,7 +47,6 @@ def job_storage_ref(url: str) -> str:
 
 def open_storage(url: str, heartbeat: Optional[int] = None, on_stale=None):
     """An Optuna storage from `journal:PATH`, `env:VAR` or an SQLAlchemy URL (one-line errors)."""
-    import optuna
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -159,7 +158,8 @@ def _reporter_class():
                 return
             value, step = float(metrics[self.metric]), state.global_step
             self.trial.report(value, step)
-            if self.trial.should_prune():
+            # Under torchrun only rank 0 reports; pruning there alone would strand the other ranks.
+            if int(os.environ.get("WORLD_SIZE", "1")) == 1 and self.trial.should_prune():
                 log.info("trial %d pruned at step %d (%s %.4f)", self.trial.number, step, self.metric, value)
                 raise optuna.TrialPruned(f"pruned at step {step}: {self.metric}={value:.4f}")
 

@@ -29,11 +29,12 @@ PLOTS = {  # file stem → optuna.visualization function name
 
 
 def override_line(study, trial) -> str:
-    """`ftx train <fixed overrides> <trial params>`: the command that reruns a trial as a single run."""
+    """`ftx train <fixed overrides> <trial params>`: the command that reruns a trial as a single run
+    (the trial's own overrides as launched, less the sweep bookkeeping)."""
     from ._space import param_overrides
 
     attrs = study.user_attrs
-    args = list(attrs.get("ftx:fixed", [])) + param_overrides(
+    args = trial.user_attrs.get("overrides") or list(attrs.get("ftx:fixed", [])) + param_overrides(
         trial.params, attrs.get("ftx:prefixes", {}), attrs.get("ftx:encoded", []))
     return "ftx train " + " ".join(shlex.quote(a) for a in args)
 

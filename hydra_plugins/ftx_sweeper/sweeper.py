@@ -6,21 +6,16 @@
 Trials live in an Optuna study in storage (SQLite in the sweep dir by default), so a sweep killed at
 any point resumes by running the same command again: finished trials count, a trial its dead
 sweeper left RUNNING is failed and re-queued with the same parameters (Optuna's
-RetryFailedTrialCallback), and the sampler seed is offset by the trial count so a seeded sampler
+RetryHeartbeatStaleTrialCallback; see _study.py), and the sampler seed is offset by the trial count so a seeded sampler
 does not propose the same trials again.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import os
-import socket
 import sys
-import threading
-import warnings
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -30,23 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 from ftx.errors import ConfigError, FtxError, RunError
 
 from . import config as _config  # noqa: F401  (registers hydra/sweeper=ftx and the sweep group)
-from . import _space
+from . import _space, _study
 
 log = logging.getLogger("ftx.sweep")
-MAX_RETRY = 2
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Optuna flags heartbeats outside Study.optimize and its retry helpers as experimental: known, noise."""
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        warnings.filterwarnings("ignore", message="Heartbeat of storage")
-        yield
-
-
 class FtxSweeper(Sweeper):
     def __init__(self, study: Optional[str] = None, storage: Optional[str] = None, direction: Any = None,
                  objectives: Optional[List[str]] = None, n_trials: int = 20, n_jobs: int = 1,
@@ -113,9 +94,9 @@ class FtxSweeper(Sweeper):
         elif url.startswith("journal:"):
             url = f"journal:{Path(url[len('journal:'):]).expanduser().resolve()}"
         name = self.study_name or str(cfg.get("name") or "ftx")
-        with _quiet():
+        with _study.quiet():
             storage = open_storage(url, heartbeat=self.heartbeat if not url.startswith("journal:") else None,
-                                   on_stale=_retry_interrupted)
+                                   on_stale=_study.retry_interrupted)
         try:
             study = optuna.create_study(study_name=name, storage=storage, directions=directions,
                                         pruner=make_pruner(self.pruner_conf), load_if_exists=True)
@@ -127,7 +108,7 @@ class FtxSweeper(Sweeper):
             raise ConfigError(f"hydra.sweeper.direction: study {name!r} in {describe_storage(url)} was created with "
                               f"{have}, not {directions}; use another hydra.sweeper.study or storage")
         resumed = len(study.trials)
-        study.sampler = self._sampler(space, resumed)
+        study.sampler = _study.make_sampler(self.sampler_conf, space, resumed)
         study.set_user_attr("ftx:pruner", self.pruner_conf)
         study.set_user_attr("ftx:fixed", space.fixed)
         study.set_user_attr("ftx:prefixes", space.prefixes)
@@ -138,7 +119,7 @@ class FtxSweeper(Sweeper):
             {"study": name, "storage": describe_storage(url), "plots": self.plots, "directions": directions,
              "params": {k: repr(d) for k, d in space.distributions.items()}}, indent=2) + "\n")
         OmegaConf.save(cfg, sweep_dir / "multirun.yaml")
-        n_trials = min(self.n_trials, _grid_size(space)) if self.sampler_conf.get("name") == "grid" else self.n_trials
+        n_trials = min(self.n_trials, _study.grid_size(space)) if self.sampler_conf.get("name") == "grid" else self.n_trials
         log.info("study %s in %s: %d trials wanted, %d already there%s", name, describe_storage(url), n_trials,
                  resumed, f"; sampler seed offset by {resumed}" if resumed else "")
         self._bookkeeping = dict(study=name, storage=job_storage_ref(url))
@@ -147,7 +128,7 @@ class FtxSweeper(Sweeper):
         from .report import write_report
 
         out = write_report(study, sweep_dir, plots=self.plots)
-        counts = _counts(study)
+        counts = _study.counts(study)
         log.info("sweep done: %s; report in %s", ", ".join(f"{v} {k}" for k, v in counts.items()), out)
         best = out / "best_overrides.txt"
         if best.is_file():
@@ -192,23 +173,6 @@ class FtxSweeper(Sweeper):
                               "(metrics.json paths such as tuned/val_loss, train/seconds)")
         return d
 
-    def _sampler(self, space, offset: int):
-        import optuna
-
-        c, seed = self.sampler_conf, self.sampler_conf.get("seed")
-        seed = None if seed is None else int(seed) + offset
-        name = c.get("name", "tpe")
-        with _quiet():
-            if name == "random":
-                return optuna.samplers.RandomSampler(seed=seed)
-            if name == "grid":
-                return _GridSampler(_space.grid(space), seed=seed)
-            if name == "nsgaii":
-                return optuna.samplers.NSGAIISampler(seed=seed)
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=c.get("n_startup_trials", 5),
-                                              multivariate=c.get("multivariate", True),
-                                              constant_liar=c.get("constant_liar", True))
-
     def _compose(self, overrides: List[str], what: str) -> None:
         """Compose and validate one job's config in this process: bad overrides fail before any run."""
         from hydra.errors import HydraException
@@ -235,18 +199,18 @@ class FtxSweeper(Sweeper):
         group_null = OmegaConf.select(self.config, "tracking.group", default="absent") is None and \
             not any(_space._key_of(f) == "tracking.group" for f in space.fixed)
         while True:
-            _reap_dead_owners(study)
-            with _quiet():
+            _study.reap_dead_owners(study)
+            with _study.quiet():
                 optuna.storages.fail_stale_trials(study)
-            done, running, failed = _progress(study)
+            done, running, failed = _study.progress(study)
             to_go = n_trials - len(done) - len(running)
             if to_go <= 0 or self._over_budget(study):
                 return returns
-            with _quiet():
+            with _study.quiet():
                 trials = [study.ask(space.distributions) for _ in range(min(self.n_jobs, to_go))]
             launch = []
             for t in trials:
-                study._storage.set_trial_system_attr(t._trial_id, "ftx:owner", _owner())
+                study._storage.set_trial_system_attr(t._trial_id, "ftx:owner", _study.owner())
                 overrides = space.overrides(t.params) + (
                     [f"tracking.group={_space.encode(self._bookkeeping['study'])}"] if group_null else []) + [
                     f"++sweep.study={_space.encode(self._bookkeeping['study'])}", f"++sweep.trial={t.number}",
@@ -258,6 +222,7 @@ class FtxSweeper(Sweeper):
                     t.set_user_attr("error", str(e))
                     study.tell(t, state=optuna.trial.TrialState.FAIL)
                     continue
+                t.set_user_attr("overrides", space.overrides(t.params))  # what the best-trial command reruns
                 launch.append((t, overrides))
             if launch:
                 returns.extend(self._launch(study, launch))
@@ -266,7 +231,7 @@ class FtxSweeper(Sweeper):
         numbers = [t.number for t, _ in launch]
         contiguous = numbers == list(range(numbers[0], numbers[0] + len(numbers)))
         batches = [launch] if contiguous else [[x] for x in launch]  # job dir name == trial number
-        beat = _Heartbeat(study._storage, [t._trial_id for t, _ in launch], self.heartbeat)
+        beat = _study.Heartbeat(study._storage, [t._trial_id for t, _ in launch], self.heartbeat)
         results = []
         try:
             for batch in batches:
@@ -277,7 +242,7 @@ class FtxSweeper(Sweeper):
         except BaseException:  # Ctrl-C, a launcher crash: nothing stays RUNNING, nothing is lost
             for t, _ in launch:
                 if study._storage.get_trial(t._trial_id).state.name == "RUNNING":
-                    _fail_and_retry(study, t._trial_id)
+                    _study.fail_and_retry(study, t._trial_id)
             raise
         finally:
             beat.stop()
@@ -334,7 +299,7 @@ class FtxSweeper(Sweeper):
         return values
 
     def _over_budget(self, study) -> bool:
-        return self.max_failures >= 0 and len(_progress(study)[2]) > self.max_failures
+        return self.max_failures >= 0 and len(_study.progress(study)[2]) > self.max_failures
 
     @staticmethod
     def _last_error(study) -> str:
@@ -342,134 +307,7 @@ class FtxSweeper(Sweeper):
         return f"trial {failed[-1].number}: {failed[-1].user_attrs['error']}" if failed else "none recorded"
 
 
-# -- study bookkeeping shared with the report -------------------------------------------------------
-
 def _plain(node) -> dict:
     if node is None:
         return {}
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
-
-
-def _grid_size(space) -> int:
-    size = 1
-    for values in _space.grid(space).values():
-        size *= len(values)
-    return size
-
-
-def _interrupted(study) -> set:
-    """Numbers of the trials that were interrupted and re-queued (named in a retry's history)."""
-    return {n for t in study.get_trials(deepcopy=False) for n in t.system_attrs.get("retry_history", [])}
-
-
-def _progress(study):
-    """(trials that count as done, trials running, failed ones among the done) — a trial that was
-    interrupted and re-queued does not count; its retry does."""
-    trials = study.get_trials(deepcopy=False)
-    retried = _interrupted(study)
-    done = [t for t in trials if t.state.is_finished() and t.number not in retried]
-    running = [t for t in trials if t.state.name == "RUNNING"]
-    return done, running, [t for t in done if t.state.name == "FAIL"]
-
-
-def _counts(study) -> dict:
-    done, running, _ = _progress(study)
-    out = {}
-    for t in done:
-        key = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}[t.state.name]
-        out[key] = out.get(key, 0) + 1
-    interrupted = len(_interrupted(study))
-    if interrupted:
-        out["interrupted and re-queued"] = interrupted
-    if running:
-        out["running elsewhere"] = len(running)
-    return out
-
-
-def _owner() -> dict:
-    import psutil
-
-    return {"host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()}
-
-
-def _alive(owner: dict) -> bool:
-    import psutil
-
-    try:
-        return abs(psutil.Process(int(owner["pid"])).create_time() - float(owner["started"])) < 1.0
-    except (psutil.Error, KeyError, ValueError, TypeError):
-        return False
-
-
-def _retry_interrupted(study, trial) -> None:
-    """A trial whose sweeper died: queue the same parameters again (at most MAX_RETRY times, so a
-    trial that kills its sweeper, e.g. out of memory, ends FAILED instead of looping)."""
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-    with _quiet():  # the retry's system attr retry_history names this trial
-        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, trial)
-    log.info("trial %d was interrupted; its parameters are queued again", trial.number)
-
-
-def _fail_and_retry(study, trial_id: int) -> None:
-    import optuna
-
-    try:
-        if not study._storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL):
-            return
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return
-    _retry_interrupted(study, study._storage.get_trial(trial_id))
-
-
-def _reap_dead_owners(study) -> None:
-    """RUNNING trials started by a sweeper process on this host that no longer exists."""
-    host = socket.gethostname()
-    for t in study.get_trials(deepcopy=False):
-        owner = t.system_attrs.get("ftx:owner")
-        if t.state.name == "RUNNING" and owner and owner.get("host") == host and not _alive(owner):
-            _fail_and_retry(study, t._trial_id)
-
-
-def _grid_sampler_class():
-    import optuna
-
-    class GridSampler(optuna.samplers.GridSampler):
-        """GridSampler calls Study.stop() when the grid is used up, which only works inside
-        Study.optimize; the sweeper caps n_trials at the grid size instead."""
-
-        def after_trial(self, study, trial, state, values) -> None:
-            pass
-
-    return GridSampler
-
-
-def _GridSampler(*args, **kwargs):
-    return _grid_sampler_class()(*args, **kwargs)
-
-
-class _Heartbeat:
-    """Records heartbeats for the trials this sweeper is running (RDB storage only)."""
-
-    def __init__(self, storage, trial_ids: List[int], interval: int):
-        from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
-
-        self._stop = threading.Event()
-        self._thread = None
-        if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage):
-            def run():
-                while True:
-                    for tid in trial_ids:
-                        try:
-                            storage.record_heartbeat(tid)
-                        except Exception as e:  # a lost connection must not kill the sweep
-                            log.warning("heartbeat for trial id %d failed: %s", tid, e)
-                    if self._stop.wait(interval):
-                        return
-            self._thread = threading.Thread(target=run, name="ftx-sweep-heartbeat", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
