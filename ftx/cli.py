@@ -7,6 +7,7 @@
     ftx compare RUNS…              table of runs: differing config keys and metrics
     ftx export  RUN_DIR            merge an adapter into its base model
     ftx report  RUN_DIR            markdown report with plots for one run
+    ftx sweep-report SWEEP_DIR     best trial as an override line, trials.csv, plots (docs/sweeps.md)
 
 Every user mistake ends as one line on stderr and exit code 2.
 """
