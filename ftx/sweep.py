@@ -124,7 +124,7 @@ def make_pruner(conf: Optional[dict]):
 def trial_callbacks(spec) -> list:
     """Trainer callbacks for a sweep job: [] outside a sweep, else the trial reporter."""
     sweep = dict(spec.sweep or {})
-    if not sweep.get("study") or sweep.get("trial_id") is None:
+    if not sweep.get("study") or sweep.get("trial_id") is None or not sweep.get("storage"):
         return []
     reporter = reporter_for(sweep)
     return [reporter] if reporter else []

@@ -240,3 +240,14 @@ def test_required_sweep_files_exist():
     assert {"lora.r", "lora.alpha", "optimizer.lr", "data.mix.domain_ratio"} <= set(params["lora_lr_mix"])
     assert "quant.mode" in params["lora_vs_qlora"] or "quant" in params["lora_vs_qlora"]
     assert "tiny" in params
+
+
+def test_sweep_report_needs_a_sweep_dir(tmp_path):
+    from ftx.errors import RunError
+    from ftx.sweep import cmd_sweep_report
+
+    with pytest.raises(RunError, match="no sweep.json .not an ftx sweep directory.; pass --storage and --study"):
+        cmd_sweep_report([str(tmp_path)])
+    optuna.create_study(study_name="x", storage=f"sqlite:///{tmp_path / 'o.db'}")
+    with pytest.raises(RunError, match="--study: no study 'y' in sqlite:///"):
+        cmd_sweep_report([str(tmp_path), "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--study", "y"])
