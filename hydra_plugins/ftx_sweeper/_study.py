@@ -106,12 +106,20 @@ def fail_and_retry(study, trial_id: int) -> None:
     retry_interrupted(study, study._storage.get_trial(trial_id))
 
 
-def reap_dead_owners(study) -> None:
-    """RUNNING trials started by a sweeper process on this host that no longer exists."""
+def reap_dead_owners(study, grace: float) -> None:
+    """RUNNING trials started by a sweeper process on this host that no longer exists, and RUNNING
+    trials with no owner older than `grace` seconds (a sweeper killed between `ask` and recording
+    itself as owner, a window of milliseconds)."""
+    import time
+
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False):
+        if t.state.name != "RUNNING":
+            continue
         owner = t.system_attrs.get("ftx:owner")
-        if t.state.name == "RUNNING" and owner and owner.get("host") == host and not _alive(owner):
+        dead = owner.get("host") == host and not _alive(owner) if owner else \
+            t.datetime_start is not None and time.time() - t.datetime_start.timestamp() > grace
+        if dead:
             fail_and_retry(study, t._trial_id)
 
 

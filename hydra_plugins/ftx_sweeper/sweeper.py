@@ -199,7 +199,7 @@ class FtxSweeper(Sweeper):
         group_null = OmegaConf.select(self.config, "tracking.group", default="absent") is None and \
             not any(_space._key_of(f) == "tracking.group" for f in space.fixed)
         while True:
-            _study.reap_dead_owners(study)
+            _study.reap_dead_owners(study, grace=2 * self.heartbeat)
             with _study.quiet():
                 optuna.storages.fail_stale_trials(study)
             done, running, failed = _study.progress(study)

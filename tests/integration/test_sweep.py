@@ -100,9 +100,12 @@ def test_pruned_tpe_sweep_on_the_tiny_model(tmp_path):
 
 
 def _running(db: Path, number: int) -> bool:
+    """Trial `number` is RUNNING and its sweeper has recorded itself as the owner (it is past `ask`)."""
     try:
         with sqlite3.connect(db, timeout=5) as c:
-            return (number, "RUNNING") in c.execute("select number, state from trials").fetchall()
+            rows = c.execute("select t.number from trials t join trial_system_attributes a on a.trial_id = t.trial_id"
+                             " where t.state = 'RUNNING' and a.key = 'ftx:owner'").fetchall()
+            return (number,) in rows
     except sqlite3.Error:
         return False
 
@@ -116,26 +119,27 @@ def test_killed_sweep_resumes_with_no_trial_lost_or_duplicated(tmp_path):
     try:
         deadline = time.time() + 300
         while not _running(db, 1) and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.2)
-        time.sleep(1.0)  # into trial 1's training
+            time.sleep(0.1)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the whole sweep, as an OOM kill or a lost node would
         proc.wait()
     before = load(sweep_dir)
-    assert [t.state.name for t in before.trials] == ["COMPLETE", "RUNNING"], "the kill missed trial 1"
+    states = [t.state.name for t in before.trials]
+    assert states[-1] == "RUNNING" and set(states[:-1]) == {"COMPLETE"}, states  # killed inside a trial
+    k = len(states) - 1
     first = before.trials[0]
 
     r = run(cmd, tmp_path)  # the same command resumes
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "trial 1 was interrupted; its parameters are queued again" in r.stdout + r.stderr
+    assert f"trial {k} was interrupted; its parameters are queued again" in r.stdout + r.stderr
     study = load(sweep_dir)
     trials = study.trials
     interrupted = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-    assert interrupted == {1} and trials[1].state.name == "FAIL"
+    assert interrupted == {k} and trials[k].state.name == "FAIL"
     counted = [t for t in trials if t.number not in interrupted]
     assert [t.state.name for t in counted] == ["COMPLETE"] * 4  # n_trials reached, nothing left RUNNING
-    retry = [t for t in trials if t.system_attrs.get("retry_history") == [1]]
-    assert len(retry) == 1 and retry[0].params == trials[1].params  # the lost point was run, once
+    retry = [t for t in trials if t.system_attrs.get("retry_history") == [k]]
+    assert len(retry) == 1 and retry[0].params == trials[k].params  # the lost point was run, once
     assert trials[0].value == first.value and trials[0].params == first.params  # finished work kept
     points = [tuple(sorted(t.params.items())) for t in counted]
     assert len(set(points)) == len(points)  # no trial duplicated (the sampler seed was offset)

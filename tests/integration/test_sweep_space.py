@@ -251,3 +251,29 @@ def test_sweep_report_needs_a_sweep_dir(tmp_path):
     optuna.create_study(study_name="x", storage=f"sqlite:///{tmp_path / 'o.db'}")
     with pytest.raises(RunError, match="--study: no study 'y' in sqlite:///"):
         cmd_sweep_report([str(tmp_path), "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--study", "y"])
+
+
+def test_running_trials_of_dead_sweepers_are_failed_and_requeued(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from hydra_plugins.ftx_sweeper import _study
+
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'o.db'}")
+    dist = {"x": FloatDistribution(0, 1)}
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_owner = {"host": socket.gethostname(), "pid": dead.pid, "started": 0.0}
+    dead.wait()
+    trials = [study.ask(dist) for _ in range(4)]
+    owners = [dead_owner, _study.owner(), {**dead_owner, "host": "elsewhere"}, None]
+    for t, o in zip(trials, owners):
+        if o:
+            study._storage.set_trial_system_attr(t._trial_id, "ftx:owner", o)
+    _study.reap_dead_owners(study, grace=3600)
+    assert [t.state.name for t in study.trials] == ["FAIL", "RUNNING", "RUNNING", "RUNNING", "WAITING"]
+    assert study.trials[4].params == trials[0].params and study.trials[4].system_attrs["retry_history"] == [0]
+    _study.reap_dead_owners(study, grace=0)  # an owner-less RUNNING trial older than the grace period
+    assert [t.state.name for t in study.trials][3:] == ["FAIL", "WAITING", "WAITING"]
+    done, running, failed = _study.progress(study)
+    assert [t.number for t in running] == [1, 2] and done == [] and failed == []  # retried ones do not count
