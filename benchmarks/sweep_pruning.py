@@ -53,7 +53,7 @@ def run_sweep(work: Path, data: list[str], pruner: str, seed: int, trials: int, 
                    "hyperband": ["hydra.sweeper.pruner.name=hyperband", "hydra.sweeper.pruner.min_resource=3",
                                  f"hydra.sweeper.pruner.max_resource={steps}"]}[pruner]
     cmd = [sys.executable, "-m", "ftx", "train", "-m", "+sweep=tiny", *data, f"train.max_steps={steps}",
-           "train.eval_steps=3", f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.sampler.seed={seed}",
+           "train.eval_steps=3", "curation=none", f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.sampler.seed={seed}",
            f"hydra.sweeper.study={name}", f"hydra.sweep.dir={work / name}", "hydra.sweeper.plots=none",
            "optimizer.lr=tag(log, interval(1e-5, 1e-1))", "lora.r=choice(2, 4, 8, 16)", *pruner_args]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
