@@ -121,6 +121,9 @@ class FormatConfig:
     crosses example boundaries); validation stays unpacked."""
     pack_length: Optional[int] = None
     """Length of packed sequences (null: max_length)."""
+    raw_text: bool = False
+    """Train on every record as plain text (chat turns joined by newlines) with next-token loss on all
+    of it: continued pre-training. Set by train.objective=cpt."""
 
 
 @dataclass
