@@ -32,18 +32,22 @@ class TrainConfig:
     precision: str = "auto"
     """auto (bf16 where native, else fp32) | bf16 | fp32."""
     gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, ~10–30% more time."""
     eval_steps: int = 0
     """Validate every N steps (0: once per epoch)."""
     save_steps: int = 0
     """Checkpoint every N steps (0: once per epoch)."""
     save_total_limit: int = 2
+    """Checkpoints kept in the run dir (the newest; with early stopping also the best)."""
     logging_steps: int = 1
     seed: int = 42
     """Set before PEFT wraps the model: the same seed gives the same adapter init and data order."""
     threads: int = 1
     """torch intra-op threads (on a loaded 2-core box 1 beats 2; 0 = torch default)."""
     resume: str = "none"
-    """none | auto (newest checkpoint in the run dir) | a checkpoint path."""
+    """none | auto (newest checkpoint in the run dir, error if none; give the run dir:
+    hydra.run.dir=…) | if_present (auto, or a fresh start: for requeued jobs) | a checkpoint
+    folder. Restores weights, optimizer, scheduler, RNG and data position."""
     early_stopping_patience: int = 0
     """Stop after N evaluations without validation-loss improvement (0: off)."""
     dataloader_workers: int = 0
@@ -59,6 +63,17 @@ class TrainConfig:
                 "eval_steps and save_steps must be >= 0")
         require(self.early_stopping_patience >= 0, "train.early_stopping_patience",
                 f"must be >= 0, got {self.early_stopping_patience}")
+        require(self.save_total_limit >= 1, "train.save_total_limit", f"must be >= 1, got {self.save_total_limit}")
+        require(self.logging_steps >= 1, "train.logging_steps", f"must be >= 1, got {self.logging_steps}")
+        require(self.dataloader_workers >= 0, "train.dataloader_workers", f"must be >= 0, got {self.dataloader_workers}")
+        require(bool(self.resume), "train.resume", "must be none, auto or a checkpoint folder")
+        if self.early_stopping_patience:
+            # Early stopping restores the best checkpoint: the Trainer needs a checkpoint at every evaluation.
+            require((self.eval_steps == 0) == (self.save_steps == 0), "train.save_steps",
+                    f"={self.save_steps} with train.eval_steps={self.eval_steps}: early stopping needs both 0 "
+                    "(per epoch) or both > 0")
+            require(self.eval_steps == 0 or self.save_steps % self.eval_steps == 0, "train.save_steps",
+                    f"={self.save_steps} must be a multiple of train.eval_steps={self.eval_steps} with early stopping")
 
 
 def use_bf16(precision: str) -> bool:
@@ -69,6 +84,23 @@ def use_bf16(precision: str) -> bool:
     if precision == "auto":
         return torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_supports_bf16()
     return precision == "bf16"
+
+
+def base_dtype(spec, bf16: bool) -> str:
+    """model.dtype=auto follows the run: bf16 base weights for adapter training in bf16; fp32 for fp32
+    runs and for full fine-tuning (fp32 master weights, bf16 matmuls under autocast)."""
+    if spec.model.dtype != "auto":
+        return spec.model.dtype
+    return "bf16" if bf16 and spec.lora.method != "full" else "fp32"
+
+
+def apply_threads(n: int) -> None:
+    """torch intra-op threads; OMP_NUM_THREADS too, or accelerate resets it under a launcher."""
+    import torch
+
+    if n:
+        os.environ["OMP_NUM_THREADS"] = str(n)
+        torch.set_num_threads(n)
 
 
 def is_main_process() -> bool:
