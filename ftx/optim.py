@@ -45,8 +45,8 @@ class OptimizerConfig:
     max_grad_norm: float = 1.0
     """Gradient clipping norm (0: off)."""
     llrd: Optional[float] = None
-    """Layer-wise LR decay factor in (0, 1]: layer l of L gets lr·llrd^(L-1-l), embeddings
-    lr·llrd^L, the final norm and head lr; null = off."""
+    """Layer-wise LR decay factor in (0, 1]: the final norm and head get lr, block l of L gets
+    lr·llrd^(L-l), the embeddings lr·llrd^(L+1) (deeper = smaller steps); null = off."""
     dropout: Optional[float] = None
     """Dropout inside the base model (attention/hidden dropout the architecture has); null keeps
     the model's own. The adapter's dropout is lora.dropout."""

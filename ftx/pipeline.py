@@ -40,7 +40,7 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
     from ftx.track import metrics_callback
     from ftx.train import apply_threads, base_dtype, is_main_process, use_bf16
     from ftx.trainer import make_trainer_class, resume_checkpoint, training_arguments
-    from ftx.zero import prepare_deepspeed
+    from ftx.zero import forget_previous_run, prepare_deepspeed
 
     t0 = time.time()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -60,8 +60,9 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
     from transformers import set_seed
 
     quant_mod.check_model(spec.quant, path, spec.lora.method)
+    forget_previous_run()
     model = model_mod.load_model(replace(spec.model, dtype=base_dtype(spec, bf16)), path,
-                                 quant_mod.bnb_config(spec.quant), device_map=quant_mod.device_map(spec.quant))
+                                 quant_mod.bnb_config(spec.quant, bf16), device_map=quant_mod.device_map(spec.quant))
     optim_mod.apply_dropout(model, spec.optimizer.dropout)
     if spec.quant.enabled:  # guards the CPU 4-bit gradient trap before the base evaluation below
         model = quant_mod.prepare(model, spec.quant, spec.train.gradient_checkpointing)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,8 @@ class QuantConfig:
     double_quant: bool = True
     """Quantise the 4-bit quantisation constants too (saves ~0.4 bit/param)."""
     compute_dtype: str = "auto"
-    """Dtype of the 4-bit matmuls: auto (bf16 where native, else fp32) | bf16 | fp32."""
+    """Dtype of the 4-bit matmuls: auto (the run's precision: bf16 when train.precision resolves to
+    bf16, else fp32) | bf16 | fp32."""
 
     def check(self) -> None:
         require(self.mode in ("none", "int8", "nf4", "fp4"), "quant.mode",
@@ -37,7 +39,7 @@ class QuantConfig:
         return self.mode != "none"
 
 
-def bnb_config(cfg: QuantConfig):
+def bnb_config(cfg: QuantConfig, bf16: bool = False):
     """The BitsAndBytesConfig for from_pretrained, or None."""
     if not cfg.enabled:
         return None
@@ -45,13 +47,14 @@ def bnb_config(cfg: QuantConfig):
 
     from ftx.model import resolve_dtype
 
+    compute = cfg.compute_dtype if cfg.compute_dtype != "auto" else ("bf16" if bf16 else "fp32")
     if cfg.mode == "int8":
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=cfg.mode,
         bnb_4bit_use_double_quant=cfg.double_quant,
-        bnb_4bit_compute_dtype=resolve_dtype(cfg.compute_dtype),
+        bnb_4bit_compute_dtype=resolve_dtype(compute),
     )
 
 
@@ -61,7 +64,8 @@ def device_map(cfg: QuantConfig):
 
     if not cfg.enabled:
         return None
-    return "cpu" if not torch.cuda.is_available() else {"": torch.cuda.current_device()}
+    # Under a launcher every rank loads onto its own GPU (current_device() is still 0 at this point).
+    return "cpu" if not torch.cuda.is_available() else {"": int(os.environ.get("LOCAL_RANK", "0"))}
 
 
 def check_model(cfg: QuantConfig, model_path: str, lora_method: str = "lora") -> None:

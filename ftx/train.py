@@ -77,12 +77,20 @@ class TrainConfig:
 
 
 def use_bf16(precision: str) -> bool:
+    """Resolve train.precision on this machine (auto: bf16 where the hardware runs it natively)."""
     import torch
 
+    from ftx.errors import ConfigError
     from ftx.model import cpu_supports_bf16
 
+    gpu = torch.cuda.is_available()
+    native = torch.cuda.is_bf16_supported() if gpu else cpu_supports_bf16()
     if precision == "auto":
-        return torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_supports_bf16()
+        return native
+    if precision == "bf16" and not native:
+        if gpu:  # DeepSpeed and autocast would fail or silently fall back; say it up front
+            raise ConfigError("train.precision=bf16: this GPU has no bf16 support; use train.precision=fp32")
+        log.warning("train.precision=bf16 on a CPU without AVX512-BF16/AMX: bf16 is emulated and slow")
     return precision == "bf16"
 
 

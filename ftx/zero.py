@@ -78,6 +78,16 @@ def deepspeed_config(cfg: ZeroConfig, bf16: bool) -> Optional[dict]:
     }
 
 
+def forget_previous_run() -> None:
+    """A ZeRO-3 run leaves transformers' global DeepSpeed config set; the next job of a sweep would
+    then load its model through zero.Init partitioning. Clear it before loading a model."""
+    try:
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+    except ImportError:
+        return
+    unset_hf_deepspeed_config()
+
+
 def prepare_deepspeed(cfg: ZeroConfig) -> None:
     """Per rank, before TrainingArguments starts DeepSpeed: no op compilation, and a one-process
     rendezvous when no launcher set one up (`ftx train zero=zero2_offload` on one GPU or CPU)."""
