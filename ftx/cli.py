@@ -124,9 +124,9 @@ def _distributed_run_dir(overrides: list[str]) -> list[str]:
                           "(every node writes checkpoints there), e.g. hydra.run.dir=/shared/runs/exp1")
     note = Path(os.environ.get("TMPDIR", "/tmp")) / f"ftx-rundir-{os.getppid()}-{os.environ.get('MASTER_PORT', '0')}"
     if rank == 0:
-        run_dir = Path("outputs/runs") / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}-dist{world}"
+        run_dir = (Path("outputs/runs") / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}-dist{world}").resolve()
         tmp = note.with_name(note.name + f".{os.getpid()}")
-        tmp.write_text(str(run_dir.resolve()))
+        tmp.write_text(str(run_dir))
         tmp.replace(note)  # atomic: another rank never reads half a path
     else:
         import psutil
