@@ -115,6 +115,20 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _submitit_ranks() -> None:
+    """A submitit job (Hydra's SLURM/local launcher) with several tasks: each task is one rank.
+    Export the env:// variables torch, accelerate and DeepSpeed read, unless a launcher already did."""
+    if "RANK" in os.environ or "SUBMITIT_EXECUTOR" not in os.environ:
+        return
+    import submitit
+    from submitit.helpers import TorchDistributedEnvironment
+
+    if submitit.JobEnvironment().num_tasks > 1:
+        env = TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        log.info("submitit task → rank %d of %d (master %s:%d)", env.rank, env.world_size, env.master_addr,
+                 env.master_port)
+
+
 def run(cfg) -> float:
     """The task function: one validated run spec, executed end to end. Returns the objective."""
     from hydra.core.hydra_config import HydraConfig
@@ -122,6 +136,10 @@ def run(cfg) -> float:
     from ftx.spec import build_spec
 
     spec = build_spec(cfg)
+    _submitit_ranks()
+    if not is_main_process():  # only rank 0 writes into the run dir, logs included
+        for h in [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]:
+            logging.getLogger().removeHandler(h)
     run_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path(cfg.get("run_dir") or ".")
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     from ftx.pipeline import execute

@@ -1,0 +1,53 @@
+"""Every engine option trains the tiny model end to end (in-process, a few seconds each): the quant,
+lora, optimizer and train options and their useful combinations. ZeRO options run in subprocesses
+(tests/integration/test_zero*.py) because DeepSpeed initialises process-wide state."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ftx.cli import compose
+from ftx.spec import build_spec
+from tests.engine_helpers import write_data
+
+CASES = {
+    "int8": ["quant=int8"],
+    "qdora_nf4_checkpointing": ["quant=nf4", "lora=dora", "train.gradient_checkpointing=true"],
+    "rslora_adamw8bit": ["lora=rslora", "optimizer=adamw_8bit"],
+    "full_paged8bit_dropout": ["lora=full", "optimizer=paged_adamw_8bit", "optimizer.dropout=0.1",
+                               "optimizer.lr=3e-3"],
+    "llrd_decay_linear_accum": ["optimizer.llrd=0.8", "optimizer.weight_decay=0.01", "optimizer.scheduler=linear",
+                                "train.grad_accum=2"],
+    "bf16_early_stopping": ["train.precision=bf16", "train.early_stopping_patience=1", "train.eval_steps=2",
+                            "train.save_steps=2"],
+    "train_demo": ["train=demo", "train.max_steps=6", "train.precision=fp32"],
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_option_trains_tiny_model(case, data, tmp_path):
+    from ftx.pipeline import execute
+
+    domain, general = data
+    overrides = ["model=tiny_llama", "train=tiny", "data.format.max_length=128",
+                 f"data.sources.http.path={domain}", f"data.sources.general.path={general}", *CASES[case]]
+    spec = build_spec(compose(overrides))
+    execute(spec, None, tmp_path, overrides)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["train"]["steps"] == 6 or (case == "bf16_early_stopping" and 2 <= m["train"]["steps"] <= 6)
+    assert m["delta"]["val_loss"] < 0, f"{case}: validation loss did not fall ({m['delta']})"
+    adapter = tmp_path / "adapter"
+    if spec.lora.method == "full":
+        assert (adapter / "model.safetensors").is_file()
+        assert m["params"]["trainable"] == m["params"]["total"]
+    else:
+        cfg = json.loads((adapter / "adapter_config.json").read_text())
+        assert cfg["use_dora"] == (spec.lora.method == "dora") and cfg["use_rslora"] == (spec.lora.method == "rslora")
+        assert m["params"]["trainable"] < m["params"]["total"] / 2
