@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from ftx.runs import MetricsLog, environment, write_json
@@ -28,19 +27,16 @@ def record_spec(spec, cfg, run_dir: Path, overrides: list[str]) -> dict:
 
 
 def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
-    import torch
-
     from ftx import lora as lora_mod
     from ftx import model as model_mod
     from ftx import optim as optim_mod
-    from ftx import quant as quant_mod
     from ftx.data.build import prepare
     from ftx.data.format import Collator
     from ftx.evaluate import heldout_loss
     from ftx.track import metrics_callback
-    from ftx.train import apply_threads, base_dtype, is_main_process, use_bf16
+    from ftx.train import apply_threads, build_model, is_main_process, use_bf16
     from ftx.trainer import make_trainer_class, resume_checkpoint, training_arguments
-    from ftx.zero import forget_previous_run, prepare_deepspeed
+    from ftx.zero import prepare_deepspeed
 
     t0 = time.time()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -56,18 +52,8 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
     data = prepare(spec.data, spec.curation, tok, run_dir if main else None)
     log.info("data: %s", {k: data.stats[k]["examples"] for k in ("train", "val", "test", "general_eval")})
 
-    # Model: the seed is set before PEFT wraps it, so the adapter init is reproducible.
-    from transformers import set_seed
-
-    quant_mod.check_model(spec.quant, path, spec.lora.method)
-    forget_previous_run()
-    model = model_mod.load_model(replace(spec.model, dtype=base_dtype(spec, bf16)), path,
-                                 quant_mod.bnb_config(spec.quant, bf16), device_map=quant_mod.device_map(spec.quant))
-    optim_mod.apply_dropout(model, spec.optimizer.dropout)
-    if spec.quant.enabled:  # guards the CPU 4-bit gradient trap before the base evaluation below
-        model = quant_mod.prepare(model, spec.quant, spec.train.gradient_checkpointing)
-    set_seed(spec.train.seed)
-    model = lora_mod.wrap(model, spec.lora)
+    # Model: load → quantise (4-bit CPU gradient trap guarded before the base evaluation below) → wrap.
+    model = build_model(spec, path, bf16)
     params = lora_mod.count_parameters(model)
     log.info("trainable parameters: %s", params)
 

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from ftx.errors import require
 
@@ -100,6 +98,29 @@ def base_dtype(spec, bf16: bool) -> str:
     if spec.model.dtype != "auto":
         return spec.model.dtype
     return "bf16" if bf16 and spec.lora.method != "full" else "fp32"
+
+
+def build_model(spec, path: str, bf16: bool):
+    """The trainable model of a run: base (quantised if asked) → dropout → k-bit prep → seed → PEFT.
+
+    The seed is set right before PEFT wraps the model, so the adapter init is reproducible; the 4-bit
+    CPU gradient guard is in place before any forward pass (the base evaluation runs in eval mode).
+    """
+    from dataclasses import replace
+
+    from transformers import set_seed
+
+    from ftx import lora, model, optim, quant, zero
+
+    quant.check_model(spec.quant, path, spec.lora.method)
+    zero.forget_previous_run()
+    m = model.load_model(replace(spec.model, dtype=base_dtype(spec, bf16)), path,
+                         quant.bnb_config(spec.quant, bf16), device_map=quant.device_map(spec.quant))
+    optim.apply_dropout(m, spec.optimizer.dropout)
+    if spec.quant.enabled:
+        m = quant.prepare(m, spec.quant, spec.train.gradient_checkpointing)
+    set_seed(spec.train.seed)
+    return lora.wrap(m, spec.lora)
 
 
 def apply_threads(n: int) -> None:

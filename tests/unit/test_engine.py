@@ -3,7 +3,6 @@ bookkeeping, training arguments and the launcher plumbing of the CLI. In-process
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
