@@ -262,7 +262,8 @@ def test_resume_refuses_a_run_dir_written_by_another_spec(tmp_path, caplog):
 
 
 def test_launcher_local_rank_is_stripped_wherever_it_appears(monkeypatch):
-    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "0")  # registers the original state, restored after the test
+    monkeypatch.delenv("LOCAL_RANK")
     assert cli._strip_local_rank(["--local_rank=1", "train", "a=1"]) == ["train", "a=1"]
     assert cli._strip_local_rank(["train", "--local-rank", "0", "a=1"]) == ["train", "a=1"]
     import os
