@@ -23,6 +23,7 @@ CASES = {
     "bf16_early_stopping": ["train.precision=bf16", "train.early_stopping_patience=1", "train.eval_steps=2",
                             "train.save_steps=2"],
     "train_demo": ["train=demo", "train.max_steps=6", "train.precision=fp32"],
+    "train_low_memory": ["train=low_memory", "train.max_steps=6", "train.precision=fp32", "optimizer.lr=3e-3"],
 }
 
 
@@ -51,3 +52,35 @@ def test_option_trains_tiny_model(case, data, tmp_path):
         cfg = json.loads((adapter / "adapter_config.json").read_text())
         assert cfg["use_dora"] == (spec.lora.method == "dora") and cfg["use_rslora"] == (spec.lora.method == "rslora")
         assert m["params"]["trainable"] < m["params"]["total"] / 2
+    if case in EXPORT:
+        check_export(tmp_path, spec)
+
+
+EXPORT = ("qdora_nf4_checkpointing", "full_paged8bit_dropout")
+
+
+def check_export(run_dir, spec):
+    """`ftx export`: a plain transformers folder whose logits equal base + adapter (or the trained model)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ftx.export import export, locate
+    from ftx.model import load_model
+
+    out = run_dir / "merged"
+    report = export(*locate(run_dir), out)
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer_config.json").is_file()
+    merged = AutoModelForCausalLM.from_pretrained(str(out))
+    x = torch.arange(1, 17).view(1, 16)
+    if spec.lora.method == "full":
+        expected = AutoModelForCausalLM.from_pretrained(str(run_dir / "adapter"), dtype=torch.float32)(input_ids=x).logits
+        assert "max_abs_logit_diff" not in report
+    else:
+        from peft import PeftModel
+
+        expected = PeftModel.from_pretrained(load_model(spec.model), str(run_dir / "adapter"))(input_ids=x).logits
+        assert report["max_abs_logit_diff"] < 1e-4 and report["quant_during_training"] == "nf4"
+    got = merged(input_ids=x).logits
+    assert torch.allclose(got, expected, atol=1e-4)
+    base = load_model(spec.model)(input_ids=x).logits
+    assert not torch.allclose(got, base, atol=1e-4), "export returned the untrained base"
