@@ -37,7 +37,7 @@ def test_option_trains_tiny_model(case, data, tmp_path):
     from ftx.pipeline import execute
 
     domain, general = data
-    overrides = ["model=tiny_llama", "train=tiny", "data.format.max_length=128",
+    overrides = ["model=tiny_llama", "train=tiny", "curation=none", "data.format.max_length=128",
                  f"data.sources.http.path={domain}", f"data.sources.general.path={general}", *CASES[case]]
     spec = build_spec(compose(overrides))
     execute(spec, None, tmp_path, overrides)
