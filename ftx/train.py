@@ -64,7 +64,7 @@ class TrainConfig:
         require(self.save_total_limit >= 1, "train.save_total_limit", f"must be >= 1, got {self.save_total_limit}")
         require(self.logging_steps >= 1, "train.logging_steps", f"must be >= 1, got {self.logging_steps}")
         require(self.dataloader_workers >= 0, "train.dataloader_workers", f"must be >= 0, got {self.dataloader_workers}")
-        require(bool(self.resume), "train.resume", "must be none, auto or a checkpoint folder")
+        require(bool(self.resume), "train.resume", "must be none, auto, if_present or a checkpoint folder")
         if self.early_stopping_patience:
             # Early stopping restores the best checkpoint: the Trainer needs a checkpoint at every evaluation.
             require((self.eval_steps == 0) == (self.save_steps == 0), "train.save_steps",
