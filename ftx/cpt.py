@@ -41,7 +41,7 @@ def resolve(spec):
         require(d.mix.domain_ratio is None or abs(d.mix.domain_ratio - (1 - share)) < 1e-9, "data.mix.domain_ratio",
                 f"={d.mix.domain_ratio} conflicts with train.objective=cpt, which sets it to 1 - "
                 f"train.cpt_general_share = {1 - share:g} (set one of them)")
-        d.mix.domain_ratio = 1.0 - share
+        d.mix.domain_ratio = round(1.0 - share, 9)
     return spec
 
 
@@ -74,7 +74,7 @@ def load_init_adapter(model, path: str) -> int:
         raise ModelError(f"train.init_adapter={path}: its shapes do not fit this run's adapter "
                          f"(saved r={saved.get('r')}, targets {saved.get('target_modules')}; this run r={ours.r}, "
                          f"targets {sorted(ours.target_modules) if ours.target_modules else None}): "
-                         f"{str(e).splitlines()[0][:200]}") from None
+                         f"{next((ln.strip() for ln in str(e).splitlines() if 'size mismatch' in ln), '')[:200]}") from None
     unexpected = list(getattr(result, "unexpected_keys", []) or [])
     if unexpected:
         raise ModelError(f"train.init_adapter={path}: {len(unexpected)} saved tensors have no place in this run's "

@@ -50,6 +50,9 @@ class OptimizerConfig:
     dropout: Optional[float] = None
     """Dropout inside the base model (attention/hidden dropout the architecture has); null keeps
     the model's own. The adapter's dropout is lora.dropout."""
+    mixout: float = 0.0
+    """Mixout probability (ftx/mixout.py): swap weight elements for their start-of-training values; a
+    full-fine-tuning regulariser (with LoRA it acts on the adapter only). 0: off."""
 
     def check(self) -> None:
         require(self.name in OPTIMIZERS, "optimizer.name", f"must be one of {', '.join(OPTIMIZERS)}; got {self.name!r}")
@@ -62,6 +65,7 @@ class OptimizerConfig:
         require(self.llrd is None or 0.0 < self.llrd <= 1.0, "optimizer.llrd", f"must be in (0, 1] or null, got {self.llrd}")
         require(self.dropout is None or 0.0 <= self.dropout < 1.0, "optimizer.dropout",
                 f"must be in [0, 1) or null, got {self.dropout}")
+        require(0.0 <= self.mixout < 1.0, "optimizer.mixout", f"must be in [0, 1), got {self.mixout}")
         require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "optimizer.betas",
                 f"must be two numbers in [0, 1), got {list(self.betas)}")
 

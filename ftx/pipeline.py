@@ -91,6 +91,10 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
                             for k in metrics["tuned"] if k.endswith("loss") and metrics["base"].get(k) is not None
                             and metrics["tuned"].get(k) is not None}
     metrics["wall_seconds"] = round(time.time() - t0, 2)
+    from ftx.cost import account
+
+    metrics["cost"] = account(int(train_tokens), train_seconds, metrics["wall_seconds"],
+                              spec.train.price_per_device_hour, metrics)
     trainer.save_model(str(run_dir / "adapter"))  # on every rank: ZeRO-3 gathers weights collectively
     if main:
         tok.save_pretrained(str(run_dir / "adapter"))

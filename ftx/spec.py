@@ -71,6 +71,8 @@ class RunSpec:
         require(not (self.quant.enabled and self.lora.method == "full"), "quant.mode",
                 f"={self.quant.mode} cannot train with lora.method=full (quantised weights are frozen); "
                 "use quant=none or a LoRA method")
+        require(not (self.optimizer.mixout and self.zero.stage == 3), "optimizer.mixout",
+                "cannot mix ZeRO-3's partitioned weights; use zero.stage<=2 or optimizer.mixout=0")
         require(not (self.model.source == "gguf_package" and self.model.trust_remote_code), "model.trust_remote_code",
                 "is not needed for the embedded GGUF model; leave it false")
 
@@ -155,6 +157,9 @@ def build_spec(cfg: DictConfig) -> RunSpec:
     except OmegaConfBaseException as e:
         raise ConfigError(explain(e)) from None
     spec.check()
+    from ftx.cpt import resolve
+
+    resolve(spec)  # train.objective=cpt → data-plan settings, visible in config.yaml and the hash
     return spec
 
 

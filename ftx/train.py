@@ -9,6 +9,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from ftx.errors import require
 
@@ -49,8 +50,21 @@ class TrainConfig:
     early_stopping_patience: int = 0
     """Stop after N evaluations without validation-loss improvement (0: off)."""
     dataloader_workers: int = 0
+    objective: str = "sft"
+    """sft (loss on responses) | cpt (continued pre-training: raw text, every token, packed; ftx/cpt.py)."""
+    cpt_general_share: float = 0.07
+    """With objective=cpt: share of general text in the mix (sets data.mix.domain_ratio = 1 − share)."""
+    init_adapter: Optional[str] = None
+    """Start from a previous run's adapter (its run dir or adapter/ folder): CPT, then SFT on the same adapter."""
+    price_per_device_hour: float = 0.0
+    """For metrics.json cost/estimated_cost = device-hours × this (your currency; 0: not priced)."""
 
     def check(self) -> None:
+        from ftx.cpt import check_objective
+
+        check_objective(self)
+        require(self.price_per_device_hour >= 0, "train.price_per_device_hour",
+                f"must be >= 0, got {self.price_per_device_hour}")
         require(self.epochs > 0 or self.max_steps > 0, "train.epochs", "must be > 0 unless train.max_steps > 0")
         require(self.batch_size > 0, "train.batch_size", f"must be > 0, got {self.batch_size}")
         require(self.grad_accum > 0, "train.grad_accum", f"must be > 0, got {self.grad_accum}")
@@ -120,7 +134,16 @@ def build_model(spec, path: str, bf16: bool):
     if spec.quant.enabled:
         m = quant.prepare(m, spec.quant, spec.train.gradient_checkpointing)
     set_seed(spec.train.seed)
-    return lora.wrap(m, spec.lora)
+    m = lora.wrap(m, spec.lora)
+    if spec.train.init_adapter:
+        from ftx.cpt import load_init_adapter
+
+        load_init_adapter(m, spec.train.init_adapter)
+    if spec.optimizer.mixout:
+        from ftx import mixout
+
+        log.info("mixout p=%g on %d weights", spec.optimizer.mixout, mixout.apply(m, spec.optimizer.mixout))
+    return m
 
 
 def apply_threads(n: int) -> None:

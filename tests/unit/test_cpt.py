@@ -51,3 +51,19 @@ def test_init_adapter_loads_the_first_stage_weights(tmp_path):
         load_init_adapter(wrapped(r=8), str(tmp_path / "run1" / "adapter"))
     with pytest.raises(ConfigError, match="no adapter_model.safetensors"):
         load_init_adapter(second, str(tmp_path))
+
+
+def test_objective_cpt_sets_the_data_plan_and_rejects_conflicts():
+    from ftx.cli import compose
+    from ftx.spec import build_spec
+
+    spec = build_spec(compose(["train.objective=cpt", "train.cpt_general_share=0.1"]))
+    f = spec.data.format
+    assert f.raw_text and f.packing and spec.data.mix.domain_ratio == pytest.approx(0.9)
+    assert not build_spec(compose([])).data.format.raw_text  # sft leaves the plan alone
+    with pytest.raises(ConfigError, match="no data source has role=general"):
+        build_spec(compose(["train.objective=cpt", "~data.sources.general"]))
+    with pytest.raises(ConfigError, match="data.mix.domain_ratio"):
+        build_spec(compose(["train.objective=cpt", "data.mix.domain_ratio=0.5"]))
+    with pytest.raises(ConfigError, match="train.objective"):
+        build_spec(compose(["train.objective=pretrain"]))
