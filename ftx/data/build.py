@@ -138,6 +138,10 @@ def describe(data: DataConfig) -> list[str]:
     lines.append("  curriculum: none (shuffled every epoch)" if c.strategy == "none" else
                  f"  curriculum: {c.strategy} by {c.score} ({'highest' if c.descending else 'lowest'} first"
                  f"{', stages at quantiles ' + str(list(c.stages)) if c.strategy == 'stages' else ''})")
+    b = data.balance
+    if b.field or b.strategy != "none":
+        lines.append(f"  balance: report by {b.field or '-'} and patterns {', '.join(b.patterns) or '-'}; "
+                     f"train rebalanced by {b.strategy}" + (f" (cap {b.cap})" if b.strategy == "cap" else ""))
     f = data.format
     lines.append(f"  format: template={f.template}, system_prompt={'set' if f.system_prompt else 'none'}, "
                  f"prompt_loss_weight={f.prompt_loss_weight:g}, max_length={f.max_length}, truncation={f.truncation}, "
