@@ -87,3 +87,14 @@ def test_run_data_folder_and_stats_name_the_version(tmp_path):
     on_disk = versions.load(tmp_path)
     assert prep.stats["version"]["id"] == on_disk["id"] and on_disk["records"] == 20
     assert sorted(on_disk["hashes"]) == sorted(f"r{i}" for i in range(20))
+
+
+def test_a_run_and_ftx_curate_name_the_same_data_the_same_version(tmp_path, capsys):
+    recs = records(20)
+    out, _ = curate_to(tmp_path, capsys, "c", recs)
+    data = DataConfig(sources={"http": SourceConfig(path=str(tmp_path / "c.jsonl"))}, format=FormatConfig(max_length=64))
+    data.split.decontaminate = False
+    prepare(data, CurationConfig(), load_tokenizer(ModelConfig(source="tiny", dtype="fp32")), tmp_path / "run")
+    code, stdout, stderr = cli(capsys, "data", "diff", str(tmp_path / "run"), str(out), "--json")
+    d = json.loads(stdout)
+    assert code == 0 and d["a"] == d["b"] and d["unchanged"] == 20 and not (d["added"] or d["removed"] or d["changed"])
