@@ -7,7 +7,8 @@ built, so `ftx spec`, config.yaml and the spec hash show what actually runs:
 
     data.format.raw_text = true     chat records become their text, loss on all tokens
     data.format.packing  = true
-    data.mix.domain_ratio = 1 − train.cpt_general_share   (when a role=general source exists)
+    data.mix.domain_ratio = 1 − train.cpt_general_share   (when a role=general source exists),
+    data.mix.unit = tokens          counted in tokens
 
 A second stage (SFT on the same adapter) starts from the CPT run's adapter with
 `train.init_adapter=<cpt run>/adapter`: the new run wraps the base model with its own lora config,
@@ -42,6 +43,7 @@ def resolve(spec):
                 f"={d.mix.domain_ratio} conflicts with train.objective=cpt, which sets it to 1 - "
                 f"train.cpt_general_share = {1 - share:g} (set one of them)")
         d.mix.domain_ratio = round(1.0 - share, 9)
+        d.mix.unit = "tokens"  # the usual 5–10% is a share of tokens; general Q&A is much shorter than pages
     return spec
 
 
