@@ -21,7 +21,7 @@ from typing import Iterable, Optional
 
 log = logging.getLogger(__name__)
 KEEP = 8
-FORMAT = "1"
+FORMAT = "2"  # 2: an unset weight is stored as NaN (was 1.0), so older entries must not be reused
 
 
 def records_key(records: Iterable[dict]) -> str:
