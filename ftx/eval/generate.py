@@ -12,35 +12,37 @@ from ftx.errors import DataError
 IGNORE = -100
 
 
-def split_prompts(examples: list[dict], tok, answers_by_id: dict) -> list[dict]:
+def split_prompts(examples: list[dict], tok, index: dict) -> list[dict]:
     """Encoded chat examples → {id, prompt_ids, prompt, answers}: the prompt is every token before the
-    first answer token (exactly what training conditioned on); raw-text examples have no prompt."""
+    first answer token (exactly what training conditioned on); raw-text examples have no prompt.
+    `index` (from `source_index`) adds the record's accepted answers and its plain question text."""
     items = []
     for ex in examples:
         n_prompt = next((i for i, l in enumerate(ex["labels"]) if l != IGNORE), None)
         if not n_prompt:
             continue
         reference = tok.decode(ex["input_ids"][n_prompt:], skip_special_tokens=True).strip()
-        extra = [a for a in answers_by_id.get(ex.get("id"), []) if a != reference]
-        items.append({"id": ex.get("id"), "prompt_ids": list(ex["input_ids"][:n_prompt]),
-                      "prompt": tok.decode(ex["input_ids"][:n_prompt], skip_special_tokens=False),
+        src = index.get(ex.get("id"), {})
+        extra = [a for a in src.get("answers", []) if a != reference]
+        prompt = src.get("prompt") or tok.decode(ex["input_ids"][:n_prompt], skip_special_tokens=False)
+        items.append({"id": ex.get("id"), "prompt_ids": list(ex["input_ids"][:n_prompt]), "prompt": prompt,
                       "answers": [reference, *extra]})
     return items
 
 
-def answers_index(data_cfg) -> dict:
-    """id → accepted answers for source records that carry an `answers` list (re-read from the sources:
-    the encoded splits keep only token ids)."""
+def source_index(data_cfg) -> dict:
+    """id → {prompt: the last user message, answers: the record's `answers` list, if any}, re-read from
+    the sources (the encoded splits keep only token ids)."""
     from ftx.data.sources import load_sources
 
     records, _ = load_sources(data_cfg.sources)
     out = {}
     for r in records:
         a = r.get("answers")
-        if isinstance(a, str):
-            a = [a]
-        if isinstance(a, list):
-            out[r["id"]] = [str(x) for x in a if isinstance(x, (str, int, float))]
+        a = [a] if isinstance(a, str) else a if isinstance(a, list) else []
+        users = [m["content"] for m in r.get("messages") or [] if m["role"] == "user"]
+        out[r["id"]] = {"prompt": users[-1] if users else None,
+                        "answers": [str(x) for x in a if isinstance(x, (str, int, float))]}
     return out
 
 

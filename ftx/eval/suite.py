@@ -37,9 +37,9 @@ class Evaluator:
         g = self.cfg.generation
         self.prompts: dict[str, list[dict]] = {}
         if g.enabled:
-            answers = gen.answers_index(spec.data) if g.splits else {}
+            index = gen.source_index(spec.data) if g.splits else {}
             for split in g.splits:
-                items = gen.split_prompts(gen.cap(getattr(data, split), g.max_examples), tok, answers)
+                items = gen.split_prompts(gen.cap(getattr(data, split), g.max_examples), tok, index)
                 if items:
                     self.prompts[split] = items
         self.golden: list[dict] = []
