@@ -36,7 +36,7 @@ CHATML_TEMPLATE = (
 class TinyConfig:
     """Shape of the tiny random Llama (source=tiny)."""
 
-    vocab_size: int = 512
+    vocab_size: int = 1024
     """Size of the byte-level BPE vocabulary trained on the demo text."""
     hidden_size: int = 64
     intermediate_size: int = 128

@@ -53,11 +53,10 @@ def prepare(data: DataConfig, curation: CurationConfig, tok, run_dir: Optional[P
     for name, recs in (("train", train_recs), ("val", parts["val"]), ("test", parts["test"]),
                        ("general_eval", parts["general_eval"])):
         encoded[name], stats[name] = fmt.encode_all(recs, tok, data.format, name, ledger)
-    if not encoded["train"]:
-        raise DataError(f"no training example left after formatting (max_length={data.format.max_length}); "
-                        "raise data.format.max_length or set data.format.truncation=truncate")
-    if not encoded["val"]:
-        raise DataError("no validation example left after formatting; raise data.format.max_length")
+    for name in ("train", "val"):
+        if not encoded[name]:
+            raise DataError(f"data.format.max_length={data.format.max_length}: all {stats[name]['dropped_too_long']} "
+                            f"{name} examples are longer; raise it or set data.format.truncation=truncate")
     if run_dir is not None:
         def entries(recs):
             return [{"id": r["id"], "source": r["source"],
