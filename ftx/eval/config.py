@@ -15,11 +15,13 @@ class GenerationConfig:
     """Generation on held-out prompts (greedy by default); predictions land beside metrics.json."""
 
     enabled: bool = True
+    """Answer the held-out prompts of `splits` (the golden set runs whenever eval.golden.path is set)."""
     splits: List[str] = field(default_factory=lambda: ["val", "test"])
     """Held-out splits whose prompts are answered (val | test | general_eval; empty ones are skipped)."""
     max_examples: int = 32
     """Cap per split and per prompt file (golden, off-domain); 0: all. CPU generation is slow."""
-    max_new_tokens: int = 64
+    max_new_tokens: int = 48
+    """The demo's answers put the direct answer in the first sentence; 48 tokens cover it."""
     batch_size: int = 8
     """Prompts generated together (left-padded)."""
     do_sample: bool = False
@@ -62,8 +64,8 @@ class ProbeConfig:
     (nats/token) over the base while the tuned model's confidence rises too."""
     max_rate: Optional[float] = None
     """Flag the run when more than this share of probes are confident nonsense; null: report only."""
-    generate: bool = True
-    """Also answer the probe prompts (saved with the predictions, for reading)."""
+    generate: bool = False
+    """Also answer the probe prompts (saved with the predictions, for reading; costs generation time)."""
 
 
 @dataclass

@@ -130,15 +130,49 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> dict:
 
 
 def publish(spec, run_dir: Path, result: dict) -> None:
-    """W&B hook: ftx.track.log_eval(tracking_cfg, run_dir, result) when the tracking module offers it."""
+    """Re-evaluation into W&B: `ftx.track.log_eval(tracking_cfg, run_dir, result)` when the tracking
+    module offers it, else a small session of our own that resumes the run's W&B id (tracking.json)."""
     from ftx import track
 
     hook = getattr(track, "log_eval", None)
     if hook is not None:
         hook(spec.tracking, run_dir, result)
-    elif spec.tracking.backend != "none":
-        log.warning("tracking.backend=%s: ftx.track has no log_eval(); re-evaluation kept to metrics.json",
-                    spec.tracking.backend)
+    elif spec.tracking.backend == "wandb":
+        _wandb_summary(spec.tracking, run_dir, result)
+
+
+def _flatten(d: dict, prefix: str) -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}/"))
+        elif isinstance(v, (int, float, str, bool)) or v is None:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _wandb_summary(cfg, run_dir: Path, result: dict) -> None:
+    import os
+
+    from ftx.runs import read_json
+
+    mode = cfg.mode if cfg.mode != "auto" else os.environ.get("WANDB_MODE") or (
+        "online" if os.environ.get("WANDB_API_KEY") else "offline")
+    if mode == "disabled":
+        return
+    info = read_json(run_dir / "tracking.json") if (run_dir / "tracking.json").is_file() else {}
+    try:
+        import wandb
+
+        run = wandb.init(project=info.get("project") or cfg.project, entity=info.get("entity") or cfg.entity,
+                         id=info.get("run_id"), resume="allow" if info.get("run_id") else None, mode=mode,
+                         dir=str(run_dir), job_type="eval", reinit="finish_previous")
+        try:
+            run.summary.update(_flatten(result, "reeval/"))
+        finally:
+            run.finish()
+    except Exception as e:  # tracking never fails an evaluation
+        log.warning("W&B update of the re-evaluation failed: %s", " ".join(str(e).split())[:300])
 
 
 def cmd_eval(args: list[str]) -> None:

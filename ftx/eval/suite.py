@@ -58,15 +58,17 @@ class Evaluator:
                 ex.update(prompt=r["prompt"], answers=[r["response"]],
                           prompt_ids=gen.chat_prompt_ids(r["prompt"], tok, spec.data.format))
         self.results: dict[str, dict] = {}
-        self.seconds: dict[str, float] = {}
+        self.seconds: dict[str, dict] = {}
 
     # -- one side ---------------------------------------------------------------------------------
     def run(self, model, side: str) -> dict:
         """Every measurement on `model`; returns the flat summary for metrics.json[side]."""
         t0 = time.perf_counter()
+        self._gen_seconds = 0.0
         with own_precision(model):
             flat = self._run(model, side)
-        self.seconds[side] = round(time.perf_counter() - t0, 2)
+        total = time.perf_counter() - t0
+        self.seconds[side] = {"total": round(total, 2), "generation": round(self._gen_seconds, 2)}
         return flat
 
     def _run(self, model, side: str) -> dict:
@@ -85,10 +87,12 @@ class Evaluator:
         sets = dict(self.prompts)
         if self.golden:
             sets["golden"] = self.golden
-        if self.probe and self.cfg.offdomain.generate and self.cfg.generation.enabled:
+        if self.probe and self.cfg.offdomain.generate:
             sets["offdomain"] = self.probe
         for name, items in sets.items():
+            t0 = time.perf_counter()
             preds = gen.generate(model, self.tok, [it["prompt_ids"] for it in items], self.cfg.generation, self.bf16)
+            self._gen_seconds += time.perf_counter() - t0
             summary, per = aggregate(preds, [it["answers"] for it in items])
             set_rows = [{"set": name, "id": it["id"], "prompt": it.get("prompt"), "prediction": p,
                          "answers": it["answers"], **scores} for it, p, scores in zip(items, preds, per)]

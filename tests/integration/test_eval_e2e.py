@@ -4,6 +4,7 @@ metrics, predictions and the summary table; `ftx eval RUN_DIR` reproduces the st
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def crafted(root: Path) -> list[str]:
                                        {"prompt": "How many legs does a spider have?", "response": "Eight."}])
     return [f"data.sources.http.path={root / 'domain.jsonl'}", f"data.sources.general.path={root / 'general.jsonl'}",
             f"eval.golden.path={root / 'golden.jsonl'}", f"eval.offdomain.path={root / 'probe.jsonl'}",
-            "data.split.test=0.2", "eval.generation.max_new_tokens=8"]
+            "data.split.test=0.2", "eval.generation.max_new_tokens=8", "eval.offdomain.generate=true"]
 
 
 @pytest.mark.slow
@@ -68,7 +69,7 @@ def test_train_then_reevaluate_reproduces(ftx):
     for row in ("val_loss", "val_ppl", "val_exact_match", "val_token_f1", "val_rouge_l", "golden set:"):
         assert row in r.stdout, row
 
-    again = ftx("eval", str(run), "--check", timeout=600)
+    again = ftx("eval", str(run), "--check", "tracking.backend=wandb", timeout=600)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert "reproduced stored metrics: yes" in again.stdout
     m2 = json.loads((run / "metrics.json").read_text())
@@ -76,6 +77,13 @@ def test_train_then_reevaluate_reproduces(ftx):
     assert m2["reeval"]["reproduced"]["ok"] and m2["reeval"]["reproduced"]["compared"] >= 24
     assert m2["reeval"]["tuned"]["val_loss"] == pytest.approx(m["tuned"]["val_loss"], rel=1e-3)
     assert (run / "eval" / "eval.json").is_file() and (run / "eval" / "predictions_tuned.jsonl").is_file()
+    # W&B (offline here): the re-evaluation lands in the run's summary under reeval/
+    (wandb_dir,) = (run / "wandb").glob("offline-run-*")
+    out = subprocess.run(["wandb", "leet", "inspect", "--json", "--summary", str(wandb_dir)],
+                         capture_output=True, text=True, timeout=120)
+    summary = json.loads(out.stdout)["summary"]
+    assert summary["reeval/tuned/val_loss"] == pytest.approx(m2["reeval"]["tuned"]["val_loss"])
+    assert summary["reeval/reproduced/ok"] is True
 
 
 def test_bad_golden_file_fails_before_training(ftx):
