@@ -46,6 +46,14 @@ def main() -> None:
         ev = Evaluator(spec, tok, data, bf16, None, path)
         prompts = sum(len(v) for v in ev.prompts.values()) + len(ev.golden) + (
             len(ev.probe) if spec.eval.offdomain.generate else 0)
+        # Warm-up outside the timings: first-call kernels, rouge-score/nltk and sacrebleu imports.
+        from ftx.eval.generate import generate
+        from ftx.eval.heldout import loss_pass
+        from ftx.eval.metrics import aggregate
+
+        aggregate(["warm up"], [["warm up"]])
+        loss_pass(model, data.val[:2], ev.collator, 2, bf16)
+        generate(model, tok, [ev.golden[0]["prompt_ids"]] if ev.golden else [], spec.eval.generation, bf16)
         runs = []
         for _ in range(args.repeats):
             ev.run(model, "base")

@@ -45,7 +45,6 @@ def ppl(loss):
 def loss_pass(model, examples: list[dict], collator, batch_size: int, bf16: bool) -> list[dict]:
     """Per example: summed CE, token count, summed top-1 probability and top-1 hits (labels != -100)."""
     import torch
-    import torch.nn.functional as F
 
     out: list[dict] = []
     if not examples:
@@ -58,16 +57,25 @@ def loss_pass(model, examples: list[dict], collator, batch_size: int, bf16: bool
             for i in range(0, len(examples), batch_size):
                 batch = collator(examples[i:i + batch_size])
                 logits = model(input_ids=batch["input_ids"].to(device),
-                               attention_mask=batch["attention_mask"].to(device)).logits[:, :-1].float()
+                               attention_mask=batch["attention_mask"].to(device)).logits[:, :-1]
                 labels = batch["labels"].to(device)[:, 1:]
                 mask = labels != -100
-                ce = F.cross_entropy(logits.transpose(1, 2), labels.clamp_min(0), reduction="none") * mask
-                top_p, top_i = logits.softmax(-1).max(-1)
-                for j in range(labels.size(0)):
-                    m = mask[j]
-                    out.append({"loss_sum": float(ce[j].sum()), "tokens": int(m.sum()),
-                                "conf_sum": float(top_p[j][m].sum()),
-                                "hits": int((top_i[j] == labels[j])[m].sum())})
+                # Only answer positions: the vocabulary-wide softmax is the costly part, and prompts
+                # are most of each sequence.
+                logp = logits[mask].float().log_softmax(-1)
+                target = labels[mask]
+                ce = -logp.gather(1, target[:, None]).squeeze(1)
+                top_lp, top_i = logp.max(-1)
+                row, n = mask.nonzero()[:, 0], labels.size(0)
+
+                def per_row(values):
+                    return torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, row, values.double())
+
+                loss_sum, conf_sum = per_row(ce), per_row(top_lp.exp())
+                hits, tokens = per_row((top_i == target).double()), mask.sum(1)
+                for j in range(n):
+                    out.append({"loss_sum": float(loss_sum[j]), "tokens": int(tokens[j]),
+                                "conf_sum": float(conf_sum[j]), "hits": int(hits[j])})
     finally:
         if was_training:
             model.train()
