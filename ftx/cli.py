@@ -1,7 +1,7 @@
 """The `ftx` command.
 
     ftx train   [overrides] [-m]   run (or sweep) fine-tuning; a Hydra app
-    ftx spec    [overrides]        print the composed, validated run spec; runs nothing
+    ftx spec    [overrides] [--data]  print the composed, validated run spec and data plan (--data: counts)
     ftx curate  [overrides]        run the curation stages only
     ftx eval    RUN_DIR            re-evaluate a finished run
     ftx compare RUNS…              table of runs: differing config keys and metrics
@@ -160,10 +160,20 @@ def cmd_spec(args: list[str]) -> None:
 
     from ftx.spec import as_dict, build_spec, spec_hash
 
-    overrides, _, _ = _split_args(args)
-    resolved = as_dict(build_spec(compose(overrides)))
+    overrides, flags, _ = _split_args(args)
+    spec = build_spec(compose(overrides))
+    resolved = as_dict(spec)
     print(OmegaConf.to_yaml(OmegaConf.create(resolved)), end="")
     print(f"# spec hash: {spec_hash(resolved)}")
+    from ftx.data.build import describe, describe_counts
+
+    lines = describe(spec.data)
+    if "--data" in flags:  # load, split, tokenise and mix the data for real (no model weights)
+        from ftx.data.build import prepare
+        from ftx.model import load_tokenizer
+
+        lines += describe_counts(prepare(spec.data, spec.curation, load_tokenizer(spec.model)))
+    print("".join(f"# {line}\n" for line in lines), end="")
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -26,6 +26,10 @@ def make_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             weights = inputs.pop("loss_weight")
             labels = inputs.pop("labels")
+            if "position_ids" in inputs:
+                # Packed rows: transformers 5.x derives the per-example mask from position ids only when
+                # no KV cache exists; with use_cache on (TrainingArguments.use_cache) it builds one.
+                inputs["use_cache"] = False
             outputs = model(**inputs)
             logits = outputs.logits[:, :-1].float()
             targets = inputs["input_ids"][:, 1:]
@@ -37,6 +41,13 @@ def make_trainer_class():
                 w = (labels[:, 1:] != -100).to(ce.dtype)
             loss = (ce * w).sum() / w.sum().clamp_min(1e-8)
             return (loss, outputs) if return_outputs else loss
+
+        def _get_train_sampler(self, train_dataset=None):
+            # A curriculum fixes the order (ftx.data.plan.Examples.ordered): no shuffling.
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if getattr(dataset, "ordered", False):
+                return torch.utils.data.SequentialSampler(dataset)
+            return super()._get_train_sampler(train_dataset)
 
         def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
             with torch.no_grad():

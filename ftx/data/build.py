@@ -1,4 +1,5 @@
-"""From sources to tokenised splits: load → curate → split → mix → format, with one ledger."""
+"""From sources to training batches: load → curate → weights → split → decontaminate → format →
+mix → curriculum → pack, with one ledger; the run directory gets the split manifest and stats."""
 
 from __future__ import annotations
 
@@ -12,23 +13,27 @@ from ftx.data.config import DataConfig
 from ftx.data.curate.config import CurationConfig
 from ftx.data.curate.pipeline import curate
 from ftx.data.ledger import Ledger
-from ftx.data.plan import mix, split
-from ftx.data.sources import load_sources
+from ftx.data.plan import Examples, assign_weights, curriculum, decontaminate, mix, split, split_key
+from ftx.data.sources import load_sources, text_view
 from ftx.errors import DataError
 from ftx.runs import sha256_text, write_json
 
 log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test", "general_eval")
 
 
 @dataclass
 class Prepared:
     train: list
+    """Training rows in the order to use: examples, or packed rows when data.format.packing."""
     val: list
     test: list
     general_eval: list
     stats: dict = field(default_factory=dict)
     lineage: dict = field(default_factory=dict)
     ledger: Ledger = field(default_factory=Ledger)
+    train_examples: list = field(default_factory=list)
+    """The training examples before packing (same as `train` when not packing)."""
 
 
 def load_and_curate(data: DataConfig, curation: CurationConfig, out_dir: Optional[Path] = None,
@@ -44,28 +49,105 @@ def load_and_curate(data: DataConfig, curation: CurationConfig, out_dir: Optiona
     return kept, lineage, ledger
 
 
+def plan_splits(data: DataConfig, curation: CurationConfig, out_dir: Optional[Path] = None,
+                ledger: Optional[Ledger] = None) -> tuple[dict, dict, dict, Ledger]:
+    """Records per split, leak-free: (parts, decontamination counts, lineage, ledger)."""
+    kept, lineage, ledger = load_and_curate(data, curation, out_dir, ledger)
+    assign_weights(kept, data)
+    parts = split(kept, data, ledger)
+    contaminated = decontaminate(parts, data.split, ledger)
+    return parts, contaminated, lineage, ledger
+
+
 def prepare(data: DataConfig, curation: CurationConfig, tok, run_dir: Optional[Path] = None) -> Prepared:
-    kept, lineage, ledger = load_and_curate(data, curation, run_dir / "curation" if run_dir else None)
-    parts = split(kept, data)
-    train_recs, achieved = mix(parts["train"], data, ledger)
+    parts, contaminated, lineage, ledger = plan_splits(data, curation, run_dir / "curation" if run_dir else None)
     fmt.prepare_tokenizer(tok, data.format)
-    encoded, stats = {}, {"split_records": {k: len(v) for k, v in parts.items()}, "mix": achieved}
-    for name, recs in (("train", train_recs), ("val", parts["val"]), ("test", parts["test"]),
-                       ("general_eval", parts["general_eval"])):
-        encoded[name], stats[name] = fmt.encode_all(recs, tok, data.format, name, ledger)
+    encoded, stats = {}, {"split_records": {k: len(v) for k, v in parts.items()},
+                          "decontaminated": contaminated, "format": {}}
+    for name in SPLITS:
+        encoded[name], stats["format"][name] = fmt.encode_all(parts[name], tok, data.format, name, ledger)
     for name in ("train", "val"):
         if not encoded[name]:
-            raise DataError(f"data.format.max_length={data.format.max_length}: all {stats[name]['dropped_too_long']} "
-                            f"{name} examples are longer; raise it or set data.format.truncation=truncate")
+            st = stats["format"][name]
+            raise DataError(f"data.format.max_length={data.format.max_length}: all "
+                            f"{st['dropped_too_long'] + st['dropped_prompt_too_long']} {name} examples are longer; "
+                            "raise it or set data.format.truncation=truncate")
+    mixed, stats["mix"] = mix(encoded["train"], data, ledger)
+    ordered, stats["curriculum"] = curriculum(mixed, data)
+    train: Examples = ordered
+    if data.format.packing:
+        stages = stats["curriculum"]["stage_sizes"] if data.curriculum.strategy == "stages" else None
+        train, stats["packing"] = fmt.pack(ordered, data.format.pack_length or data.format.max_length,
+                                           keep_order=ordered.ordered, bands=stages, seed=data.mix.seed)
+    for name in SPLITS:
+        exs = ordered if name == "train" else encoded[name]
+        stats[name] = dict(stats["format"][name], examples=len(exs), tokens=sum(len(e["input_ids"]) for e in exs),
+                           response_tokens=sum(e["n_response"] for e in exs))
+    ledger.check()
     if run_dir is not None:
-        def entries(recs):
-            return [{"id": r["id"], "source": r["source"],
-                     "sha256": sha256_text(repr((r.get("messages"), r.get("text"))))} for r in recs]
+        write_run_files(run_dir / "data", parts, ordered, stats, ledger)
+    return Prepared(train, encoded["val"], encoded["test"], encoded["general_eval"], stats, lineage, ledger,
+                    train_examples=ordered)
 
-        manifest = {"train": entries(train_recs), "val": entries(parts["val"]),
-                    "test": entries(parts["test"]), "general_eval": entries(parts["general_eval"])}
-        write_json(run_dir / "data" / "split_manifest.json", manifest)
-        write_json(run_dir / "data" / "stats.json", stats)
-        ledger.write(run_dir / "data")
-    return Prepared(encoded["train"], encoded["val"], encoded["test"], encoded["general_eval"],
-                    stats, lineage, ledger)
+
+def write_run_files(out: Path, parts: dict, train_order: list, stats: dict, ledger: Ledger) -> None:
+    """split_manifest.json (ids, cluster keys and content hashes per split, and the training order),
+    stats.json (counts, achieved mix, truncation, packing), ledger.json and dropped.jsonl."""
+    def entries(recs):
+        return [{"id": r["id"], "source": r["source"], "role": r["role"], "split_key": split_key(r)[:16],
+                 "sha256": sha256_text(text_view(r.get("messages"), r.get("text")))} for r in recs]
+
+    manifest = {name: entries(parts[name]) for name in SPLITS}
+    manifest["train_order"] = [e["id"] for e in train_order]
+    write_json(out / "split_manifest.json", manifest)
+    write_json(out / "stats.json", stats)
+    ledger.write(out)
+
+
+def describe(data: DataConfig) -> list[str]:
+    """The data plan in a few lines (for `ftx spec`)."""
+    lines = [f"data plan: {data.name}"]
+    for name, s in data.sources.items():
+        w = s.weight if s.weight is not None else getattr(data.weights, s.role)
+        trust = f" × record field {s.fields.weight!r}" if s.fields.weight else ""
+        lines.append(f"  source {name}: role={s.role} weight={w:g}{trust} path={s.path}")
+    sp = data.split
+    lines.append(f"  split: by content hash of near-duplicate clusters (seed {sp.seed}): domain val {sp.val:g}, "
+                 f"test {sp.test:g}; general held out {data.general_eval_fraction:g} for forgetting")
+    lines.append(f"  decontaminate: val/test/general_eval vs train, {sp.ngram}-gram overlap >= {sp.overlap:g}"
+                 if sp.decontaminate else "  decontaminate: off")
+    m = data.mix
+    if m.domain_ratio is None:
+        lines.append("  mix: every training record once (data.mix.domain_ratio=null)")
+    else:
+        synth = f", synthetic {m.synthetic_ratio:g} of it" if m.synthetic_ratio is not None else ""
+        lines.append(f"  mix: domain {m.domain_ratio:g} / general {1 - m.domain_ratio:g}{synth}, counted in {m.unit}; "
+                     f"short side: {m.on_short}")
+    c = data.curriculum
+    lines.append("  curriculum: none (shuffled every epoch)" if c.strategy == "none" else
+                 f"  curriculum: {c.strategy} by {c.score} ({'highest' if c.descending else 'lowest'} first"
+                 f"{', stages at quantiles ' + str(list(c.stages)) if c.strategy == 'stages' else ''})")
+    f = data.format
+    lines.append(f"  format: template={f.template}, system_prompt={'set' if f.system_prompt else 'none'}, "
+                 f"prompt_loss_weight={f.prompt_loss_weight:g}, max_length={f.max_length}, truncation={f.truncation}, "
+                 f"packing={'on, ' + str(f.pack_length or f.max_length) + ' tokens/row' if f.packing else 'off'}")
+    return lines
+
+
+def describe_counts(prep: Prepared) -> list[str]:
+    """Record counts and the achieved mix (for `ftx spec --data`)."""
+    s = prep.stats
+    lines = ["data counts:", "  records per split: " + ", ".join(f"{k} {v}" for k, v in s["split_records"].items())]
+    for row in prep.ledger.summary():
+        if row["dropped"] or row["modified_by_reason"]:
+            lines.append(f"  {row['stage']}: in {row['in']}, dropped {row['dropped_by_reason']}"
+                         + (f", modified {row['modified_by_reason']}" if row["modified_by_reason"] else ""))
+    m = s["mix"]
+    lines.append(f"  train mix: {m['examples']} examples / {m['tokens']} tokens; domain share "
+                 f"{m['domain_ratio_examples']:.3f} of examples, {m['domain_ratio_tokens']:.3f} of tokens")
+    for src, row in m["by_source"].items():
+        lines.append(f"    {src}: {row['examples']} examples ({row['repeats']} repeats), {row['tokens']} tokens")
+    if "packing" in s:
+        p = s["packing"]
+        lines.append(f"  packing: {p['examples']} examples → {p['rows']} rows of {p['pack_length']}, fill {p['fill']:.3f}")
+    return lines

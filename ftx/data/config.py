@@ -10,6 +10,7 @@ from omegaconf import MISSING
 from ftx.errors import require
 
 ROLES = ("domain", "general", "synthetic")
+TEMPLATES = ("auto", "chatml", "llama3", "plain")
 
 
 @dataclass
@@ -23,6 +24,8 @@ class FieldMap:
     text: str = "text"
     system: Optional[str] = None
     """Optional per-record system prompt field."""
+    weight: Optional[str] = None
+    """Optional per-record trust field (a number >= 0) that multiplies the example's loss weight."""
 
 
 @dataclass
@@ -36,8 +39,8 @@ class SourceConfig:
     kind: str = "auto"
     """auto | chat | prompt_response | text — how records are read (auto: by the fields present)."""
     fields: FieldMap = field(default_factory=FieldMap)
-    weight: float = 1.0
-    """Per-example loss weight for this source (e.g. synthetic 0.5, gold 1.0)."""
+    weight: Optional[float] = None
+    """Per-example loss weight for this source (null: data.weights.<role>, e.g. synthetic 0.5)."""
     synthetic: bool = False
     """Mark every record of this source as synthetic (kept through curation into training)."""
     max_records: Optional[int] = None
@@ -59,8 +62,9 @@ class SplitConfig:
     decontaminate: bool = True
     """Drop val/test records whose n-grams overlap train (see ngram/overlap)."""
     ngram: int = 8
+    """Word n-gram length of the overlap test (13 is GPT-3's choice for long documents; 8 suits Q&A)."""
     overlap: float = 0.5
-    """Fraction of a held-out record's n-grams found in train above which it is dropped."""
+    """Fraction of a held-out record's n-grams found in train at or above which it is dropped."""
 
 
 @dataclass
@@ -68,12 +72,15 @@ class MixConfig:
     """Domain vs general mixing of the training split."""
 
     domain_ratio: Optional[float] = None
-    """Fraction of the final training mix that is domain data (0.8 = 80/20); null: use all data as is."""
+    """Fraction of the final training mix that is domain data, synthetic included (0.8 = 80/20); null: all as is."""
+    synthetic_ratio: Optional[float] = None
+    """Fraction of the final mix that is synthetic (<= domain_ratio); null: synthetic counts as domain."""
     unit: str = "examples"
-    """examples | tokens — what the ratio counts."""
+    """examples | tokens — what the ratios count (tokens: whole formatted sequences)."""
     on_short: str = "downsample"
-    """When a side runs short: downsample (shrink the other side) | upsample (repeat the short side) | error."""
+    """When a side runs short: downsample (shrink the others) | upsample (repeat the short side) | error."""
     seed: int = 0
+    """Seed of the sampling (and of the shuffle inside curriculum stages)."""
 
 
 @dataclass
@@ -81,12 +88,13 @@ class CurriculumConfig:
     """Training order; off by default (shuffled)."""
 
     strategy: str = "none"
-    """none | score (ascending/descending by a curation score) | stages (high-relevance first)."""
+    """none (shuffled every epoch) | score (sorted by a score) | stages (score bands, shuffled within)."""
     score: str = "relevance"
-    """Which record score orders the data (relevance from curation, or length)."""
+    """Which score orders the data: a key of the records' curation `scores` (relevance, quality…) or length."""
     descending: bool = True
+    """Highest score first (for length: longest first)."""
     stages: List[float] = field(default_factory=lambda: [0.5])
-    """For strategy=stages: score quantile boundaries, highest stage first."""
+    """For strategy=stages: score quantiles that cut the stages, e.g. [0.5] = top half first, then the rest."""
 
 
 @dataclass
@@ -94,7 +102,7 @@ class FormatConfig:
     """Turning records into token sequences."""
 
     template: str = "auto"
-    """auto (the tokenizer's chat template) | chatml."""
+    """auto (the tokenizer's chat template) | chatml | llama3 | plain (named templates)."""
     system_prompt: Optional[str] = None
     """Injected into every example that has none (helps below ~100 examples)."""
     prompt_loss_weight: float = 0.0
@@ -102,11 +110,23 @@ class FormatConfig:
     max_length: int = 512
     """Maximum tokens per example."""
     truncation: str = "drop"
-    """drop (skip over-long examples, counted) | truncate (cut the response's end, counted) | error."""
+    """drop (skip over-long examples, counted) | truncate (cut the response's end, counted; a prompt that
+    does not fit is an error) | error (stop at the first over-long example)."""
     packing: bool = False
-    """Pack several examples per sequence (no attention across example boundaries)."""
+    """Pack several training examples per sequence (position ids restart per example, so no attention
+    crosses example boundaries); validation stays unpacked."""
     pack_length: Optional[int] = None
     """Length of packed sequences (null: max_length)."""
+
+
+@dataclass
+class WeightsConfig:
+    """Per-example loss weights by role (trust); a source's own `weight` overrides its role's."""
+
+    domain: float = 1.0
+    general: float = 1.0
+    synthetic: float = 0.5
+    """Also used for records flagged synthetic inside a domain or general source."""
 
 
 @dataclass
@@ -119,8 +139,12 @@ class DataConfig:
     mix: MixConfig = field(default_factory=MixConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     format: FormatConfig = field(default_factory=FormatConfig)
+    weights: WeightsConfig = field(default_factory=WeightsConfig)
     general_eval_fraction: float = 0.2
     """Share of general records held out to measure forgetting (general-capability loss)."""
+
+    def roles(self) -> set:
+        return {s.role for s in self.sources.values()}
 
     def check(self) -> None:
         require(bool(self.sources), "data.sources", "no sources configured (add data.sources.<name>.path=…)")
@@ -129,34 +153,59 @@ class DataConfig:
             require(src.role in ROLES, f"{key}.role", f"must be one of {', '.join(ROLES)}; got {src.role!r}")
             require(src.kind in ("auto", "chat", "prompt_response", "text"), f"{key}.kind",
                     f"must be one of auto, chat, prompt_response, text; got {src.kind!r}")
-            require(src.weight >= 0, f"{key}.weight", f"must be >= 0, got {src.weight}")
+            require(src.weight is None or src.weight >= 0, f"{key}.weight", f"must be >= 0 (or null), got {src.weight}")
             require(src.on_bad_record in ("error", "skip"), f"{key}.on_bad_record",
                     f"must be error or skip; got {src.on_bad_record!r}")
-        require(any(s.role == "domain" for s in self.sources.values()), "data.sources",
-                "needs at least one source with role=domain")
+            require(src.max_records is None or src.max_records > 0, f"{key}.max_records",
+                    f"must be > 0 (or null for all), got {src.max_records}")
+        roles = self.roles()
+        require("domain" in roles, "data.sources", "needs at least one source with role=domain")
+        for role in ROLES:
+            w = getattr(self.weights, role)
+            require(w >= 0, f"data.weights.{role}", f"must be >= 0, got {w}")
         s = self.split
         require(0.0 < s.val < 1.0, "data.split.val", f"must be in (0, 1), got {s.val}")
         require(0.0 <= s.test < 1.0, "data.split.test", f"must be in [0, 1), got {s.test}")
         require(s.val + s.test < 1.0, "data.split", f"val + test must be < 1, got {s.val + s.test}")
         require(0.0 < s.overlap <= 1.0, "data.split.overlap", f"must be in (0, 1], got {s.overlap}")
-        m = self.mix
-        if m.domain_ratio is not None:
-            require(0.0 <= m.domain_ratio <= 1.0, "data.mix.domain_ratio", f"must be in [0, 1], got {m.domain_ratio}")
-            if m.domain_ratio < 1.0:
-                require(any(x.role == "general" for x in self.sources.values()), "data.mix.domain_ratio",
-                        f"={m.domain_ratio} needs a source with role=general (none configured)")
-        require(m.unit in ("examples", "tokens"), "data.mix.unit", f"must be examples or tokens; got {m.unit!r}")
-        require(m.on_short in ("downsample", "upsample", "error"), "data.mix.on_short",
-                f"must be one of downsample, upsample, error; got {m.on_short!r}")
+        require(s.ngram >= 1, "data.split.ngram", f"must be >= 1, got {s.ngram}")
+        self._check_mix(roles)
         c = self.curriculum
         require(c.strategy in ("none", "score", "stages"), "data.curriculum.strategy",
                 f"must be one of none, score, stages; got {c.strategy!r}")
+        if c.strategy == "stages":
+            require(bool(c.stages) and all(0.0 < q < 1.0 for q in c.stages) and list(c.stages) == sorted(set(c.stages)),
+                    "data.curriculum.stages", f"must be increasing quantiles in (0, 1), e.g. [0.5]; got {list(c.stages)}")
         f = self.format
-        require(f.template in ("auto", "chatml"), "data.format.template", f"must be auto or chatml; got {f.template!r}")
+        require(f.template in TEMPLATES, "data.format.template",
+                f"must be one of {', '.join(TEMPLATES)}; got {f.template!r}")
         require(0.0 <= f.prompt_loss_weight <= 1.0, "data.format.prompt_loss_weight",
-                f"must be in [0, 1], got {f.prompt_loss_weight}")
+                f"must be in [0, 1] (0 masks the prompt), got {f.prompt_loss_weight}")
         require(f.max_length >= 16, "data.format.max_length", f"must be >= 16, got {f.max_length}")
         require(f.truncation in ("drop", "truncate", "error"), "data.format.truncation",
                 f"must be one of drop, truncate, error; got {f.truncation!r}")
+        require(f.pack_length is None or f.pack_length >= f.max_length, "data.format.pack_length",
+                f"must be >= data.format.max_length={f.max_length} (or null), got {f.pack_length}")
         require(0.0 <= self.general_eval_fraction < 1.0, "data.general_eval_fraction",
                 f"must be in [0, 1), got {self.general_eval_fraction}")
+
+    def _check_mix(self, roles: set) -> None:
+        m = self.mix
+        require(m.unit in ("examples", "tokens"), "data.mix.unit", f"must be examples or tokens; got {m.unit!r}")
+        require(m.on_short in ("downsample", "upsample", "error"), "data.mix.on_short",
+                f"must be one of downsample, upsample, error; got {m.on_short!r}")
+        if m.domain_ratio is not None:
+            r = m.domain_ratio
+            require(0.0 <= r <= 1.0, "data.mix.domain_ratio", f"must be in [0, 1] (0.8 = 80% domain), got {r}")
+            require(r == 1.0 or "general" in roles, "data.mix.domain_ratio",
+                    f"={r} puts {1 - r:g} of the mix on role=general, but no source has role=general "
+                    "(add one, or set domain_ratio=1.0 or null)")
+        if m.synthetic_ratio is not None:
+            s = m.synthetic_ratio
+            require(0.0 <= s <= 1.0, "data.mix.synthetic_ratio", f"must be in [0, 1], got {s}")
+            require(m.domain_ratio is not None, "data.mix.synthetic_ratio",
+                    "needs data.mix.domain_ratio (synthetic data is part of the domain share)")
+            require(s <= m.domain_ratio, "data.mix.synthetic_ratio",
+                    f"={s} must be <= data.mix.domain_ratio={m.domain_ratio} (it is part of the domain share)")
+            require(s == 0.0 or "synthetic" in roles, "data.mix.synthetic_ratio",
+                    f"={s} but no source has role=synthetic (add one, or set synthetic_ratio=null)")

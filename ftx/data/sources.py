@@ -1,7 +1,8 @@
 """Reading sources: JSON Lines with a field mapping → canonical records.
 
 A canonical record is a dict:
-  id, source, role, synthetic, weight    — provenance and trust
+  id, source, role, synthetic, weight    — provenance and trust (weight None: the role's default,
+                                          resolved by plan.assign_weights; trust: a per-record factor)
   messages: [{"role", "content"}, …]      — chat/prompt-response data (None for raw text)
   text: str                               — the text view that curation scores and dedups
 """
@@ -85,7 +86,19 @@ def _to_record(obj: dict, src: SourceConfig, name: str, where: str) -> dict:
     rid = obj.get(f.id) if f.id else None
     synthetic = bool(src.synthetic or src.role == "synthetic" or obj.get("synthetic", False))
     rec = {"id": str(rid) if rid is not None else None, "source": name, "role": src.role,
-           "synthetic": synthetic, "weight": float(src.weight), "messages": messages, "text": text}
+           "synthetic": synthetic, "weight": None if src.weight is None else float(src.weight),
+           "messages": messages, "text": text}
+    if f.weight:
+        trust = obj.get(f.weight, 1.0)
+        if isinstance(trust, bool) or not isinstance(trust, (int, float)) or trust < 0:
+            raise DataError(f"{where}: field {f.weight!r} (data.sources.{name}.fields.weight) must be a number >= 0, "
+                            f"got {trust!r}")
+        rec["trust"] = float(trust)
+    # Pre-computed scores/clusters (e.g. from an earlier curation) travel with the record.
+    if isinstance(obj.get("scores"), dict):
+        rec["scores"] = {k: float(v) for k, v in obj["scores"].items() if isinstance(v, (int, float))}
+    if isinstance(obj.get("cluster"), (str, int)):
+        rec["cluster"] = str(obj["cluster"])
     for extra in ("label", "labels", "category", "source_id", "answers"):
         if extra in obj:
             rec[extra] = obj[extra]

@@ -1,0 +1,111 @@
+"""Padding waste and training throughput, packed vs unpacked, on the demo data.
+
+    python benchmarks/packing.py                                  # SmolLM2-135M + LoRA (a few minutes)
+    python benchmarks/packing.py --steps 4 -- model=tiny_llama    # the tiny model (seconds)
+    python benchmarks/packing.py -- data=http_mix train.batch_size=8   # any overrides after --
+
+Padding waste = padded positions / all positions over one epoch of training batches drawn as the
+Trainer draws them (shuffled, train.batch_size rows). Throughput = real (non-pad) tokens per
+second of forward + backward + optimizer step through WeightedTrainer.compute_loss, median over
+--steps steps per mode; the modes alternate step by step so machine load hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def epoch_batches(rows: list, batch_size: int, seed: int) -> list[list]:
+    import torch
+
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [[rows[i] for i in order[j:j + batch_size]] for j in range(0, len(order), batch_size)]
+
+
+def waste(batches: list[list]) -> tuple[float, int]:
+    real = sum(len(r["input_ids"]) for b in batches for r in b)
+    total = sum(len(b) * max(len(r["input_ids"]) for r in b) for b in batches)
+    return 1 - real / total, real
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per mode (after one warm-up step)")
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+
+    import torch
+    from transformers import TrainingArguments
+
+    from ftx import lora as lora_mod
+    from ftx import model as model_mod
+    from ftx.cli import compose
+    from ftx.data.build import prepare
+    from ftx.data.format import Collator
+    from ftx.evaluate import autocast
+    from ftx.spec import build_spec
+    from ftx.train import use_bf16
+    from ftx.trainer import make_trainer_class
+
+    spec = build_spec(compose(args.overrides))
+    if spec.train.threads:
+        torch.set_num_threads(spec.train.threads)
+    bf16 = use_bf16(spec.train.precision)
+    path = model_mod.resolve_model_path(spec.model)
+    tok = model_mod.load_tokenizer(spec.model, path)
+    bs, max_len = spec.train.batch_size, spec.data.format.max_length
+    modes = {}
+    for name, packing, length in (("unpacked", False, None), ("packed", True, max_len), ("packed 2×", True, 2 * max_len)):
+        data = copy.deepcopy(spec.data)
+        data.format.packing, data.format.pack_length = packing, length
+        rows = prepare(data, spec.curation, tok).train
+        batches = epoch_batches(rows, bs, spec.train.seed)
+        w, real = waste(batches)
+        modes[name] = {"rows": len(rows), "steps": len(batches), "waste": w, "tokens": real, "batches": batches}
+
+    model = model_mod.load_model(spec.model, path)
+    torch.manual_seed(spec.train.seed)
+    model = lora_mod.wrap(model, spec.lora)
+    model.train()
+    collate = Collator(tok.pad_token_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = make_trainer_class()(model=model, data_collator=collate, args=TrainingArguments(
+            output_dir=tmp, use_cpu=True, report_to=[], remove_unused_columns=False, bf16=bf16))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    rates: dict = {name: [] for name in modes}
+    for step in range(args.steps + 1):
+        for name, m in modes.items():
+            batch = m["batches"][step % len(m["batches"])]
+            inputs = collate(batch)
+            n = sum(len(r["input_ids"]) for r in batch)
+            t0 = time.perf_counter()
+            with autocast(bf16):
+                loss = trainer.compute_loss(model, inputs)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            if step:  # the first step warms up allocators and kernels
+                rates[name].append(n / (time.perf_counter() - t0))
+
+    base = statistics.median(rates["unpacked"])
+    print(f"packing benchmark: {spec.model.name}, data={spec.data.name}, batch {bs}, max_length {max_len}, "
+          f"{'bf16' if bf16 else 'fp32'}, {args.steps} timed steps per mode (medians)")
+    print(f"{'mode':<12}{'rows':>7}{'steps/epoch':>13}{'pad waste':>11}{'tokens/s':>11}{'vs unpacked':>13}"
+          f"{'epoch (s)':>11}")
+    for name, m in modes.items():
+        rate = statistics.median(rates[name])
+        print(f"{name:<12}{m['rows']:>7}{m['steps']:>13}{m['waste']:>10.1%}{rate:>11.0f}{rate / base:>12.2f}×"
+              f"{m['tokens'] / rate:>11.0f}")
+
+
+if __name__ == "__main__":
+    main()
