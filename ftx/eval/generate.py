@@ -9,7 +9,6 @@ from typing import Optional
 
 from ftx.errors import DataError
 
-IGNORE = -100
 
 
 def split_prompts(examples: list[dict], tok, index: dict) -> list[dict]:
@@ -18,8 +17,8 @@ def split_prompts(examples: list[dict], tok, index: dict) -> list[dict]:
     `index` (from `source_index`) adds the record's accepted answers and its plain question text."""
     items = []
     for ex in examples:
-        n_prompt = next((i for i, l in enumerate(ex["labels"]) if l != IGNORE), None)
-        if not n_prompt:
+        n_prompt = len(ex["input_ids"]) - ex["n_response"]
+        if n_prompt <= 0:
             continue
         reference = tok.decode(ex["input_ids"][n_prompt:], skip_special_tokens=True).strip()
         src = index.get(ex.get("id"), {})
@@ -89,9 +88,9 @@ def chat_prompt_ids(prompt: str, tok, fmt_cfg) -> list[int]:
 
 
 def stop_ids(tok) -> list[int]:
-    ids = {tok.eos_token_id}
-    im_end = tok.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tok.get_vocab() else None
-    ids.add(im_end)
+    """EOS plus the end-of-turn tokens of the chat templates ftx ships (chatml, llama3)."""
+    vocab = tok.get_vocab()
+    ids = {tok.eos_token_id} | {vocab[t] for t in ("<|im_end|>", "<|eot_id|>") if t in vocab}
     return sorted(i for i in ids if i is not None)
 
 
@@ -148,7 +147,7 @@ def probe_examples(items: list[dict], tok, fmt_cfg) -> tuple[list[dict], list[st
     for it in items:
         rec = {"id": it["id"], "messages": [{"role": "user", "content": it["prompt"]},
                                             {"role": "assistant", "content": it["response"]}]}
-        ex = encode(rec, tok, fmt_cfg)
+        ex, _reason = encode(rec, tok, fmt_cfg)
         if ex is None:
             dropped.append(it["id"])
             continue

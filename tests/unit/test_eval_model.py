@@ -45,8 +45,7 @@ def _examples(tok, n=3):
             for i in range(n)]
     out = []
     for r in recs:
-        ex = encode(r, tok, cfg)
-        ex["id"] = r["id"]
+        ex, _ = encode(r, tok, cfg)
         out.append(ex)
     return out
 
@@ -139,14 +138,14 @@ def test_split_prompts_cut_at_the_first_answer_token_and_merge_answer_lists(tok)
                                           "r1": {"answers": ["Answer number 1"]}})
     assert [it["id"] for it in items] == ["r0", "r1"]
     for ex, it in zip(examples, items):
-        n = next(i for i, l in enumerate(ex["labels"]) if l != -100)
+        n = next(i for i, l in enumerate(ex["labels"]) if l != -100)  # the first answer token
         assert it["prompt_ids"] == ex["input_ids"][:n]
     assert items[0]["prompt"] == "Question 0"  # the record's question when known, else the decoded prompt
     assert items[1]["prompt"].startswith("<|im_start|>user\nQuestion 1?")
     # the decoded reference first, then the record's own accepted answers (without repeating it)
     assert items[0]["answers"] == ["Answer number 0", "zero"]
     assert items[1]["answers"] == ["Answer number 1 Answer number 1", "Answer number 1"]
-    text_only = {"input_ids": [5, 6, 7], "labels": [5, 6, 7], "id": "t"}  # raw text: no prompt to answer
+    text_only = {"input_ids": [5, 6, 7], "labels": [-100, 6, 7], "n_response": 3, "id": "t"}  # raw text: no prompt
     assert split_prompts([text_only], tok, {}) == []
 
 
