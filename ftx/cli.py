@@ -27,6 +27,7 @@ CONF_DIR = Path(os.environ.get("FTX_CONF", Path(__file__).resolve().parent.paren
 COMMANDS = {
     "train": "ftx.cli:cmd_train",
     "spec": "ftx.cli:cmd_spec",
+    "curate": "ftx.data.curate.cli:cmd_curate",
     "eval": "ftx.eval.rerun:cmd_eval",
 }
 
