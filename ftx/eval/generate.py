@@ -14,24 +14,40 @@ from ftx.errors import DataError
 def split_prompts(examples: list[dict], tok, index: dict) -> list[dict]:
     """Encoded chat examples → {id, prompt_ids, prompt, answers}: the prompt is every token before the
     first answer token (exactly what training conditioned on); raw-text examples have no prompt.
-    `index` (from `source_index`) adds the record's accepted answers and its plain question text."""
+    `index` (from `source_index`) adds the record's accepted answers. The question text shown in the
+    predictions is decoded from the tokens, i.e. after curation (PII masked), never the raw source."""
     items = []
     for ex in examples:
         n_prompt = len(ex["input_ids"]) - ex["n_response"]
         if n_prompt <= 0:
             continue
         reference = tok.decode(ex["input_ids"][n_prompt:], skip_special_tokens=True).strip()
-        src = index.get(ex.get("id"), {})
-        extra = [a for a in src.get("answers", []) if a != reference]
-        prompt = src.get("prompt") or tok.decode(ex["input_ids"][:n_prompt], skip_special_tokens=False)
-        items.append({"id": ex.get("id"), "prompt_ids": list(ex["input_ids"][:n_prompt]), "prompt": prompt,
+        extra = [a for a in index.get(ex.get("id"), []) if a != reference]
+        prompt_ids = list(ex["input_ids"][:n_prompt])
+        items.append({"id": ex.get("id"), "prompt_ids": prompt_ids, "prompt": last_user_text(prompt_ids, tok),
                       "answers": [reference, *extra]})
     return items
 
 
+def last_user_text(prompt_ids: list[int], tok) -> str:
+    """The last user message of a chat-formatted prompt, found by rendering the template around a
+    sentinel; the whole decoded prompt when the template does not allow that."""
+    text = tok.decode(prompt_ids, skip_special_tokens=False)
+    try:
+        probe = tok.apply_chat_template([{"role": "user", "content": "\x00"}], add_generation_prompt=True,
+                                        tokenize=False)
+    except Exception:  # a template that rejects a lone user turn
+        return text
+    head, _, tail = probe.partition("\x00")
+    head = head[len(tok.bos_token or ""):] if tok.bos_token and head.startswith(tok.bos_token) else head
+    if head and head in text and text.endswith(tail):
+        return text.rsplit(head, 1)[1][: len(text.rsplit(head, 1)[1]) - len(tail)]
+    return text
+
+
 def source_index(data_cfg) -> dict:
-    """id → {prompt: the last user message, answers: the record's `answers` list, if any}, re-read from
-    the sources (the encoded splits keep only token ids)."""
+    """id → the record's `answers` list, for source records that carry one (re-read from the sources:
+    the encoded splits keep only token ids)."""
     from ftx.data.sources import load_sources
 
     records, _ = load_sources(data_cfg.sources)
@@ -39,9 +55,8 @@ def source_index(data_cfg) -> dict:
     for r in records:
         a = r.get("answers")
         a = [a] if isinstance(a, str) else a if isinstance(a, list) else []
-        users = [m["content"] for m in r.get("messages") or [] if m["role"] == "user"]
-        out[r["id"]] = {"prompt": users[-1] if users else None,
-                        "answers": [str(x) for x in a if isinstance(x, (str, int, float))]}
+        if a:
+            out[r["id"]] = [str(x) for x in a if isinstance(x, (str, int, float))]
     return out
 
 

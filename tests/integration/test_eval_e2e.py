@@ -34,7 +34,8 @@ def crafted(root: Path) -> list[str]:
                                        {"prompt": "How many legs does a spider have?", "response": "Eight."}])
     return [f"data.sources.http.path={root / 'domain.jsonl'}", f"data.sources.general.path={root / 'general.jsonl'}",
             f"eval.golden.path={root / 'golden.jsonl'}", f"eval.offdomain.path={root / 'probe.jsonl'}",
-            "data.split.test=0.2", "eval.generation.max_new_tokens=8", "eval.offdomain.generate=true"]
+            "data.split.test=0.2", "eval.generation.max_new_tokens=8", "eval.offdomain.generate=true",
+            "curation=none"]  # templated records are near-duplicates by design
 
 
 @pytest.mark.slow

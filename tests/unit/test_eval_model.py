@@ -134,14 +134,16 @@ def test_chat_prompt_carries_the_system_prompt(tok):
 
 def test_split_prompts_cut_at_the_first_answer_token_and_merge_answer_lists(tok):
     examples = _examples(tok, 2)
-    items = split_prompts(examples, tok, {"r0": {"prompt": "Question 0", "answers": ["Answer number 0", "zero"]},
-                                          "r1": {"answers": ["Answer number 1"]}})
+    items = split_prompts(examples, tok, {"r0": ["Answer number 0", "zero"], "r1": ["Answer number 1"]})
     assert [it["id"] for it in items] == ["r0", "r1"]
     for ex, it in zip(examples, items):
         n = next(i for i, l in enumerate(ex["labels"]) if l != -100)  # the first answer token
         assert it["prompt_ids"] == ex["input_ids"][:n]
-    assert items[0]["prompt"] == "Question 0"  # the record's question when known, else the decoded prompt
-    assert items[1]["prompt"].startswith("<|im_start|>user\nQuestion 1?")
+    # the question as the model saw it (after curation), without the chat template around it
+    assert [it["prompt"] for it in items] == ["Question 0", "Question 1?"]
+    with_system = encode({"id": "s", "messages": [{"role": "user", "content": "Why?"}, {"role": "assistant",
+                          "content": "Because."}]}, tok, FormatConfig(system_prompt="Be brief."))[0]
+    assert split_prompts([with_system], tok, {})[0]["prompt"] == "Why?"
     # the decoded reference first, then the record's own accepted answers (without repeating it)
     assert items[0]["answers"] == ["Answer number 0", "zero"]
     assert items[1]["answers"] == ["Answer number 1 Answer number 1", "Answer number 1"]
