@@ -120,6 +120,10 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> dict:
     if stored_precision and stored_precision != result["eval"]["precision"]:
         result["reproduced"]["note"] = (f"stored metrics were measured in {stored_precision}, these in "
                                         f"{result['eval']['precision']}: not like with like")
+    measured = [o for o in overrides if not o.split("=")[0].lstrip("+~").startswith("tracking.")]
+    if measured:
+        result["reproduced"]["note"] = "; ".join(filter(None, [result["reproduced"].get("note"), (
+            f"overrides {' '.join(measured)} change what is measured: differences may be intended")]))
     if changed:
         log.warning("data changed since training (%s): the re-evaluation measures different data", ", ".join(changed))
     write_json(out_dir / "eval.json", result)
