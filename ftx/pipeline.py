@@ -6,7 +6,7 @@ import logging
 import time
 from pathlib import Path
 
-from ftx.runs import MetricsLog, environment, write_json
+from ftx.runs import MetricsLog, environment, read_json, write_json
 
 log = logging.getLogger("ftx")
 
@@ -27,25 +27,23 @@ def record_spec(spec, cfg, run_dir: Path, overrides: list[str]) -> dict:
 
 
 def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
-    import torch
-
     from ftx import lora as lora_mod
     from ftx import model as model_mod
-    from ftx import quant as quant_mod
+    from ftx import optim as optim_mod
     from ftx.data.build import prepare
     from ftx.data.format import Collator
     from ftx.evaluate import heldout_loss
     from ftx.track import metrics_callback
-    from ftx.train import is_main_process, use_bf16
-    from ftx.trainer import make_trainer_class, resume_path, training_arguments
-    from ftx.zero import disable_op_compilation
+    from ftx.train import apply_threads, build_model, is_main_process, use_bf16
+    from ftx.trainer import make_trainer_class, resume_checkpoint, training_arguments
+    from ftx.zero import prepare_deepspeed
 
     t0 = time.time()
     run_dir.mkdir(parents=True, exist_ok=True)
     main = is_main_process()
+    resume = resume_checkpoint(spec, run_dir)  # before record_spec overwrites the old config
     manifest = record_spec(spec, cfg, run_dir, overrides) if main else {}
-    if spec.train.threads:
-        torch.set_num_threads(spec.train.threads)
+    apply_threads(spec.train.threads)
     bf16 = use_bf16(spec.train.precision)
 
     # Data first: bad data fails in seconds, before a model is loaded.
@@ -57,18 +55,8 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
 
     evaluator = Evaluator(spec, tok, data, bf16, run_dir if main else None, path)  # bad prompt files fail here
 
-    # Model: the seed is set before PEFT wraps it, so the adapter init is reproducible.
-    from transformers import set_seed
-
-    model = model_mod.load_model(spec.model, path, quant_mod.bnb_config(spec.quant),
-                                 device_map="cpu" if spec.quant.enabled and not torch.cuda.is_available() else None)
-    if spec.quant.enabled:
-        from peft import prepare_model_for_kbit_training
-
-        quant_mod.guard_4bit_cpu_gradients(model)
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.train.gradient_checkpointing)
-    set_seed(spec.train.seed)
-    model = lora_mod.wrap(model, spec.lora)
+    # Model: load → quantise (4-bit CPU gradient trap guarded before the base evaluation below) → wrap.
+    model = build_model(spec, path, bf16)
     params = lora_mod.count_parameters(model)
     log.info("trainable parameters: %s", params)
 
@@ -80,19 +68,24 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
 
     metrics_log = MetricsLog(run_dir / "metrics.jsonl")
     Trainer = make_trainer_class()
-    disable_op_compilation()
+    prepare_deepspeed(spec.zero)
     args = training_arguments(spec, run_dir, bf16)
-    callbacks = [metrics_callback(metrics_log)]
+    from ftx.sweep import trial_callbacks
+
+    callbacks = [metrics_callback(metrics_log), *trial_callbacks(spec)]  # sweep jobs: report/prune
     if spec.train.early_stopping_patience:
         from transformers import EarlyStoppingCallback
 
         callbacks.append(EarlyStoppingCallback(spec.train.early_stopping_patience))
     trainer = Trainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.val,
-                      data_collator=collator, callbacks=callbacks)
+                      data_collator=collator, callbacks=callbacks,
+                      **optim_mod.trainer_kwargs(model, spec.optimizer, args))
     t_train = time.time()
-    result = trainer.train(resume_from_checkpoint=resume_path(spec.train.resume, run_dir))
+    result = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.time() - t_train
-    train_tokens = data.stats["train"]["tokens"] * (result.metrics.get("epoch") or spec.train.epochs)
+    # Tokens this process trained on: a resumed run counts only the epochs it ran itself.
+    epoch0 = read_json(Path(resume) / "trainer_state.json").get("epoch") or 0.0 if resume else 0.0
+    train_tokens = data.stats["train"]["tokens"] * max((result.metrics.get("epoch") or 0.0) - epoch0, 0.0)
 
     metrics["tuned"] = evaluator.run(model, "tuned")
     metrics["train"] = {"seconds": round(train_seconds, 2), "steps": result.global_step,
@@ -100,8 +93,8 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
                         "tokens_per_s": round(train_tokens / max(train_seconds, 1e-9), 1)}
     metrics.update(evaluator.compare())  # delta, eval (forgetting, golden, off-domain), flags
     metrics["wall_seconds"] = round(time.time() - t0, 2)
+    trainer.save_model(str(run_dir / "adapter"))  # on every rank: ZeRO-3 gathers weights collectively
     if main:
-        trainer.save_model(str(run_dir / "adapter"))
         tok.save_pretrained(str(run_dir / "adapter"))
         objective = _objective(spec, metrics)
         metrics["objective"] = {"metric": spec.objective.metric, "value": objective}

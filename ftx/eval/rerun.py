@@ -42,24 +42,31 @@ def load_run(run_dir: Path, overrides: list[str]):
     return build_spec(cfg), read_json(run_dir / "metrics.json")
 
 
-def load_models(spec, run_dir: Path):
-    """(tuned model, tokenizer, base path, separate base model or None when the adapter can be disabled)."""
+def load_models(spec, run_dir: Path, train_bf16: bool):
+    """(tuned model, tokenizer, base path, separate base model or None when the adapter can be disabled).
+
+    The base is loaded as training loaded it (ftx.train.build_model minus the PEFT wrap): the same
+    weight dtype, quantisation and k-bit preparation, so the numbers can match."""
+    from dataclasses import replace
+
     from ftx import model as model_mod
     from ftx import quant as quant_mod
+    from ftx.train import base_dtype
 
     path = model_mod.resolve_model_path(spec.model)
     tok = model_mod.load_tokenizer(spec.model, path)
     adapter = run_dir / "adapter"
-    device_map = "cpu" if spec.quant.enabled else None
+    mcfg = replace(spec.model, dtype=base_dtype(spec, train_bf16))
     if spec.lora.method == "full":  # adapter/ holds the whole tuned model; the base is loaded beside it
-        tuned = model_mod.load_model(spec.model, str(adapter))
-        base = model_mod.load_model(spec.model, path) if spec.eval.base_vs_tuned else None
+        tuned = model_mod.load_model(mcfg, str(adapter))
+        base = model_mod.load_model(mcfg, path) if spec.eval.base_vs_tuned else None
         return tuned, tok, path, base
     from peft import PeftModel
 
-    model = model_mod.load_model(spec.model, path, quant_mod.bnb_config(spec.quant), device_map=device_map)
-    if spec.quant.enabled:
-        quant_mod.guard_4bit_cpu_gradients(model)  # the kernels training evaluated with
+    model = model_mod.load_model(mcfg, path, quant_mod.bnb_config(spec.quant, train_bf16),
+                                 device_map=quant_mod.device_map(spec.quant))
+    if spec.quant.enabled:  # the 4-bit CPU guard and k-bit preparation (fp32 norms) training ran with
+        model = quant_mod.prepare(model, spec.quant, False)
     try:
         model = PeftModel.from_pretrained(model, str(adapter))
     except (OSError, ValueError, RuntimeError) as e:
@@ -94,9 +101,13 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> dict:
     spec, stored = load_run(run_dir, overrides)
     if spec.train.threads:
         torch.set_num_threads(spec.train.threads)
-    precision = stored.get("eval", {}).get("precision") if spec.eval.precision == "train" else spec.eval.precision
-    bf16 = precision == "bf16" if precision else use_bf16(spec.train.precision)
-    model, tok, path, base = load_models(spec, run_dir)
+    stored_precision = stored.get("eval", {}).get("precision")
+    # Training's precision decides how the base was loaded; with eval.precision=train it is what the
+    # run recorded (precision=auto may resolve differently on another machine).
+    train_bf16 = (stored_precision == "bf16" if stored_precision and spec.train.precision == "auto"
+                  and spec.eval.precision == "train" else use_bf16(spec.train.precision))
+    bf16 = train_bf16 if spec.eval.precision == "train" else spec.eval.precision == "bf16"
+    model, tok, path, base = load_models(spec, run_dir, train_bf16)
     prepare_tokenizer(tok, spec.data.format)
     data = prepare(spec.data, spec.curation, tok, None)
     manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
@@ -116,7 +127,6 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> dict:
     result["tuned"] = ev.run(model, "tuned")
     result.update(ev.compare())
     result["reproduced"] = reproduction(stored, result, spec.eval.reproduce_rtol)
-    stored_precision = stored.get("eval", {}).get("precision")
     if stored_precision and stored_precision != result["eval"]["precision"]:
         result["reproduced"]["note"] = (f"stored metrics were measured in {stored_precision}, these in "
                                         f"{result['eval']['precision']}: not like with like")
