@@ -33,6 +33,7 @@ COMMANDS = {
     "curate": "ftx.data.curate.cli:cmd_curate",
     "data": "ftx.data.versions:cmd_data",
     "augment": "ftx.data.augment:cmd_augment",
+    "eval": "ftx.eval.rerun:cmd_eval",
     "sweep-report": "ftx.sweep:cmd_sweep_report",
     "export": "ftx.export:cmd_export",
 }
