@@ -128,6 +128,10 @@ def data_section(r: RunRecord) -> str:
         rows.append([name, l.get("role", c.get("role")), l.get("records"), c.get("weight"),
                      f"`{l.get('path', c.get('path'))}`", f"`{l.get('sha256', '-')}`"])
     parts = ["### Sources", md_table(["source", "role", "records", "weight", "path", "sha256"], rows)]
+    version = (r.stats or {}).get("version")
+    if version:  # content-addressed (ftx/data/versions.py); `ftx data diff` compares two
+        parts.append(f"Data version **{version['id']}**: {version['records']} curated records "
+                     f"(curation config {version['curation_hash']}); `ftx data diff` lists what differs from another.")
     if r.ledger:
         rows = [[s.get("stage"), s.get("in"), s.get("kept"), s.get("dropped"),
                  ", ".join(f"{k}: {v}" for k, v in (s.get("dropped_by_reason") or {}).items()) or "-",

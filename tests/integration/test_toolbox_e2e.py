@@ -54,6 +54,11 @@ def test_cpt_then_sft_on_the_same_adapter_with_cost_and_mixout(ftx):
     w2 = load_file(str(ftx.cwd / "run2" / "adapter" / "adapter_model.safetensors"))
     assert w1.keys() == w2.keys()  # same adapter, trained further (mixout left the saved keys alone)
     assert any(not (w1[k] == w2[k]).all() for k in w1)
+    card = (run1 / "adapter" / "README.md").read_text()
+    assert f"Data version **{m1['data']['version']['id']}**" in card
+    cmp = ftx("compare", str(run1), str(ftx.cwd / "run2"))
+    assert cmp.returncode == 0, cmp.stderr
+    assert "cost/val_gain_per_device_hour" in cmp.stdout and "cost/device_hours" in cmp.stdout
     r3 = ftx("train", *common, f"data.sources.http.path={qa}", f"train.init_adapter={run1}", "lora.r=4",
              "hydra.run.dir=run3")
     errors = [ln for ln in r3.stderr.splitlines() if ln.startswith("ftx:")]
