@@ -62,6 +62,7 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException, MissingConfigException
+    import yaml
     from omegaconf.errors import OmegaConfBaseException
 
     from ftx.spec import explain
@@ -88,6 +89,15 @@ def compose(overrides: list[str]):
         raise ConfigError(str(e).splitlines()[0]) from None
     except OmegaConfBaseException as e:
         raise ConfigError(explain(e)) from None
+    except yaml.YAMLError as e:  # a hand-edited experiment or group file
+        raise ConfigError(yaml_error(e)) from None
+
+
+def yaml_error(e) -> str:
+    """'file:line:column: malformed YAML (problem)' from a PyYAML error."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"{mark.name}:{mark.line + 1}:{mark.column + 1}" if mark else "YAML"
+    return f"{where}: malformed YAML ({getattr(e, 'problem', None) or str(e).splitlines()[0]})"
 
 
 def _distributed_run_dir(overrides: list[str]) -> list[str]:
