@@ -54,6 +54,9 @@ def _split_args(args: list[str]) -> tuple[list[str], list[str], bool]:
         else:
             overrides.append(a)
         i += 1
+    from ftx.runs import check_no_secrets
+
+    check_no_secrets(overrides)
     return overrides, flags, multirun
 
 
@@ -200,6 +203,13 @@ def main(argv: Optional[list[str]] = None) -> None:
         getattr(importlib.import_module(module), func)(rest)
     except FtxError as e:
         print(f"ftx: {e.kind}: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # a full disk anywhere (checkpoints, caches) is the user's to fix, not a bug
+        from ftx.runs import DISK_FULL, disk_full
+
+        if e.errno not in DISK_FULL:
+            raise
+        print(f"ftx: run error: {disk_full(e.filename or 'output')}", file=sys.stderr)
         sys.exit(2)
 
 

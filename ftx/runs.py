@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -19,22 +21,69 @@ TRACKED_PACKAGES = ("ftx", "torch", "transformers", "peft", "accelerate", "bitsa
                     "datasets", "hydra-core", "omegaconf", "optuna", "wandb", "datasketch", "scikit-learn")
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# Names of environment variables that hold secrets; neither they nor their values are ever written.
+SECRET_NAME = re.compile(r"(^|_)(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)(_|$)|PASSWORD|API_?KEY", re.I)
+
+
+def disk_full(path: Path) -> "Exception":
+    from ftx.errors import RunError
+
+    return RunError(f"{path}: no space left on device (the previous version, if any, is intact; "
+                    "free some space and run again)")
+
+
+def secret_values() -> list[str]:
+    """Values of environment variables whose names look like keys, tokens or passwords."""
+    return sorted({v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 6}, key=len, reverse=True)
+
+
+def check_no_secrets(overrides: list[str]) -> None:
+    """Overrides end up in run directories (.hydra/, manifest): refuse secret-looking keys and values."""
+    from ftx.errors import ConfigError
+
+    values = secret_values()
+    for o in overrides:
+        key, _, value = o.partition("=")
+        key = key.lstrip("+~")
+        flag = value.strip().lower() in ("", "true", "false", "null", "none")  # e.g. curation.pii.api_key=false
+        if (SECRET_NAME.search(key.rsplit(".", 1)[-1]) and not flag) or (value and any(v in value for v in values)):
+            raise ConfigError(f"{key}: looks like a secret; ftx never takes secrets as overrides because overrides "
+                              "are written to the run directory (set WANDB_API_KEY / HF_TOKEN in the environment)")
+
+
+def redact(text: str) -> str:
+    for v in secret_values():
+        text = text.replace(v, "<redacted>")
+    return text
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, fsync, then rename: readers never see half a file."""
+    """Write to a temporary file beside `path`, fsync, then rename: readers never see half a file.
+
+    A full disk becomes a one-line RunError and leaves the previous file untouched.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        if e.errno in DISK_FULL:
+            raise disk_full(path) from None
+        raise
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+            f.write(redact(text))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            raise disk_full(path) from None
         raise
 
 
@@ -88,7 +137,7 @@ def environment() -> dict:
     return {"python": sys.version.split()[0], "platform": platform.platform(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.is_available(), "packages": versions, "git_sha": git_sha(),
-            "argv": [a for a in sys.argv]}
+            "argv": [redact(a) for a in sys.argv]}
 
 
 class MetricsLog:
@@ -100,9 +149,14 @@ class MetricsLog:
 
     def log(self, event: dict) -> None:
         event = {"time": round(time.time(), 3), **_jsonable(event)}
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(event) + "\n")
-            f.flush()
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(event) + "\n")
+                f.flush()
+        except OSError as e:  # a cut last line is skipped by read()
+            if e.errno in DISK_FULL:
+                raise disk_full(self.path) from None
+            raise
 
     def read(self) -> list[dict]:
         if not self.path.exists():
