@@ -158,6 +158,15 @@ class MetricsLog:
                 raise disk_full(self.path) from None
             raise
 
+    def rewind(self, step: int) -> int:
+        """On resume from a checkpoint at `step`: drop events logged after it by the interrupted run (they
+        are logged again), so each step appears once. Returns how many were dropped."""
+        events = self.read()
+        keep = [e for e in events if not isinstance(e.get("step"), (int, float)) or e["step"] <= step]
+        if len(keep) != len(events) or (self.path.exists() and not self.path.read_bytes().endswith(b"\n")):
+            atomic_write_text(self.path, "".join(json.dumps(e) + "\n" for e in keep))
+        return len(events) - len(keep)
+
     def read(self) -> list[dict]:
         if not self.path.exists():
             return []
