@@ -169,3 +169,15 @@ def test_sigkill_during_training_then_resume_loses_and_duplicates_nothing(ftx, t
     assert metrics["train"]["steps"] == 12
     manifest = json.loads((run / "manifest.json").read_text())
     assert "finished" in manifest
+
+
+def test_metrics_rewind_drops_the_steps_a_resume_redoes(tmp_path):
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    for step in (1, 2, 3, 4, 5):
+        log.log({"step": step, "loss": 1.0 / step})
+    log.log({"note": "no step"})
+    with open(log.path, "a") as f:
+        f.write('{"step": 6, "lo')
+    assert log.rewind(4) == 1
+    assert [e.get("step") for e in log.read()] == [1, 2, 3, 4, None]
+    assert log.path.read_text().endswith("}\n"), "the cut line is gone, the next event starts on its own line"
