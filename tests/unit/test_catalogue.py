@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import ftx.cli as cli
-from tests.conftest import ROOT, write_jsonl
+from tests.conftest import ROOT, ftx_env, run_ftx, write_jsonl
 
 
 @dataclass
@@ -32,6 +32,9 @@ class Entry:
     """`ftx …` arguments; `{d}`/`{conf}` are filled in."""
     message: str
     """The exact stderr line."""
+    subprocess: bool = False
+    """Run `python -m ftx` (for what only a real run reaches); its last stderr line must be the message,
+    after whatever warnings the libraries print."""
 
 
 TINY = ["model=tiny_llama", "curation=none"]
@@ -148,6 +151,19 @@ CATALOGUE = [
           "cached files.)"),
 ]
 
+TRAIN = ["train", "experiment=tiny_smoke", "curation=none", "data.sources.http.path={d}/good.jsonl", *DATA,
+         "hydra.run.dir={d}/runs/x"]
+CATALOGUE += [
+    Entry("pickle-weights", "a model folder with only pickle (*.bin) weights",
+          [*TRAIN, "model.source=path", "model.name_or_path={d}/pickle_model"],
+          "ftx: model error: model.name_or_path: {d}/pickle_model holds only pickle weights (*.bin), which can run "
+          "code when loaded; convert them to safetensors, or set model.use_safetensors=false if you trust them",
+          subprocess=True),
+    Entry("resume-not-a-checkpoint", "train.resume pointing at a folder that is not a checkpoint",
+          [*TRAIN, "train.resume={d}"],
+          "ftx: run error: train.resume: '{d}' is not a checkpoint folder (no trainer_state.json)", subprocess=True),
+]
+
 # Faults whose test needs a real run; the message is asserted (exactly, no traceback) where named.
 FAULTS = [
     ("disk-full-run-dir", "a full disk while writing the run directory (simulated ENOSPC)",
@@ -169,11 +185,28 @@ def files(tmp_path_factory):
     (d / "array.jsonl").write_text("[1, 2]\n")
     write_jsonl(d / "notext.jsonl", [{"id": "a", "body": "x"}])
     write_jsonl(d / "number.jsonl", [{"prompt": 3, "response": "x"}])
+    pickle_model(d / "pickle_model")
     conf = d / "conf"
     shutil.copytree(ROOT / "conf", conf)
     (conf / "experiment" / "broken.yaml").write_text(
         "# @package _global_\n# ftx train experiment=broken\ntrain:\n  epochs: 2\n   batch_size: 4\n")
     return d, conf
+
+
+def pickle_model(dst: Path) -> Path:
+    """The tiny model's folder with its weights as a pickle (pytorch_model.bin) instead of safetensors."""
+    import torch
+    from safetensors.torch import load_file
+
+    from ftx.model import ModelConfig, build_tiny
+
+    src = Path(build_tiny(ModelConfig(source="tiny")))
+    dst.mkdir()
+    for f in src.iterdir():
+        if f.is_file() and f.suffix != ".safetensors":
+            shutil.copy(f, dst)
+    torch.save(load_file(src / "model.safetensors"), dst / "pytorch_model.bin")
+    return dst
 
 
 def fill(text: str, d, conf, experiments: str = "") -> str:
@@ -202,7 +235,16 @@ def test_entry(entry, files, capsys, monkeypatch, tmp_path):
     d, conf = files
     monkeypatch.setattr(cli, "CONF_DIR", conf)
     monkeypatch.chdir(tmp_path)
-    code, err = run_main([fill(a, d, conf) for a in entry.args], capsys)
+    args = [fill(a, d, conf) for a in entry.args]
+    if entry.subprocess:
+        r = run_ftx(args, tmp_path, timeout=300, env=ftx_env(FTX_CONF=str(conf)))
+        code, err = r.returncode, r.stderr
+        assert "Traceback" not in err
+        assert code == 2, err[-2000:]
+        assert err.strip().splitlines()[-1] == fill(entry.message, d, conf), err[-2000:]
+        assert err.count("ftx: ") == 1, err[-2000:]
+        return
+    code, err = run_main(args, capsys)
     assert "Traceback" not in err
     assert code == 2, err
     assert err == fill(entry.message, d, conf) + "\n"
@@ -211,6 +253,37 @@ def test_entry(entry, files, capsys, monkeypatch, tmp_path):
 
 def test_at_least_thirty_entries():
     assert len({e.id for e in CATALOGUE} | {f[0] for f in FAULTS}) == len(CATALOGUE) + len(FAULTS) >= 30
+
+
+def test_remote_code_is_off_and_weights_are_safetensors_unless_configured(monkeypatch, caplog, files):
+    """Every from_pretrained gets trust_remote_code from the config (default False) and safetensors only;
+    model.use_safetensors=false allows pickle weights and warns."""
+    import transformers
+
+    from ftx.model import ModelConfig, load_model, load_tokenizer
+    from ftx.spec import RunSpec
+
+    d, _ = files
+    spec = RunSpec()
+    assert spec.model.trust_remote_code is False and spec.model.use_safetensors is True
+    seen = []
+    real_tok = transformers.AutoTokenizer.from_pretrained
+
+    def tok(path, **kw):
+        seen.append(("tokenizer", kw.get("trust_remote_code")))
+        return real_tok(path, **kw)
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", tok)
+    cfg = ModelConfig(source="path", name_or_path=str(d / "pickle_model"), use_safetensors=False)
+    load_tokenizer(cfg)
+    with caplog.at_level("WARNING", logger="ftx.model"):
+        model = load_model(cfg)  # the pickle folder loads only because the config allows it
+    assert "model.use_safetensors=false: pickle weights may execute code when loaded" in caplog.text
+    assert model.config.hidden_size == ModelConfig().tiny.hidden_size and seen == [("tokenizer", False)]
+    kwargs = {}
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda p, **kw: kwargs.update(kw))
+    load_model(ModelConfig(source="tiny"))
+    assert kwargs["trust_remote_code"] is False and kwargs["use_safetensors"] is True
 
 
 def table() -> str:
