@@ -7,6 +7,7 @@
     ftx compare RUNS…              table of runs: differing config keys and metrics
     ftx export  RUN_DIR            merge an adapter into its base model
     ftx report  RUN_DIR            markdown report with plots for one run
+    ftx sweep-report SWEEP_DIR     best trial as an override line, trials.csv, plots (docs/sweeps.md)
 
 Every user mistake ends as one line on stderr and exit code 2.
 """
@@ -28,6 +29,7 @@ COMMANDS = {
     "train": "ftx.cli:cmd_train",
     "spec": "ftx.cli:cmd_spec",
     "curate": "ftx.data.curate.cli:cmd_curate",
+    "sweep-report": "ftx.sweep:cmd_sweep_report",
 }
 
 
@@ -134,6 +136,8 @@ def cmd_train(args: list[str]) -> None:
     from ftx.spec import build_spec
 
     overrides, flags, multirun = _split_args(args)
+    if multirun:  # a malformed sweep (e.g. empty choice()) is one line, not Hydra's parser report
+        importlib.import_module("ftx.sweep").check_overrides(overrides)
     if not multirun:  # validate before Hydra sets anything up; sweeps validate per job
         build_spec(compose(overrides))
         overrides = _distributed_run_dir(overrides)

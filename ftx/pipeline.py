@@ -79,7 +79,9 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
     Trainer = make_trainer_class()
     disable_op_compilation()
     args = training_arguments(spec, run_dir, bf16)
-    callbacks = [metrics_callback(metrics_log)]
+    from ftx.sweep import trial_callbacks
+
+    callbacks = [metrics_callback(metrics_log), *trial_callbacks(spec)]  # sweep jobs: report/prune
     if spec.train.early_stopping_patience:
         from transformers import EarlyStoppingCallback
 

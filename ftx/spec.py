@@ -11,7 +11,7 @@ import hashlib
 import json
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
@@ -56,8 +56,9 @@ class RunSpec:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    sweep: Optional[dict] = None
-    """Set by the sweeper for its jobs (trial number, study, storage); null otherwise."""
+    sweep: Dict[str, Any] = field(default_factory=dict)
+    """Set by the sweeper for its jobs (trial number, study, storage); empty otherwise. (A None default
+    would reject the sweeper's `++sweep.trial=N` overrides: OmegaConf cannot merge into a None node.)"""
 
     def check(self) -> None:
         require(self.objective.direction in ("minimize", "maximize"), "objective.direction",
