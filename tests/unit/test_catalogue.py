@@ -10,6 +10,7 @@ tests/integration/test_faults*.py and are listed in FAULTS with where their test
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import ftx.cli as cli
-from tests.conftest import ROOT, ftx_env, run_ftx, write_jsonl
+from tests.conftest import ROOT, run_ftx, write_jsonl
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Entry:
     subprocess: bool = False
     """Run `python -m ftx` (for what only a real run reaches); its last stderr line must be the message,
     after whatever warnings the libraries print."""
+    disk_full: str = ""
+    """Simulate a full disk (ENOSPC) when a file of this name is renamed into place."""
 
 
 TINY = ["model=tiny_llama", "curation=none"]
@@ -164,11 +167,41 @@ CATALOGUE += [
           "ftx: run error: train.resume: '{d}' is not a checkpoint folder (no trainer_state.json)", subprocess=True),
 ]
 
-# Faults whose test needs a real run; the message is asserted (exactly, no traceback) where named.
+SWEEP = ["train", "-m", "+sweep=tiny"]
+CATALOGUE += [
+    Entry("disk-full", "a full disk while writing the run directory (simulated ENOSPC)",
+          ["curate", *TINY, *DATA, "data.sources.http.path={d}/good.jsonl", "--out", "{d}/full"],
+          "ftx: run error: {d}/full/kept.jsonl: no space left on device (the previous version, if any, is intact; "
+          "free some space and run again)", disk_full="kept.jsonl"),
+    Entry("sweep-storage", "a sweep storage that is not a URL", [*SWEEP, "hydra.sweeper.storage=foo"],
+          "ftx: config error: hydra.sweeper.storage: 'foo' is not a storage URL (use null for SQLite in the sweep "
+          "dir, journal, journal:PATH, or an SQLAlchemy URL such as sqlite:///sweep.db or postgresql://user@host/db)",
+          subprocess=True),
+    Entry("sweep-sampler", "an unknown sweep sampler", [*SWEEP, "hydra.sweeper.sampler.name=bogus"],
+          "ftx: config error: hydra.sweeper.sampler.name: must be one of tpe, random, grid, nsgaii; got 'bogus'",
+          subprocess=True),
+    Entry("sweep-report-not-a-sweep", "`ftx sweep-report` on a folder that is not a sweep", ["sweep-report", "{d}"],
+          "ftx: run error: {d}: no sweep.json (not an ftx sweep directory); pass --storage and --study to report "
+          "on a study elsewhere"),
+]
+
+# Faults with no error message: what must hold afterwards, and where that is tested.
 FAULTS = [
-    ("disk-full-run-dir", "a full disk while writing the run directory (simulated ENOSPC)",
-     "ftx: run error: {path}: no space left on device (the previous version, if any, is intact; "
-     "free some space and run again)", "tests/integration/test_faults.py::test_full_disk_in_the_run_directory"),
+    ("sigkill-training", "SIGKILL during training after a checkpoint, then the same command with train.resume=auto",
+     "resumes from the newest complete checkpoint; every step and evaluation appears once in metrics.jsonl",
+     "tests/integration/test_faults.py::test_sigkill_during_training_then_resume_loses_and_duplicates_nothing"),
+    ("sigkill-curation", "SIGKILL during `ftx curate`, then the same command",
+     "finished stages come from the cache; kept.jsonl, dropped.jsonl and ledger.json equal a clean run's",
+     "tests/integration/test_faults.py::test_sigkill_during_curation_then_rerun_matches_a_clean_run"),
+    ("sigkill-sweep", "SIGKILL of a whole sweep mid-trial, then the same command",
+     "the interrupted trial is re-queued once; finished trials are kept; no trial duplicated",
+     "tests/integration/test_sweep.py::test_killed_sweep_resumes_with_no_trial_lost_or_duplicated"),
+    ("cut-metrics-line", "a crash in the middle of a metrics.jsonl line",
+     "the cut line is skipped when read and removed on resume",
+     "tests/integration/test_faults.py::test_metrics_rewind_drops_the_steps_a_resume_redoes"),
+    ("disk-full-keeps-old", "a full disk while replacing a file that already exists",
+     "the previous version stays whole and no temporary file is left",
+     "tests/integration/test_faults.py::test_atomic_write_on_a_full_disk_keeps_the_previous_file"),
 ]
 
 
@@ -237,13 +270,22 @@ def test_entry(entry, files, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     args = [fill(a, d, conf) for a in entry.args]
     if entry.subprocess:
-        r = run_ftx(args, tmp_path, timeout=300, env=ftx_env(FTX_CONF=str(conf)))
+        r = run_ftx(args, tmp_path, timeout=300)  # the shipped conf/ (sweep files sit beside it)
         code, err = r.returncode, r.stderr
         assert "Traceback" not in err
         assert code == 2, err[-2000:]
         assert err.strip().splitlines()[-1] == fill(entry.message, d, conf), err[-2000:]
         assert err.count("ftx: ") == 1, err[-2000:]
         return
+    if entry.disk_full:
+        real_replace = os.replace
+
+        def replace(src, dst):
+            if Path(dst).name == entry.disk_full:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", replace)
     code, err = run_main(args, capsys)
     assert "Traceback" not in err
     assert code == 2, err
@@ -297,14 +339,16 @@ def table() -> str:
     for i, e in enumerate(CATALOGUE, 1):
         rows.append(f"| {i} | {e.what}: `ftx {show(' '.join(e.args))}` | `{show(e.message)}` | "
                     f"test_catalogue.py::test_entry[{e.id}] |")
-    for j, (fid, what, msg, where) in enumerate(FAULTS, len(CATALOGUE) + 1):
-        rows.append(f"| {j} | {what} | `{msg.replace('|', chr(92) + '|')}` | {where} |")
+    rows += ["", "Faults with no error message — what holds afterwards:", "",
+             "| # | fault | outcome | test |", "|---|---|---|---|"]
+    for j, (fid, what, outcome, where) in enumerate(FAULTS, len(CATALOGUE) + 1):
+        rows.append(f"| {j} | {what} | {outcome} | {where} |")
     return "\n".join(rows) + "\n"
 
 
 def test_docs_table_lists_every_entry():
     doc = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
-    missing = [row for row in table().splitlines()[2:] if row not in doc]
+    missing = [row for row in table().splitlines() if row.startswith("| ") and row not in doc]
     assert not missing, "docs/errors.md is out of date (python -m tests.unit.test_catalogue): " + missing[0]
 
 
