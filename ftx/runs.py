@@ -23,7 +23,7 @@ TRACKED_PACKAGES = ("ftx", "torch", "transformers", "peft", "accelerate", "bitsa
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 # Names of environment variables that hold secrets; neither they nor their values are ever written.
-SECRET_NAME = re.compile(r"(^|_)(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)(_|$)|PASSWORD|API_?KEY", re.I)
+SECRET_NAME = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWD|CREDENTIALS?)$|PASSWORD|SECRET", re.I)
 
 
 def disk_full(path: Path) -> "Exception":
