@@ -130,6 +130,17 @@ def _distributed_run_dir(overrides: list[str]) -> list[str]:
     return overrides + [f"hydra.run.dir={run_dir}"]
 
 
+def _check_run_dir(overrides: list[str]) -> None:
+    """Create an explicit hydra.run.dir up front: Hydra reports a failed mkdir as a traceback."""
+    for o in overrides:
+        if o.startswith("hydra.run.dir="):
+            path = Path(o.split("=", 1)[1]).expanduser()
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"hydra.run.dir: cannot create {path} ({e.strerror or e})") from None
+
+
 def cmd_train(args: list[str]) -> None:
     import hydra
 
@@ -141,6 +152,7 @@ def cmd_train(args: list[str]) -> None:
     if not multirun:  # validate before Hydra sets anything up; sweeps validate per job
         build_spec(compose(overrides))
         overrides = _distributed_run_dir(overrides)
+        _check_run_dir(overrides)
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def _app(cfg):
