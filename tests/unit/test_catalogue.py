@@ -162,6 +162,9 @@ CATALOGUE += [
           "ftx: model error: model.name_or_path: {d}/pickle_model holds only pickle weights (*.bin), which can run "
           "code when loaded; convert them to safetensors, or set model.use_safetensors=false if you trust them",
           subprocess=True),
+    Entry("run-dir-uncreatable", "a run directory that cannot be created (under a file)",
+          [*TRAIN[:-1], "hydra.run.dir={d}/good.jsonl/run"],
+          "ftx: config error: hydra.run.dir: cannot create {d}/good.jsonl/run (Not a directory)"),
     Entry("resume-not-a-checkpoint", "train.resume pointing at a folder that is not a checkpoint",
           [*TRAIN, "train.resume={d}"],
           "ftx: run error: train.resume: '{d}' is not a checkpoint folder (no trainer_state.json)", subprocess=True),
