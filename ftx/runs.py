@@ -140,6 +140,33 @@ def environment() -> dict:
             "argv": [redact(a) for a in sys.argv]}
 
 
+def checkpoint_problem(ckpt: Path) -> Optional[str]:
+    """Why a checkpoint folder cannot be resumed from (a file cut or garbled by a crash), or None.
+
+    Cheap: safetensors headers and the zip directories of torch's .pt/.pth/.bin files, no tensors read.
+    """
+    import zipfile
+
+    ckpt = Path(ckpt)
+    try:
+        json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return f"trainer_state.json unreadable ({type(e).__name__})"
+    for f in sorted(ckpt.iterdir()):
+        try:
+            if f.suffix == ".safetensors":
+                from safetensors import safe_open
+
+                with safe_open(str(f), framework="pt") as st:
+                    st.keys()
+            elif f.suffix in (".pt", ".pth", ".bin") and f.is_file():
+                with zipfile.ZipFile(f) as z:
+                    z.namelist()
+        except Exception as e:  # noqa: BLE001 -- any failure to parse means the file is damaged
+            return f"{f.name} is damaged ({' '.join(str(e).split())[:120] or type(e).__name__})"
+    return None
+
+
 class MetricsLog:
     """Append-only metrics.jsonl (one JSON object per event, flushed each time)."""
 

@@ -181,3 +181,24 @@ def test_metrics_rewind_drops_the_steps_a_resume_redoes(tmp_path):
     assert log.rewind(4) == 1
     assert [e.get("step") for e in log.read()] == [1, 2, 3, 4, None]
     assert log.path.read_text().endswith("}\n"), "the cut line is gone, the next event starts on its own line"
+
+
+def test_checkpoint_problem_finds_files_cut_by_a_crash(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from ftx.runs import checkpoint_problem
+
+    ck = tmp_path / "checkpoint-4"
+    ck.mkdir()
+    (ck / "trainer_state.json").write_text('{"global_step": 4}')
+    save_file({"w": torch.ones(64, 64)}, str(ck / "adapter_model.safetensors"))
+    torch.save({"state": torch.ones(64)}, ck / "optimizer.pt")
+    assert checkpoint_problem(ck) is None
+    for name, cut in (("optimizer.pt", 100), ("adapter_model.safetensors", -50)):
+        data = (ck / name).read_bytes()
+        (ck / name).write_bytes(data[:cut])
+        assert checkpoint_problem(ck).startswith(f"{name} is damaged ("), name
+        (ck / name).write_bytes(data)
+    (ck / "trainer_state.json").write_text('{"global_st')
+    assert checkpoint_problem(ck) == "trainer_state.json unreadable (JSONDecodeError)"
