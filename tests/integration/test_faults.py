@@ -202,3 +202,34 @@ def test_checkpoint_problem_finds_files_cut_by_a_crash(tmp_path):
         (ck / name).write_bytes(data)
     (ck / "trainer_state.json").write_text('{"global_st')
     assert checkpoint_problem(ck) == "trainer_state.json unreadable (JSONDecodeError)"
+
+
+# Writes that need not be atomic: inside a temporary folder renamed into place as a whole, or images.
+NON_ATOMIC_OK = {
+    "ftx/model.py": "model caches are built in a .tmp folder and renamed whole",
+    "ftx/data/curate/cache.py": "stage entries are written in a temporary folder and renamed whole",
+}
+NON_ATOMIC_LINES = {  # (file, text in the line): why
+    ("ftx/cli.py", "write_text(str(run_dir"): "the rank-0 run-dir note (engine: written to a temp name and renamed)",
+}
+
+
+def test_everything_a_later_step_reads_is_written_atomically():
+    """A static guard: plain write_text / open(..., 'w') / to_csv(path) / json.dump(f) in ftx code must go
+    through ftx.runs.atomic_write_text, unless NON_ATOMIC_OK says why not."""
+    import re
+
+    root = Path(cli.__file__).resolve().parent.parent
+    pattern = re.compile(r"\.write_text\(|\.write_bytes\(|open\([^)]*['\"][wa]b?['\"]|\.to_csv\([^)]|json\.dump\(|"
+                         r"OmegaConf\.save\(")
+    offenders = []
+    for path in [*(root / "ftx").rglob("*.py"), *(root / "hydra_plugins").rglob("*.py")]:
+        rel = path.relative_to(root).as_posix()
+        if rel in NON_ATOMIC_OK or rel == "ftx/runs.py":
+            continue
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#", 1)[0]
+            allowed = any(f == rel and text in line for f, text in NON_ATOMIC_LINES)
+            if pattern.search(code) and "atomic" not in code and not allowed:
+                offenders.append(f"{rel}:{n}: {line.strip()}")
+    assert not offenders, "write these with ftx.runs.atomic_write_text:\n" + "\n".join(offenders)
