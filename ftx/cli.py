@@ -30,11 +30,25 @@ COMMANDS = {
     "spec": "ftx.cli:cmd_spec",
     "curate": "ftx.data.curate.cli:cmd_curate",
     "sweep-report": "ftx.sweep:cmd_sweep_report",
+    "export": "ftx.export:cmd_export",
 }
 
 
 def usage() -> str:
     return __doc__.split("\n\n")[1]
+
+
+def _strip_local_rank(args: list[str]) -> list[str]:
+    out, i = [], 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith(("--local_rank", "--local-rank")) and ("=" in a or i + 1 < len(args)):
+            os.environ.setdefault("LOCAL_RANK", a.split("=", 1)[1] if "=" in a else args[i + 1])
+            i += 1 if "=" in a else 2
+            continue
+        out.append(a)
+        i += 1
+    return out
 
 
 def _split_args(args: list[str]) -> tuple[list[str], list[str], bool]:
@@ -112,21 +126,36 @@ def _distributed_run_dir(overrides: list[str]) -> list[str]:
     as parent) and the rendezvous port; the other ranks wait for the note and use the same dir.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1 or any(o.startswith("hydra.run.dir=") for o in overrides):
+    if world <= 1:
         return overrides
     rank = int(os.environ.get("RANK", "0"))
+    if rank > 0:  # only rank 0 writes files into the run dir: no .hydra/, logs to the console
+        overrides = overrides + ["hydra.output_subdir=null", "hydra/job_logging=stdout",
+                                 "hydra.job_logging.root.level=WARNING"]
+    if any(o.startswith("hydra.run.dir=") for o in overrides):
+        return overrides
+    local = os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or world  # torchrun | deepspeed
+    if int(local) != world:
+        raise ConfigError("hydra.run.dir: a multi-node run needs it set to one folder on a shared filesystem "
+                          "(every node writes checkpoints there), e.g. hydra.run.dir=/shared/runs/exp1")
     note = Path(os.environ.get("TMPDIR", "/tmp")) / f"ftx-rundir-{os.getppid()}-{os.environ.get('MASTER_PORT', '0')}"
     if rank == 0:
-        run_dir = Path("outputs/runs") / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}-dist{world}"
-        note.write_text(str(run_dir.resolve()))
+        run_dir = (Path("outputs/runs") / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}-dist{world}").resolve()
+        tmp = note.with_name(note.name + f".{os.getpid()}")
+        tmp.write_text(str(run_dir))
+        tmp.replace(note)  # atomic: another rank never reads half a path
     else:
+        import psutil
+
+        # A note older than our launcher is a leftover of an earlier launcher with the same pid and port.
+        born = psutil.Process(os.getppid()).create_time() - 1
         deadline = time.time() + 300
-        while not note.exists():
+        while not (note.exists() and note.stat().st_mtime >= born):
             if time.time() > deadline:
-                raise ConfigError(f"rank {rank}: rank 0 never announced its run directory ({note})")
+                raise ConfigError(f"rank {rank}: rank 0 never announced its run directory ({note}); "
+                                  "pass hydra.run.dir=<folder> to every rank")
             time.sleep(0.2)
         run_dir = Path(note.read_text().strip())
-        overrides = overrides + ["hydra.output_subdir=null", f"hydra.job.name=train_rank{rank}"]
     return overrides + [f"hydra.run.dir={run_dir}"]
 
 
@@ -210,6 +239,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return
+    argv = _strip_local_rank(argv)  # the deepspeed launcher puts it before the command
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
         print(f"ftx: unknown command {cmd!r} (commands: {', '.join(COMMANDS)})", file=sys.stderr)

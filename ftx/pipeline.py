@@ -27,25 +27,23 @@ def record_spec(spec, cfg, run_dir: Path, overrides: list[str]) -> dict:
 
 
 def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
-    import torch
-
     from ftx import lora as lora_mod
     from ftx import model as model_mod
-    from ftx import quant as quant_mod
+    from ftx import optim as optim_mod
     from ftx.data.build import prepare
     from ftx.data.format import Collator
     from ftx.evaluate import heldout_loss
     from ftx.track import metrics_callback
-    from ftx.train import is_main_process, use_bf16
-    from ftx.trainer import make_trainer_class, resume_path, training_arguments
-    from ftx.zero import disable_op_compilation
+    from ftx.train import apply_threads, build_model, is_main_process, use_bf16
+    from ftx.trainer import make_trainer_class, resume_checkpoint, training_arguments
+    from ftx.zero import prepare_deepspeed
 
     t0 = time.time()
     run_dir.mkdir(parents=True, exist_ok=True)
     main = is_main_process()
+    resume = resume_checkpoint(spec, run_dir)  # before record_spec overwrites the old config
     manifest = record_spec(spec, cfg, run_dir, overrides) if main else {}
-    if spec.train.threads:
-        torch.set_num_threads(spec.train.threads)
+    apply_threads(spec.train.threads)
     bf16 = use_bf16(spec.train.precision)
 
     # Data first: bad data fails in seconds, before a model is loaded.
@@ -54,18 +52,8 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
     data = prepare(spec.data, spec.curation, tok, run_dir if main else None)
     log.info("data: %s", {k: data.stats[k]["examples"] for k in ("train", "val", "test", "general_eval")})
 
-    # Model: the seed is set before PEFT wraps it, so the adapter init is reproducible.
-    from transformers import set_seed
-
-    model = model_mod.load_model(spec.model, path, quant_mod.bnb_config(spec.quant),
-                                 device_map="cpu" if spec.quant.enabled and not torch.cuda.is_available() else None)
-    if spec.quant.enabled:
-        from peft import prepare_model_for_kbit_training
-
-        quant_mod.guard_4bit_cpu_gradients(model)
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.train.gradient_checkpointing)
-    set_seed(spec.train.seed)
-    model = lora_mod.wrap(model, spec.lora)
+    # Model: load → quantise (4-bit CPU gradient trap guarded before the base evaluation below) → wrap.
+    model = build_model(spec, path, bf16)
     params = lora_mod.count_parameters(model)
     log.info("trainable parameters: %s", params)
 
@@ -77,7 +65,7 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
 
     metrics_log = MetricsLog(run_dir / "metrics.jsonl")
     Trainer = make_trainer_class()
-    disable_op_compilation()
+    prepare_deepspeed(spec.zero)
     args = training_arguments(spec, run_dir, bf16)
     from ftx.sweep import trial_callbacks
 
@@ -87,9 +75,10 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
 
         callbacks.append(EarlyStoppingCallback(spec.train.early_stopping_patience))
     trainer = Trainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.val,
-                      data_collator=collator, callbacks=callbacks)
+                      data_collator=collator, callbacks=callbacks,
+                      **optim_mod.trainer_kwargs(model, spec.optimizer, args))
     t_train = time.time()
-    result = trainer.train(resume_from_checkpoint=resume_path(spec.train.resume, run_dir))
+    result = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.time() - t_train
     train_tokens = data.stats["train"]["tokens"] * (result.metrics.get("epoch") or spec.train.epochs)
 
@@ -102,8 +91,8 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
                             for k in metrics["tuned"] if k.endswith("loss") and metrics["base"].get(k) is not None
                             and metrics["tuned"].get(k) is not None}
     metrics["wall_seconds"] = round(time.time() - t0, 2)
+    trainer.save_model(str(run_dir / "adapter"))  # on every rank: ZeRO-3 gathers weights collectively
     if main:
-        trainer.save_model(str(run_dir / "adapter"))
         tok.save_pretrained(str(run_dir / "adapter"))
         objective = _objective(spec, metrics)
         metrics["objective"] = {"metric": spec.objective.metric, "value": objective}

@@ -71,8 +71,6 @@ class RunSpec:
         require(not (self.quant.enabled and self.lora.method == "full"), "quant.mode",
                 f"={self.quant.mode} cannot train with lora.method=full (quantised weights are frozen); "
                 "use quant=none or a LoRA method")
-        require(not (self.quant.enabled and self.zero.stage == 3), "zero.stage",
-                f"=3 cannot partition bitsandbytes {self.quant.mode} weights; use zero.stage<=2 or quant=none")
         require(not (self.model.source == "gguf_package" and self.model.trust_remote_code), "model.trust_remote_code",
                 "is not needed for the embedded GGUF model; leave it false")
 
