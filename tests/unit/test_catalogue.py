@@ -167,7 +167,18 @@ CATALOGUE += [
           "ftx: config error: hydra.run.dir: cannot create {d}/good.jsonl/run (Not a directory)"),
     Entry("resume-not-a-checkpoint", "train.resume pointing at a folder that is not a checkpoint",
           [*TRAIN, "train.resume={d}"],
-          "ftx: run error: train.resume: '{d}' is not a checkpoint folder (no trainer_state.json)", subprocess=True),
+          "ftx: run error: train.resume: '{d}' is not a complete checkpoint folder (no readable trainer_state.json); "
+          "use none, auto, if_present or a checkpoint-N folder", subprocess=True),
+    Entry("resume-no-checkpoint", "train.resume=auto in a run directory with no checkpoint",
+          [*TRAIN, "train.resume=auto"],
+          "ftx: run error: train.resume=auto: no complete checkpoint in {d}/runs/x/checkpoints (resume needs the "
+          "interrupted run's dir: add hydra.run.dir=<that dir>; train.resume=if_present starts fresh instead)",
+          subprocess=True),
+    Entry("corrupt-checkpoint", "resuming from a checkpoint whose optimizer.pt was cut short",
+          [*TRAIN, "train.resume={d}/checkpoint-4"],
+          "ftx: run error: train.resume: '{d}/checkpoint-4': optimizer.pt is damaged (File is not a zip file); "
+          "resume from an earlier checkpoint-N or use train.resume=auto, which skips damaged checkpoints",
+          subprocess=True),
 ]
 
 SWEEP = ["train", "-m", "+sweep=tiny"]
@@ -222,6 +233,9 @@ def files(tmp_path_factory):
     write_jsonl(d / "notext.jsonl", [{"id": "a", "body": "x"}])
     write_jsonl(d / "number.jsonl", [{"prompt": 3, "response": "x"}])
     pickle_model(d / "pickle_model")
+    (d / "checkpoint-4").mkdir()
+    (d / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4}')
+    (d / "checkpoint-4" / "optimizer.pt").write_bytes(b"PK\x03\x04 cut short by a full disk")
     conf = d / "conf"
     shutil.copytree(ROOT / "conf", conf)
     (conf / "experiment" / "broken.yaml").write_text(
