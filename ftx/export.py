@@ -9,7 +9,6 @@ that loads without ftx or peft. The merged model is checked against base+adapter
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from dataclasses import replace
 from pathlib import Path

@@ -79,8 +79,8 @@ CATALOGUE = [
     Entry("quant-full", "quantisation with full fine-tuning", ["spec", "quant.mode=nf4", "lora.method=full"],
           "ftx: config error: quant.mode: =nf4 cannot train with lora.method=full (quantised weights are frozen); "
           "use quant=none or a LoRA method"),
-    Entry("zero3-quant", "ZeRO-3 with bitsandbytes quantisation", ["spec", "quant.mode=nf4", "zero.stage=3"],
-          "ftx: config error: zero.stage: =3 cannot partition bitsandbytes nf4 weights; use zero.stage<=2 or quant=none"),
+    Entry("zero-offload-optimizer", "ZeRO optimizer offload without a ZeRO stage", ["spec", "zero.offload_optimizer=true"],
+          "ftx: config error: zero.offload_optimizer: needs zero.stage >= 1 (got None)"),
     Entry("offload-param", "ZeRO parameter offload without stage 3", ["spec", "zero.offload_param=true"],
           "ftx: config error: zero.offload_param: needs zero.stage=3 (got None)"),
     Entry("path-without-path", "model.source=path with no path", ["spec", "model.source=path"],
@@ -162,6 +162,9 @@ CATALOGUE += [
           "ftx: model error: model.name_or_path: {d}/pickle_model holds only pickle weights (*.bin), which can run "
           "code when loaded; convert them to safetensors, or set model.use_safetensors=false if you trust them",
           subprocess=True),
+    Entry("int8-dora-cpu", "int8 quantisation with DoRA on a CPU", [*TRAIN, "quant=int8", "lora=dora"],
+          "ftx: model error: quant.mode=int8 cannot train lora.method=dora on CPU (bitsandbytes loses the int8 scales "
+          "after DoRA's first step); use quant=nf4 (QDoRA) or lora=lora", subprocess=True),
     Entry("run-dir-uncreatable", "a run directory that cannot be created (under a file)",
           [*TRAIN[:-1], "hydra.run.dir={d}/good.jsonl/run"],
           "ftx: config error: hydra.run.dir: cannot create {d}/good.jsonl/run (Not a directory)"),
