@@ -6,7 +6,7 @@ import logging
 import time
 from pathlib import Path
 
-from ftx.runs import MetricsLog, environment, write_json
+from ftx.runs import MetricsLog, environment, read_json, write_json
 
 log = logging.getLogger("ftx")
 
@@ -80,7 +80,9 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
     t_train = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.time() - t_train
-    train_tokens = data.stats["train"]["tokens"] * (result.metrics.get("epoch") or spec.train.epochs)
+    # Tokens this process trained on: a resumed run counts only the epochs it ran itself.
+    epoch0 = read_json(Path(resume) / "trainer_state.json").get("epoch") or 0.0 if resume else 0.0
+    train_tokens = data.stats["train"]["tokens"] * max((result.metrics.get("epoch") or 0.0) - epoch0, 0.0)
 
     metrics["tuned"] = _evaluate(model, data, collator, spec, bf16)
     metrics["train"] = {"seconds": round(train_seconds, 2), "steps": result.global_step,

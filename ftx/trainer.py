@@ -32,14 +32,15 @@ def make_trainer_class():
                 # no KV cache exists; with use_cache on (TrainingArguments.use_cache) it builds one.
                 inputs["use_cache"] = False
             outputs = model(**inputs)
-            logits = outputs.logits[:, :-1].float()
-            targets = inputs["input_ids"][:, 1:]
-            ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
-                                 reduction="none").view_as(targets)
+            # Shift the targets, not the logits: slicing logits copies the largest tensor of the step.
+            logits = outputs.logits.float()
+            targets = F.pad(inputs["input_ids"][:, 1:], (0, 1), value=-100)
+            ce = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1),
+                                 ignore_index=-100, reduction="none").view_as(targets)
             if model.training:
-                w = weights[:, 1:].to(ce.dtype)
+                w = F.pad(weights[:, 1:], (0, 1)).to(ce.dtype)
             else:
-                w = (labels[:, 1:] != -100).to(ce.dtype)
+                w = F.pad((labels[:, 1:] != -100), (0, 1)).to(ce.dtype)
             loss = (ce * w).sum() / w.sum().clamp_min(1e-8)
             return (loss, outputs) if return_outputs else loss
 
