@@ -127,7 +127,7 @@ def read_source(name: str, src: SourceConfig, ledger: Optional[Ledger] = None) -
                     raise DataError(f"{where}: record is {len(raw) / 2**20:.1f} MiB, over the "
                                     f"{MAX_RECORD_BYTES // 2**20} MiB limit per record")
                 try:
-                    line = raw.decode("utf-8")
+                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # editors on Windows add a BOM
                 except UnicodeDecodeError as e:
                     raise DataError(f"{where}: not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8") from None
                 try:
