@@ -233,3 +233,12 @@ def test_everything_a_later_step_reads_is_written_atomically():
             if pattern.search(code) and "atomic" not in code and not allowed:
                 offenders.append(f"{rel}:{n}: {line.strip()}")
     assert not offenders, "write these with ftx.runs.atomic_write_text:\n" + "\n".join(offenders)
+
+
+def test_a_byte_order_mark_on_the_first_line_is_not_an_error(tmp_path):
+    from ftx.data.config import SourceConfig
+    from ftx.data.sources import read_source
+
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "first"}\r\n{"text": "second"}\r\n')  # Notepad's UTF-8
+    assert [r["text"] for r in read_source("http", SourceConfig(path=str(path)))] == ["first", "second"]
