@@ -250,12 +250,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     except FtxError as e:
         print(f"ftx: {e.kind}: {e}", file=sys.stderr)
         sys.exit(2)
-    except OSError as e:  # a full disk anywhere (checkpoints, caches) is the user's to fix, not a bug
-        from ftx.runs import DISK_FULL, disk_full
+    except Exception as e:  # a full disk anywhere (checkpoints, caches) is the user's to fix, not a bug
+        from ftx.runs import as_disk_full
 
-        if e.errno not in DISK_FULL:
+        full = as_disk_full(e, "output")
+        if full is None:
             raise
-        print(f"ftx: run error: {disk_full(e.filename or 'output')}", file=sys.stderr)
+        print(f"ftx: run error: {full}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -33,6 +33,20 @@ def disk_full(path: Path) -> "Exception":
                     "free some space and run again)")
 
 
+def as_disk_full(e: BaseException, where) -> "Optional[Exception]":
+    """The one-line RunError for a full disk hidden in `e` or its causes (torch and safetensors wrap
+    ENOSPC in RuntimeError/SafetensorError), else None."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            return disk_full(e.filename or where)
+        if "No space left on device" in str(e) or "os error 28" in str(e):
+            return disk_full(where)
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def secret_values() -> list[str]:
     """Values of environment variables whose names look like keys, tokens or passwords."""
     return sorted({v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 6}, key=len, reverse=True)
