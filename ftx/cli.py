@@ -29,6 +29,7 @@ COMMANDS = {
     "train": "ftx.cli:cmd_train",
     "spec": "ftx.cli:cmd_spec",
     "curate": "ftx.data.curate.cli:cmd_curate",
+    "eval": "ftx.eval.rerun:cmd_eval",
     "sweep-report": "ftx.sweep:cmd_sweep_report",
     "export": "ftx.export:cmd_export",
 }

@@ -51,6 +51,9 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
     tok = model_mod.load_tokenizer(spec.model, path)
     data = prepare(spec.data, spec.curation, tok, run_dir if main else None)
     log.info("data: %s", {k: data.stats[k]["examples"] for k in ("train", "val", "test", "general_eval")})
+    from ftx.eval.suite import Evaluator
+
+    evaluator = Evaluator(spec, tok, data, bf16, run_dir if main else None, path)  # bad prompt files fail here
 
     # Model: load → quantise (4-bit CPU gradient trap guarded before the base evaluation below) → wrap.
     model = build_model(spec, path, bf16)
@@ -61,7 +64,7 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
     metrics: dict = {"params": params, "data": data.stats}
     if spec.eval.base_vs_tuned:
         # LoRA B starts at zero, so the wrapped model still computes the base model here.
-        metrics["base"] = _evaluate(model, data, collator, spec, bf16)
+        metrics["base"] = evaluator.run(model, "base")
 
     metrics_log = MetricsLog(run_dir / "metrics.jsonl")
     Trainer = make_trainer_class()
@@ -84,14 +87,11 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
     epoch0 = read_json(Path(resume) / "trainer_state.json").get("epoch") or 0.0 if resume else 0.0
     train_tokens = data.stats["train"]["tokens"] * max((result.metrics.get("epoch") or 0.0) - epoch0, 0.0)
 
-    metrics["tuned"] = _evaluate(model, data, collator, spec, bf16)
+    metrics["tuned"] = evaluator.run(model, "tuned")
     metrics["train"] = {"seconds": round(train_seconds, 2), "steps": result.global_step,
                         "loss": result.training_loss, "tokens": int(train_tokens),
                         "tokens_per_s": round(train_tokens / max(train_seconds, 1e-9), 1)}
-    if "base" in metrics:
-        metrics["delta"] = {k: metrics["tuned"][k] - metrics["base"][k]
-                            for k in metrics["tuned"] if k.endswith("loss") and metrics["base"].get(k) is not None
-                            and metrics["tuned"].get(k) is not None}
+    metrics.update(evaluator.compare())  # delta, eval (forgetting, golden, off-domain), flags
     metrics["wall_seconds"] = round(time.time() - t0, 2)
     trainer.save_model(str(run_dir / "adapter"))  # on every rank: ZeRO-3 gathers weights collectively
     if main:
@@ -104,19 +104,6 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
         _print_summary(metrics, run_dir)
         return objective
     return float("nan")
-
-
-def _evaluate(model, data, collator, spec, bf16: bool) -> dict:
-    from ftx.evaluate import heldout_loss
-
-    cap = spec.eval.max_examples or None
-    out = {}
-    for split in ("val", "test", "general_eval"):
-        examples = getattr(data, split)[:cap]
-        if examples:
-            r = heldout_loss(model, examples, collator, spec.eval.batch_size, bf16)
-            out[f"{split}_loss"], out[f"{split}_ppl"] = r["loss"], r["ppl"]
-    return out
 
 
 def _objective(spec, metrics: dict) -> float:
@@ -132,14 +119,9 @@ def _objective(spec, metrics: dict) -> float:
 
 
 def _print_summary(metrics: dict, run_dir: Path) -> None:
-    base, tuned = metrics.get("base", {}), metrics["tuned"]
-    rows = [k for k in tuned if k.endswith(("_loss", "_ppl"))]
-    lines = [f"{'metric':<20}{'base':>12}{'tuned':>12}{'delta':>12}"]
-    for k in rows:
-        b, t = base.get(k), tuned.get(k)
-        d = (t - b) if b is not None and t is not None else None
-        fmt = lambda v: f"{v:12.4f}" if isinstance(v, (int, float)) else f"{'-':>12}"
-        lines.append(f"{k:<20}{fmt(b)}{fmt(t)}{fmt(d)}")
+    from ftx.eval.suite import summary_table
+
+    lines = summary_table(metrics)
     tr = metrics["train"]
     lines.append(f"train: {tr['steps']} steps in {tr['seconds']:.1f}s, {tr['tokens_per_s']:.0f} tokens/s; "
                  f"objective {metrics['objective']['metric']} = {metrics['objective']['value']:.4f}")
