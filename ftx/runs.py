@@ -118,7 +118,20 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """Parse a JSON file; a damaged one is a one-line RunError (still a ValueError for callers that tolerate it)."""
+    from ftx.errors import RunError
+
+    class DamagedFile(RunError, ValueError):
+        pass
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DamagedFile(f"{path}: damaged JSON ({e.msg} at line {e.lineno} column {e.colno}); "
+                          "restore it or rerun the step that writes it") from None
+    except UnicodeDecodeError as e:
+        raise DamagedFile(f"{path}: damaged JSON (not UTF-8 at byte {e.start}); "
+                          "restore it or rerun the step that writes it") from None
 
 
 def sha256_text(text: str) -> str:
