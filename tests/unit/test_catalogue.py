@@ -202,6 +202,19 @@ CATALOGUE += [
           "on a study elsewhere"),
 ]
 
+CATALOGUE += [
+    Entry("eval-not-a-run", "`ftx eval` on a folder that is not a run", ["eval", "{d}"],
+          "ftx: run error: {d}: no config.yaml (not a finished ftx run; `ftx eval` needs config.yaml, metrics.json "
+          "and adapter/)"),
+    Entry("eval-damaged-metrics", "`ftx eval` on a run whose metrics.json was damaged", ["eval", "{d}/run_metrics"],
+          "ftx: run error: {d}/run_metrics/metrics.json: damaged JSON (Expecting ',' delimiter at line 1 column 28); "
+          "restore it or rerun the step that writes it"),
+    Entry("eval-malformed-config", "`ftx eval` on a run whose config.yaml was hand-edited into bad YAML",
+          ["eval", "{d}/run_yaml"],
+          "ftx: run error: {d}/run_yaml/config.yaml:3:1: malformed YAML (expected the node content, but found "
+          "'<stream end>')"),
+]
+
 # Faults with no error message: what must hold afterwards, and where that is tested.
 FAULTS = [
     ("sigkill-training", "SIGKILL during training after a checkpoint, then the same command with train.resume=auto",
@@ -239,6 +252,18 @@ def files(tmp_path_factory):
     (d / "checkpoint-4").mkdir()
     (d / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4}')
     (d / "checkpoint-4" / "optimizer.pt").write_bytes(b"PK\x03\x04 cut short by a full disk")
+    for name, config, metrics in (("run_metrics", None, '{"tuned": {"val_loss": 1.0 "x"}}'),
+                                  ("run_yaml", "name: x\nmodel: [1,\n", "{}")):
+        run = d / name
+        (run / "adapter").mkdir(parents=True)
+        if config is None:
+            from omegaconf import OmegaConf
+
+            from ftx.spec import as_dict, build_spec
+
+            config = OmegaConf.to_yaml(OmegaConf.create(as_dict(build_spec(cli.compose(TINY)))))
+        (run / "config.yaml").write_text(config)
+        (run / "metrics.json").write_text(metrics)
     conf = d / "conf"
     shutil.copytree(ROOT / "conf", conf)
     (conf / "experiment" / "broken.yaml").write_text(
