@@ -262,3 +262,22 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_run_error(monkeypatch, tmp
     with pytest.raises(RunError) as e:
         run(cli.compose(["model=tiny_llama"]))
     assert str(e.value) == f"{tmp_path}: {FULL}"
+
+
+def test_resume_auto_passes_over_a_damaged_checkpoint(tmp_path, caplog):
+    import torch
+    from safetensors.torch import save_file
+
+    from ftx.trainer import newest_checkpoint
+
+    for step in (3, 6):
+        ck = tmp_path / "checkpoints" / f"checkpoint-{step}"
+        ck.mkdir(parents=True)
+        (ck / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        save_file({"w": torch.ones(8, 8)}, str(ck / "adapter_model.safetensors"))
+        torch.save({"s": torch.ones(8)}, ck / "optimizer.pt")
+    assert newest_checkpoint(tmp_path).endswith("checkpoint-6")
+    (tmp_path / "checkpoints" / "checkpoint-6" / "optimizer.pt").write_bytes(b"PK\x03\x04")  # cut by a full disk
+    with caplog.at_level("WARNING", logger="ftx"):
+        assert newest_checkpoint(tmp_path).endswith("checkpoint-3")
+    assert "skipping damaged checkpoint" in caplog.text and "optimizer.pt is damaged" in caplog.text

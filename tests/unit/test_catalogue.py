@@ -229,6 +229,17 @@ FAULTS = [
     ("cut-metrics-line", "a crash in the middle of a metrics.jsonl line",
      "the cut line is skipped when read and removed on resume",
      "tests/integration/test_faults.py::test_metrics_rewind_drops_the_steps_a_resume_redoes"),
+    ("disk-full-checkpoint", "a full disk while the Trainer saves a checkpoint",
+     "one line `ftx: run error: RUN_DIR: no space left on device …`; after freeing space, train.resume=auto "
+     "passes over the cut checkpoint (warning) and resumes from the one before",
+     "tests/integration/test_faults.py::test_a_full_disk_while_saving_a_checkpoint_is_one_run_error, "
+     "::test_resume_auto_passes_over_a_damaged_checkpoint"),
+    ("secrets", "WANDB_API_KEY, HF_TOKEN, *_SECRET, *PASSWORD*, *_API_KEY set during a run",
+     "neither names nor values appear in the run dir, .hydra/, train.log, stdout or stderr",
+     "tests/integration/test_faults_secrets.py::test_a_run_writes_no_secret_names_or_values"),
+    ("non-atomic-write", "code that writes a run-dir file without atomic_write_text",
+     "a static test lists it (allow-list with reasons for temp-folder writes)",
+     "tests/integration/test_faults.py::test_everything_a_later_step_reads_is_written_atomically"),
     ("disk-full-keeps-old", "a full disk while replacing a file that already exists",
      "the previous version stays whole and no temporary file is left",
      "tests/integration/test_faults.py::test_atomic_write_on_a_full_disk_keeps_the_previous_file"),
