@@ -32,6 +32,8 @@ COMMANDS = {
     "eval": "ftx.eval.rerun:cmd_eval",
     "sweep-report": "ftx.sweep:cmd_sweep_report",
     "export": "ftx.export:cmd_export",
+    "compare": "ftx.compare:cmd_compare",
+    "report": "ftx.report:cmd_report",
 }
 
 

@@ -27,12 +27,18 @@ def record_spec(spec, cfg, run_dir: Path, overrides: list[str]) -> dict:
 
 
 def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
+    from ftx.track import Tracker
+
+    with Tracker(spec.tracking) as tracker:  # the W&B run is finished whatever happens (multirun-safe)
+        return _execute(spec, cfg, run_dir, overrides, tracker)
+
+
+def _execute(spec, cfg, run_dir: Path, overrides: list[str], tracker) -> float:
     from ftx import lora as lora_mod
     from ftx import model as model_mod
     from ftx import optim as optim_mod
     from ftx.data.build import prepare
     from ftx.data.format import Collator
-    from ftx.evaluate import heldout_loss
     from ftx.track import metrics_callback
     from ftx.train import apply_threads, build_model, is_main_process, use_bf16
     from ftx.trainer import make_trainer_class, resume_checkpoint, training_arguments
@@ -43,6 +49,7 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
     main = is_main_process()
     resume = resume_checkpoint(spec, run_dir)  # before record_spec overwrites the old config
     manifest = record_spec(spec, cfg, run_dir, overrides) if main else {}
+    tracker.start(spec, run_dir, overrides)
     apply_threads(spec.train.threads)
     bf16 = use_bf16(spec.train.precision)
 
@@ -83,6 +90,7 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
     # Tokens this process trained on: a resumed run counts only the epochs it ran itself. Read before
     # training: save_total_limit may delete the resumed checkpoint while the run goes on.
     epoch0 = read_json(Path(resume) / "trainer_state.json").get("epoch") or 0.0 if resume else 0.0
+    tracker.attach(trainer)
     t_train = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.time() - t_train
@@ -102,6 +110,10 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
         write_json(run_dir / "metrics.json", metrics)
         manifest.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), data_sources=data.lineage)
         write_json(run_dir / "manifest.json", manifest)
+        from ftx.card import write_card
+
+        write_card(run_dir)  # replaces PEFT's template README beside the adapter
+        tracker.summary(metrics, run_dir)
         _print_summary(metrics, run_dir)
         return objective
     return float("nan")
