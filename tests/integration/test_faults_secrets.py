@@ -1,5 +1,5 @@
 """Secrets: no environment variable that looks like a key or token — name or value — in anything a run
-writes (run dir, .hydra/, logs, W&B offline files, stdout/stderr), and no secret taken as an override."""
+writes (run dir, .hydra/, logs, W&B offline files and config, stdout/stderr), and no secret taken as an override."""
 
 from __future__ import annotations
 
@@ -28,10 +28,13 @@ def test_a_run_writes_no_secret_names_or_values(ftx, tmp_path):
     d = write_jsonl(tmp_path / "dom.jsonl", dom)
     env = ftx_env(**SECRETS)
     r = ftx("train", "experiment=tiny_smoke", "curation=none", f"data.sources.http.path={d}",
-            f"data.sources.general.path={d}", "train.max_steps=2", "eval.base_vs_tuned=false", env=env)
+            f"data.sources.general.path={d}", "train.max_steps=2", "eval.base_vs_tuned=false",
+            "tracking=wandb", "tracking.mode=offline", env=env)
     assert r.returncode == 0, r.stderr[-3000:]
-    files = list(_written(ftx.cwd / "outputs"))
-    assert any(p.name == "manifest.json" for p, _ in files) and any(p.parent.name == ".hydra" for p, _ in files)
+    files = list(_written(ftx.cwd))
+    names = {p.name for p, _ in files}
+    assert {"manifest.json", "overrides.yaml", "train.log", "config.yaml"} <= names
+    assert any(n.endswith(".wandb") for n in names) and "debug-core.log" in names, "W&B offline files and logs"
     for p, text in [*files, ("stdout", r.stdout), ("stderr", r.stderr)]:
         for name, value in SECRETS.items():
             assert value not in text, f"{name}'s value in {p}"
