@@ -215,6 +215,13 @@ CATALOGUE += [
           "'<stream end>')"),
 ]
 
+CATALOGUE += [
+    Entry("compare-missing", "`ftx compare` on a path that does not exist", ["compare", "{d}/nope"],
+          "ftx: run error: {d}/nope: no such directory (give run directories, a sweep directory or a glob)"),
+    Entry("report-not-a-run", "`ftx report` on a folder that is not a run", ["report", "{d}"],
+          "ftx: run error: {d}: not a run directory (expected config.yaml and manifest.json in it)"),
+]
+
 # Faults with no error message: what must hold afterwards, and where that is tested.
 FAULTS = [
     ("sigkill-training", "SIGKILL during training after a checkpoint, then the same command with train.resume=auto",
