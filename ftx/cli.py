@@ -115,10 +115,10 @@ def compose(overrides: list[str]):
         raise ConfigError(yaml_error(e)) from None
 
 
-def yaml_error(e) -> str:
-    """'file:line:column: malformed YAML (problem)' from a PyYAML error."""
+def yaml_error(e, path=None) -> str:
+    """'file:line:column: malformed YAML (problem)' from a PyYAML error (`path` when it parsed a string)."""
     mark = getattr(e, "problem_mark", None)
-    where = f"{mark.name}:{mark.line + 1}:{mark.column + 1}" if mark else "YAML"
+    where = f"{path or mark.name}:{mark.line + 1}:{mark.column + 1}" if mark else str(path or "YAML")
     return f"{where}: malformed YAML ({getattr(e, 'problem', None) or str(e).splitlines()[0]})"
 
 
