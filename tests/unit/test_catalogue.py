@@ -218,6 +218,9 @@ CATALOGUE += [
 CATALOGUE += [
     Entry("compare-missing", "`ftx compare` on a path that does not exist", ["compare", "{d}/nope"],
           "ftx: run error: {d}/nope: no such directory (give run directories, a sweep directory or a glob)"),
+    Entry("report-malformed-config", "`ftx report` on a run whose config.yaml is bad YAML", ["report", "{d}/run_yaml"],
+          "ftx: run error: {d}/run_yaml/config.yaml:3:1: malformed YAML (expected the node content, but found "
+          "'<stream end>')"),
     Entry("report-not-a-run", "`ftx report` on a folder that is not a run", ["report", "{d}"],
           "ftx: run error: {d}: not a run directory (expected config.yaml and manifest.json in it)"),
 ]
@@ -282,6 +285,7 @@ def files(tmp_path_factory):
             config = OmegaConf.to_yaml(OmegaConf.create(as_dict(build_spec(cli.compose(TINY)))))
         (run / "config.yaml").write_text(config)
         (run / "metrics.json").write_text(metrics)
+        (run / "manifest.json").write_text("{}")
     conf = d / "conf"
     shutil.copytree(ROOT / "conf", conf)
     (conf / "experiment" / "broken.yaml").write_text(
