@@ -67,7 +67,9 @@ def load_run(path: Path) -> RunRecord:
     try:
         config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise RunError(f"{path / 'config.yaml'}: not valid YAML ({' '.join(str(e).split())[:200]})") from None
+        from ftx.cli import yaml_error
+
+        raise RunError(yaml_error(e, path / "config.yaml")) from None
     return RunRecord(path=path, config=config, manifest=_json(path / "manifest.json", {}),
                      metrics=_json(path / "metrics.json", {}), curves=MetricsLog(path / "metrics.jsonl").read(),
                      ledger=_json(path / "data" / "ledger.json", []), stats=_json(path / "data" / "stats.json", {}),

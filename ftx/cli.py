@@ -77,6 +77,9 @@ def _split_args(args: list[str]) -> tuple[list[str], list[str], bool]:
         else:
             overrides.append(a)
         i += 1
+    from ftx.runs import check_no_secrets
+
+    check_no_secrets(overrides)
     return overrides, flags, multirun
 
 
@@ -85,6 +88,7 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException, MissingConfigException
+    import yaml
     from omegaconf.errors import OmegaConfBaseException
 
     from ftx.spec import explain
@@ -111,6 +115,15 @@ def compose(overrides: list[str]):
         raise ConfigError(str(e).splitlines()[0]) from None
     except OmegaConfBaseException as e:
         raise ConfigError(explain(e)) from None
+    except yaml.YAMLError as e:  # a hand-edited experiment or group file
+        raise ConfigError(yaml_error(e)) from None
+
+
+def yaml_error(e, path=None) -> str:
+    """'file:line:column: malformed YAML (problem)' from a PyYAML error (`path` when it parsed a string)."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"{path or mark.name}:{mark.line + 1}:{mark.column + 1}" if mark else str(path or "YAML")
+    return f"{where}: malformed YAML ({getattr(e, 'problem', None) or str(e).splitlines()[0]})"
 
 
 def _distributed_run_dir(overrides: list[str]) -> list[str]:
@@ -153,6 +166,17 @@ def _distributed_run_dir(overrides: list[str]) -> list[str]:
     return overrides + [f"hydra.run.dir={run_dir}"]
 
 
+def _check_run_dir(overrides: list[str]) -> None:
+    """Create an explicit hydra.run.dir up front: Hydra reports a failed mkdir as a traceback."""
+    for o in overrides:
+        if o.startswith("hydra.run.dir="):
+            path = Path(o.split("=", 1)[1]).expanduser()
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"hydra.run.dir: cannot create {path} ({e.strerror or e})") from None
+
+
 def cmd_train(args: list[str]) -> None:
     import hydra
 
@@ -164,6 +188,7 @@ def cmd_train(args: list[str]) -> None:
     if not multirun:  # validate before Hydra sets anything up; sweeps validate per job
         build_spec(compose(overrides))
         overrides = _distributed_run_dir(overrides)
+        _check_run_dir(overrides)
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def _app(cfg):
@@ -231,6 +256,14 @@ def main(argv: Optional[list[str]] = None) -> None:
         getattr(importlib.import_module(module), func)(rest)
     except FtxError as e:
         print(f"ftx: {e.kind}: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:  # a full disk anywhere (checkpoints, caches) is the user's to fix, not a bug
+        from ftx.runs import as_disk_full
+
+        full = as_disk_full(e, "output")
+        if full is None:
+            raise
+        print(f"ftx: run error: {full}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -9,12 +9,12 @@ that loads without ftx or peft. The merged model is checked against base+adapter
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from dataclasses import replace
 from pathlib import Path
 
 from ftx.errors import ConfigError, RunError
+from ftx.runs import write_json
 
 log = logging.getLogger("ftx")
 
@@ -93,7 +93,7 @@ def export(run_dir: Path, adapter: Path, out: Path, dtype: str = "fp32", verify:
     out.mkdir(parents=True, exist_ok=True)
     merged.to(torch_dtype).save_pretrained(str(out), safe_serialization=True)
     tok.save_pretrained(str(out))
-    (out / "ftx_export.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / "ftx_export.json", report)
     return report
 
 

@@ -87,12 +87,13 @@ def _execute(spec, cfg, run_dir: Path, overrides: list[str], tracker) -> float:
     trainer = Trainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.val,
                       data_collator=collator, callbacks=callbacks,
                       **optim_mod.trainer_kwargs(model, spec.optimizer, args))
+    # Tokens this process trained on: a resumed run counts only the epochs it ran itself. Read before
+    # training: save_total_limit may delete the resumed checkpoint while the run goes on.
+    epoch0 = read_json(Path(resume) / "trainer_state.json").get("epoch") or 0.0 if resume else 0.0
     tracker.attach(trainer)
     t_train = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.time() - t_train
-    # Tokens this process trained on: a resumed run counts only the epochs it ran itself.
-    epoch0 = read_json(Path(resume) / "trainer_state.json").get("epoch") or 0.0 if resume else 0.0
     train_tokens = data.stats["train"]["tokens"] * max((result.metrics.get("epoch") or 0.0) - epoch0, 0.0)
 
     metrics["tuned"] = evaluator.run(model, "tuned")

@@ -356,6 +356,10 @@ def metrics_callback(metrics_log, objective_reporter=None):
     from transformers import TrainerCallback
 
     class _Sink(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.global_step and state.is_world_process_zero:  # resumed: forget the steps redone
+                metrics_log.rewind(state.global_step)
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and state.is_world_process_zero:
                 metrics_log.log({"step": state.global_step, "epoch": state.epoch, **logs})

@@ -187,8 +187,15 @@ def run(cfg) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path(cfg.get("run_dir") or ".")
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     from ftx.pipeline import execute
+    from ftx.runs import as_disk_full
 
-    return execute(spec, cfg, run_dir, overrides)
+    try:
+        return execute(spec, cfg, run_dir, overrides)
+    except Exception as e:  # a full disk while saving a checkpoint surfaces as a library's RuntimeError
+        full = as_disk_full(e, run_dir.resolve())
+        if full is None:
+            raise
+        raise full from None
 
 
 def main() -> None:

@@ -59,6 +59,16 @@ def make_trainer_class():
     return WeightedTrainer
 
 
+def _damaged(ckpt: Path) -> bool:
+    """A file cut or garbled by a crash (e.g. a full disk while saving): resume=auto passes over it."""
+    from ftx.runs import checkpoint_problem
+
+    problem = checkpoint_problem(ckpt)
+    if problem:
+        log.warning("skipping damaged checkpoint %s: %s", ckpt, problem)
+    return bool(problem)
+
+
 def _complete(ckpt: Path) -> bool:
     """trainer_state.json is written last: a checkpoint cut off by a kill has none or half of one."""
     try:
@@ -71,7 +81,7 @@ def _complete(ckpt: Path) -> bool:
 def newest_checkpoint(run_dir: Path) -> Optional[str]:
     """The complete checkpoint with the highest step under run_dir/checkpoints, or None."""
     ckpts = [p for p in (run_dir / "checkpoints").glob("checkpoint-*")
-             if p.name.split("-")[-1].isdigit() and _complete(p)]
+             if p.name.split("-")[-1].isdigit() and _complete(p) and not _damaged(p)]
     ckpts.sort(key=lambda p: int(p.name.split("-")[-1]))
     return str(ckpts[-1]) if ckpts else None
 
@@ -91,6 +101,12 @@ def resume_path(resume: str, run_dir: Path) -> Optional[str]:
     if not _complete(p):
         raise RunError(f"train.resume: {resume!r} is not a complete checkpoint folder (no readable "
                        "trainer_state.json); use none, auto, if_present or a checkpoint-N folder")
+    from ftx.runs import checkpoint_problem
+
+    problem = checkpoint_problem(p)
+    if problem:
+        raise RunError(f"train.resume: {resume!r}: {problem}; resume from an earlier checkpoint-N "
+                       "or use train.resume=auto, which skips damaged checkpoints")
     return str(p)
 
 

@@ -47,7 +47,8 @@ def load_and_curate(data: DataConfig, curation: CurationConfig, out_dir: Optiona
     if not kept:
         worst = max(ledger.summary(), key=lambda s: s["dropped"], default=None)
         raise DataError(f"curation dropped every record ({len(records)} in); most were dropped by stage "
-                        f"{worst['stage']!r} ({worst['dropped']}: {worst['dropped_by_reason']})" if worst else
+                        f"{worst['stage']!r} ({worst['dropped']}: "
+                        f"{', '.join(f'{k}={v}' for k, v in worst['dropped_by_reason'].items())})" if worst else
                         "no records after curation")
     return kept, lineage, ledger
 

@@ -23,6 +23,7 @@ log = logging.getLogger("ftx")
 
 def load_run(run_dir: Path, overrides: list[str]):
     """The run's spec (its config.yaml plus overrides) and its stored metrics."""
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -39,6 +40,10 @@ def load_run(run_dir: Path, overrides: list[str]):
         cfg = OmegaConf.merge(OmegaConf.load(run_dir / "config.yaml"), OmegaConf.from_dotlist(overrides))
     except OmegaConfBaseException as e:
         raise RunError(f"{run_dir / 'config.yaml'}: {explain(e)}") from None
+    except yaml.YAMLError as e:  # a damaged or hand-edited config.yaml
+        from ftx.cli import yaml_error
+
+        raise RunError(yaml_error(e)) from None
     return build_spec(cfg), read_json(run_dir / "metrics.json")
 
 
@@ -62,6 +67,7 @@ def load_models(spec, run_dir: Path, train_bf16: bool):
         base = model_mod.load_model(mcfg, path) if spec.eval.base_vs_tuned else None
         return tuned, tok, path, base
     from peft import PeftModel
+    from safetensors import SafetensorError
 
     model = model_mod.load_model(mcfg, path, quant_mod.bnb_config(spec.quant, train_bf16),
                                  device_map=quant_mod.device_map(spec.quant))
@@ -69,7 +75,7 @@ def load_models(spec, run_dir: Path, train_bf16: bool):
         model = quant_mod.prepare(model, spec.quant, False)
     try:
         model = PeftModel.from_pretrained(model, str(adapter))
-    except (OSError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
         raise RunError(f"{adapter}: cannot load the adapter onto {path} ({str(e).splitlines()[0]})") from None
     return model, tok, path, None
 

@@ -17,6 +17,8 @@ import shlex
 import warnings
 from pathlib import Path
 
+from ftx.runs import atomic_write_text  # a killed report never leaves half a best_overrides.txt
+
 log = logging.getLogger("ftx.sweep")
 
 PLOTS = {  # file stem → optuna.visualization function name
@@ -80,14 +82,14 @@ def write_report(study, sweep_dir: Path, plots: str = "png") -> Path:
     if complete:
         if multi:
             summary["pareto_front"] = [_best_entry(study, t) for t in study.best_trials]
-            (out / "best_overrides.txt").write_text(
-                "".join(override_line(study, t) + "\n" for t in study.best_trials))
+            atomic_write_text(out / "best_overrides.txt",
+                              "".join(override_line(study, t) + "\n" for t in study.best_trials))
         else:
             summary["best"] = _best_entry(study, study.best_trial)
-            (out / "best_overrides.txt").write_text(summary["best"]["overrides"] + "\n")
+            atomic_write_text(out / "best_overrides.txt", summary["best"]["overrides"] + "\n")
     elif (out / "best_overrides.txt").exists():
         (out / "best_overrides.txt").unlink()
-    (out / "best.yaml").write_text(yaml.safe_dump(summary, sort_keys=False, allow_unicode=True))
+    atomic_write_text(out / "best.yaml", yaml.safe_dump(summary, sort_keys=False, allow_unicode=True))
     _trials_csv(study, out / "trials.csv")
     made, skipped = _plots(study, out, plots) if plots != "none" else ([], {})
     _markdown(study, summary, made, skipped, out / "report.md")
@@ -106,7 +108,7 @@ def _trials_csv(study, path: Path) -> None:
     if "number" in df:
         df["last_reported_step"] = df["number"].map(last_steps)
         df["interrupted_and_requeued"] = df["number"].isin(interrupted)
-    df.to_csv(path, index=False)
+    atomic_write_text(path, df.to_csv(index=False))
 
 
 def _plots(study, out: Path, fmt: str):
@@ -184,7 +186,7 @@ def _markdown(study, summary: dict, made: list, skipped: dict, path: Path) -> No
     files = (["best_overrides.txt"] if (path.parent / "best_overrides.txt").exists() else []) + \
         ["best.yaml", "trials.csv", *made]
     lines += ["", "Files: " + ", ".join(files), ""]
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
 
 
 def _fmt(v) -> str:

@@ -23,6 +23,7 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
 from ftx.errors import ConfigError, FtxError, RunError
+from ftx.runs import atomic_write_text
 
 from . import config as _config  # noqa: F401  (registers hydra/sweeper=ftx and the sweep group)
 from . import _space, _study
@@ -115,10 +116,10 @@ class FtxSweeper(Sweeper):
         study.set_user_attr("ftx:encoded", space.encoded)
         study.set_user_attr("ftx:objectives", self.objectives or [str(OmegaConf.select(cfg, "objective.metric",
                                                                                           default="return value"))])
-        (sweep_dir / "sweep.json").write_text(json.dumps(
+        atomic_write_text(sweep_dir / "sweep.json", json.dumps(
             {"study": name, "storage": describe_storage(url), "plots": self.plots, "directions": directions,
              "params": {k: repr(d) for k, d in space.distributions.items()}}, indent=2) + "\n")
-        OmegaConf.save(cfg, sweep_dir / "multirun.yaml")
+        atomic_write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(cfg))
         n_trials = min(self.n_trials, _study.grid_size(space)) if self.sampler_conf.get("name") == "grid" else self.n_trials
         log.info("study %s in %s: %d trials wanted, %d already there%s", name, describe_storage(url), n_trials,
                  resumed, f"; sampler seed offset by {resumed}" if resumed else "")

@@ -125,6 +125,8 @@ def run(records: list[dict], cfg: CurationConfig, ledger: Ledger) -> Result:
     with tempfile.TemporaryDirectory(prefix="ftx-curate-") as work:
         ctx = Context(cfg.num_proc, cfg.batch_size, Path(work))
         for name in cfg.stages:
+            if len(ds) == 0:  # an earlier stage dropped everything: later stages have no columns to read
+                break
             module = importlib.import_module(f"ftx.data.curate.{name}")
             key = cache_mod.stage_key(key, name, module.fingerprint(cfg))
             t0 = time.perf_counter()
