@@ -78,7 +78,8 @@ def redact(obj, secrets: Optional[list[str]] = None):
     """Copy of `obj` with secret-named keys and any secret environment value masked as ***."""
     secrets = secret_values() if secrets is None else secrets
     if isinstance(obj, dict):
-        return {k: "***" if isinstance(k, str) and _SECRET_NAME.search(k) and v not in (None, "")
+        # Only string values can hold a secret; a boolean switch named `api_key` is a setting.
+        return {k: "***" if isinstance(k, str) and _SECRET_NAME.search(k) and isinstance(v, str) and v
                 else redact(v, secrets) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [redact(v, secrets) for v in obj]
