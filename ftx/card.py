@@ -123,11 +123,14 @@ def base_model_section(r: RunRecord) -> str:
 
 def data_section(r: RunRecord) -> str:
     srcs_cfg = r.config.get("data", {}).get("sources", {}) or {}
+    role_weights = r.config.get("data", {}).get("weights", {}) or {}
     lineage = r.manifest.get("data_sources") or {}
     rows = []
     for name in sorted(set(srcs_cfg) | set(lineage)):
         c, l = srcs_cfg.get(name, {}), lineage.get(name, {})
-        rows.append([name, l.get("role", c.get("role")), l.get("records"), c.get("weight"),
+        role = l.get("role", c.get("role"))
+        weight = c.get("weight") if c.get("weight") is not None else role_weights.get(role)  # null: the role's
+        rows.append([name, role, l.get("records"), weight,
                      f"`{l.get('path', c.get('path'))}`", f"`{l.get('sha256', '-')}`"])
     parts = ["### Sources", md_table(["source", "role", "records", "weight", "path", "sha256"], rows)]
     version = (r.stats or {}).get("version")
@@ -144,12 +147,27 @@ def data_section(r: RunRecord) -> str:
     if r.stats:
         mix = r.stats.get("mix") or {}
         if mix:
-            parts += ["### Achieved mix (training split)", md_table(["", "value"], [[k, v] for k, v in _flat(mix).items()])]
+            parts += ["### Achieved mix (training split)", mix_tables(mix)]
         splits = [s for s in ("train", "val", "test", "general_eval") if isinstance(r.stats.get(s), dict)]
         if splits:
             keys = sorted({k for s in splits for k in r.stats[s]})
             parts += ["### Splits (after formatting)",
                       md_table(["split", *keys], [[s, *(r.stats[s].get(k) for k in keys)] for s in splits])]
+    return "\n\n".join(parts)
+
+
+def mix_tables(mix: dict) -> str:
+    """Scalars as one key/value table; each {name: {metric: value}} block (by role, by source) as its own table."""
+    scalars = [[k, v] for k, v in mix.items() if not isinstance(v, dict)]
+    parts = [md_table(["", "value"], scalars)] if scalars else []
+    for key, block in mix.items():
+        if not isinstance(block, dict):
+            continue
+        if all(isinstance(v, dict) for v in block.values()):
+            cols = list(dict.fromkeys(c for v in block.values() for c in v))
+            parts.append(md_table([key.replace("_", " "), *cols], [[n, *(v.get(c) for c in cols)] for n, v in block.items()]))
+        else:
+            parts.append(md_table([key, "value"], [[k, v] for k, v in _flat(block).items()]))
     return "\n\n".join(parts)
 
 

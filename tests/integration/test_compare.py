@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ftx.card import fmt
 from tests.conftest import run_ftx, write_jsonl
 
 WORDS = "request header status cache proxy cookie server client method body token route".split()
@@ -84,7 +85,10 @@ def test_model_card_beside_the_adapter_has_lineage_and_its_snippet_loads(two_run
     for stage in json.loads((run / "data" / "ledger.json").read_text()):
         assert f"| {stage['stage']} | {stage['in']} | {stage['kept']} | {stage['dropped']} |" in card
     mix = json.loads((run / "data" / "stats.json").read_text())["mix"]
-    assert f"| domain_ratio | {mix['domain_ratio']:.4g} |" in card
+    shown = [k for k, v in mix.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    assert shown and all(f"| {k} | {fmt(mix[k])} |" in card for k in shown), "achieved mix"
+    for name, row in (mix.get("by_source") or {}).items():
+        assert f"| {name} | {fmt(row.get('examples'))} |" in card
     tuned = json.loads((run / "metrics.json").read_text())["tuned"]["val_loss"]
     assert f"| val_loss | " in card and f"{tuned:.4g}" in card
     assert "| lora.r | 4 |" in card and "| optimizer.lr | 0.003 |" in card
