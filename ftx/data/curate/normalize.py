@@ -13,7 +13,7 @@ from dataclasses import asdict
 import ftfy
 
 from ftx.data.curate.config import CurationConfig, NormalizeConfig
-from ftx.data.curate.table import Context, map_batches, rewrite, texts, verdicts
+from ftx.data.curate.table import Context, map_batches, rewrite_batch, texts
 
 VERSION = "1"
 # Mojibake only: the other ftfy fixers would silently rewrite domain text (quotes, HTML entities).
@@ -61,13 +61,7 @@ def fix_text(t: str, cfg: NormalizeConfig) -> tuple[str, set]:
 
 def _batch(batch: dict, cfg: dict) -> dict:
     ncfg = NormalizeConfig(**cfg)
-    n = len(batch["id"])
-    out = verdicts(n)
-    out["messages"], out["text"] = list(batch["messages"]), list(batch["text"])
-    for i in range(n):
-        msgs, text, why = rewrite(batch["messages"][i], batch["text"][i], lambda s: fix_text(s, ncfg))
-        out["messages"][i], out["text"][i] = msgs, text
-        out["_mod"][i] = ",".join(sorted(why))
+    out = rewrite_batch(batch, lambda s: fix_text(s, ncfg))
     for i, t in enumerate(texts(out)):
         if not t.strip():
             out["_drop"][i] = "empty_text"

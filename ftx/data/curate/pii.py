@@ -15,7 +15,7 @@ import re
 from dataclasses import asdict
 
 from ftx.data.curate.config import CurationConfig, PiiConfig
-from ftx.data.curate.table import Context, map_batches, rewrite, verdicts
+from ftx.data.curate.table import Context, map_batches, rewrite_batch
 
 VERSION = "1"
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})(?![\w-])")
@@ -87,13 +87,7 @@ def mask(text: str, cfg: PiiConfig) -> tuple[str, set]:
 
 def _batch(batch: dict, cfg: dict) -> dict:
     pcfg = PiiConfig(**cfg)
-    n = len(batch["id"])
-    out = verdicts(n)
-    out["messages"], out["text"] = list(batch["messages"]), list(batch["text"])
-    for i in range(n):
-        msgs, text, why = rewrite(batch["messages"][i], batch["text"][i], lambda s: mask(s, pcfg))
-        out["messages"][i], out["text"][i], out["_mod"][i] = msgs, text, ",".join(sorted(why))
-    return out
+    return rewrite_batch(batch, lambda s: mask(s, pcfg))
 
 
 def fingerprint(cfg: CurationConfig) -> dict:

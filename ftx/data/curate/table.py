@@ -160,3 +160,13 @@ def prose_lines(text: str) -> list[str]:
             continue
         out.append(line)
     return out
+
+
+def rewrite_batch(batch: dict, fn: Callable[[str], tuple[str, set]]) -> dict:
+    """Verdict columns for a stage that rewrites text: messages/text rewritten by `fn`, `_mod` says why."""
+    out = verdicts(len(batch["id"]))
+    out["messages"], out["text"] = list(batch["messages"]), list(batch["text"])
+    for i in range(len(batch["id"])):
+        msgs, text, why = rewrite(batch["messages"][i], batch["text"][i], fn)
+        out["messages"][i], out["text"][i], out["_mod"][i] = msgs, text, ",".join(sorted(why))
+    return out
