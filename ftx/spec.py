@@ -19,7 +19,7 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBas
 from ftx.data.config import DataConfig
 from ftx.data.curate.config import CurationConfig
 from ftx.errors import ConfigError, require
-from ftx.evaluate import EvalConfig
+from ftx.eval.config import EvalConfig
 from ftx.lora import LoraConfig
 from ftx.model import ModelConfig
 from ftx.optim import OptimizerConfig
