@@ -51,7 +51,7 @@ def main() -> None:
     from ftx.cli import compose
     from ftx.data.build import prepare
     from ftx.data.format import Collator
-    from ftx.evaluate import autocast
+    from ftx.eval.heldout import autocast
     from ftx.spec import build_spec
     from ftx.train import use_bf16
     from ftx.trainer import make_trainer_class

@@ -67,7 +67,9 @@ def load_run(path: Path) -> RunRecord:
     try:
         config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise RunError(f"{path / 'config.yaml'}: not valid YAML ({' '.join(str(e).split())[:200]})") from None
+        from ftx.cli import yaml_error
+
+        raise RunError(yaml_error(e, path / "config.yaml")) from None
     return RunRecord(path=path, config=config, manifest=_json(path / "manifest.json", {}),
                      metrics=_json(path / "metrics.json", {}), curves=MetricsLog(path / "metrics.jsonl").read(),
                      ledger=_json(path / "data" / "ledger.json", []), stats=_json(path / "data" / "stats.json", {}),
@@ -131,6 +133,10 @@ def data_section(r: RunRecord) -> str:
         rows.append([name, role, l.get("records"), weight,
                      f"`{l.get('path', c.get('path'))}`", f"`{l.get('sha256', '-')}`"])
     parts = ["### Sources", md_table(["source", "role", "records", "weight", "path", "sha256"], rows)]
+    version = (r.stats or {}).get("version")
+    if version:  # content-addressed (ftx/data/versions.py); `ftx data diff` compares two
+        parts.append(f"Data version **{version['id']}**: {version['records']} curated records "
+                     f"(curation config {version['curation_hash']}); `ftx data diff` lists what differs from another.")
     if r.ledger:
         rows = [[s.get("stage"), s.get("in"), s.get("kept"), s.get("dropped"),
                  ", ".join(f"{k}: {v}" for k, v in (s.get("dropped_by_reason") or {}).items()) or "-",

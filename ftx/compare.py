@@ -20,9 +20,11 @@ from typing import Optional
 
 from ftx.card import RunRecord, _flat, is_run_dir, load_run
 from ftx.errors import ConfigError, RunError
+from ftx.runs import atomic_write_text
 
 DEFAULT_METRICS = ("objective/value", "tuned/val_loss", "delta/val_loss", "tuned/general_eval_loss",
-                   "delta/general_eval_loss", "train/loss", "train/seconds")
+                   "delta/general_eval_loss", "train/loss", "train/seconds",
+                   "cost/device_hours", "cost/estimated_cost", "cost/val_gain_per_device_hour")
 IGNORED_PREFIXES = ("sweep.",)  # per-trial bookkeeping (trial number, storage), not a setting
 
 
@@ -203,7 +205,7 @@ def cmd_compare(args: list[str]) -> None:
     c = compare(a.runs, a.metrics.split(",") if a.metrics else None, a.metric, a.direction)
     out = Path(a.out) if a.out else default_out(a.runs)
     out.mkdir(parents=True, exist_ok=True)
-    c.table.to_csv(out / "compare.csv", index=False)
+    atomic_write_text(out / "compare.csv", c.table.to_csv(index=False))
     png = plot_curves(c, out / "loss_curves.png")
     shown = c.table.drop(columns=["path"])
     with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 60):

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from ftx.errors import require
+from ftx.errors import ConfigError, require
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,18 @@ def wrap(model, cfg: LoraConfig):
     """Wrap with PEFT (the caller has already set the seed, so adapter init is reproducible)."""
     if cfg.method == "full":
         for p in model.parameters():
-            p.requires_grad_(True)
+            if p.is_floating_point():
+                p.requires_grad_(True)
         return model
     from peft import get_peft_model
 
-    return get_peft_model(model, peft_config(cfg))
+    try:
+        return get_peft_model(model, peft_config(cfg))
+    except ValueError as e:  # e.g. target modules that the architecture does not have
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                         if type(m).__name__.startswith("Linear")})
+        raise ConfigError(f"lora.target_modules={list(cfg.target_modules)}: {str(e).splitlines()[0]} "
+                          f"(linear layers of this model: {', '.join(linear[:12])}, or all-linear)") from None
 
 
 def count_parameters(model) -> dict:

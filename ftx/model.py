@@ -260,8 +260,12 @@ def load_model(cfg: ModelConfig, path: Optional[str] = None, quantization_config
     path = path or resolve_model_path(cfg)
     if not cfg.use_safetensors:
         log.warning("model.use_safetensors=false: pickle weights may execute code when loaded")
+    elif Path(path).is_dir() and not any(Path(path).glob("*.safetensors")) and any(Path(path).glob("*.bin")):
+        raise ModelError(f"model.name_or_path: {path} holds only pickle weights (*.bin), which can run code when "
+                         "loaded; convert them to safetensors, or set model.use_safetensors=false if you trust them")
+    # use_safetensors=None lets transformers fall back to pickle; False would forbid safetensors.
     kwargs = dict(dtype=resolve_dtype(cfg.dtype), trust_remote_code=cfg.trust_remote_code,
-                  use_safetensors=cfg.use_safetensors, attn_implementation=cfg.attn_implementation)
+                  use_safetensors=True if cfg.use_safetensors else None, attn_implementation=cfg.attn_implementation)
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
     if device_map is not None:

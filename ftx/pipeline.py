@@ -6,7 +6,7 @@ import logging
 import time
 from pathlib import Path
 
-from ftx.runs import MetricsLog, environment, write_json
+from ftx.runs import MetricsLog, environment, read_json, write_json
 
 log = logging.getLogger("ftx")
 
@@ -34,26 +34,23 @@ def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
 
 
 def _execute(spec, cfg, run_dir: Path, overrides: list[str], tracker) -> float:
-    import torch
-
     from ftx import lora as lora_mod
     from ftx import model as model_mod
-    from ftx import quant as quant_mod
+    from ftx import optim as optim_mod
     from ftx.data.build import prepare
     from ftx.data.format import Collator
-    from ftx.evaluate import heldout_loss
     from ftx.track import metrics_callback
-    from ftx.train import is_main_process, use_bf16
-    from ftx.trainer import make_trainer_class, resume_path, training_arguments
-    from ftx.zero import disable_op_compilation
+    from ftx.train import apply_threads, build_model, is_main_process, use_bf16
+    from ftx.trainer import make_trainer_class, resume_checkpoint, training_arguments
+    from ftx.zero import prepare_deepspeed
 
     t0 = time.time()
     run_dir.mkdir(parents=True, exist_ok=True)
     main = is_main_process()
+    resume = resume_checkpoint(spec, run_dir)  # before record_spec overwrites the old config
     manifest = record_spec(spec, cfg, run_dir, overrides) if main else {}
     tracker.start(spec, run_dir, overrides)
-    if spec.train.threads:
-        torch.set_num_threads(spec.train.threads)
+    apply_threads(spec.train.threads)
     bf16 = use_bf16(spec.train.precision)
 
     # Data first: bad data fails in seconds, before a model is loaded.
@@ -61,19 +58,12 @@ def _execute(spec, cfg, run_dir: Path, overrides: list[str], tracker) -> float:
     tok = model_mod.load_tokenizer(spec.model, path)
     data = prepare(spec.data, spec.curation, tok, run_dir if main else None)
     log.info("data: %s", {k: data.stats[k]["examples"] for k in ("train", "val", "test", "general_eval")})
+    from ftx.eval.suite import Evaluator
 
-    # Model: the seed is set before PEFT wraps it, so the adapter init is reproducible.
-    from transformers import set_seed
+    evaluator = Evaluator(spec, tok, data, bf16, run_dir if main else None, path)  # bad prompt files fail here
 
-    model = model_mod.load_model(spec.model, path, quant_mod.bnb_config(spec.quant),
-                                 device_map="cpu" if spec.quant.enabled and not torch.cuda.is_available() else None)
-    if spec.quant.enabled:
-        from peft import prepare_model_for_kbit_training
-
-        quant_mod.guard_4bit_cpu_gradients(model)
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.train.gradient_checkpointing)
-    set_seed(spec.train.seed)
-    model = lora_mod.wrap(model, spec.lora)
+    # Model: load → quantise (4-bit CPU gradient trap guarded before the base evaluation below) → wrap.
+    model = build_model(spec, path, bf16)
     params = lora_mod.count_parameters(model)
     log.info("trainable parameters: %s", params)
 
@@ -81,36 +71,43 @@ def _execute(spec, cfg, run_dir: Path, overrides: list[str], tracker) -> float:
     metrics: dict = {"params": params, "data": data.stats}
     if spec.eval.base_vs_tuned:
         # LoRA B starts at zero, so the wrapped model still computes the base model here.
-        metrics["base"] = _evaluate(model, data, collator, spec, bf16)
+        metrics["base"] = evaluator.run(model, "base")
 
     metrics_log = MetricsLog(run_dir / "metrics.jsonl")
     Trainer = make_trainer_class()
-    disable_op_compilation()
+    prepare_deepspeed(spec.zero)
     args = training_arguments(spec, run_dir, bf16)
-    callbacks = [metrics_callback(metrics_log)]
+    from ftx.sweep import trial_callbacks
+
+    callbacks = [metrics_callback(metrics_log), *trial_callbacks(spec)]  # sweep jobs: report/prune
     if spec.train.early_stopping_patience:
         from transformers import EarlyStoppingCallback
 
         callbacks.append(EarlyStoppingCallback(spec.train.early_stopping_patience))
     trainer = Trainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.val,
-                      data_collator=collator, callbacks=callbacks)
+                      data_collator=collator, callbacks=callbacks,
+                      **optim_mod.trainer_kwargs(model, spec.optimizer, args))
+    # Tokens this process trained on: a resumed run counts only the epochs it ran itself. Read before
+    # training: save_total_limit may delete the resumed checkpoint while the run goes on.
+    epoch0 = read_json(Path(resume) / "trainer_state.json").get("epoch") or 0.0 if resume else 0.0
     tracker.attach(trainer)
     t_train = time.time()
-    result = trainer.train(resume_from_checkpoint=resume_path(spec.train.resume, run_dir))
+    result = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.time() - t_train
-    train_tokens = data.stats["train"]["tokens"] * (result.metrics.get("epoch") or spec.train.epochs)
+    train_tokens = data.stats["train"]["tokens"] * max((result.metrics.get("epoch") or 0.0) - epoch0, 0.0)
 
-    metrics["tuned"] = _evaluate(model, data, collator, spec, bf16)
+    metrics["tuned"] = evaluator.run(model, "tuned")
     metrics["train"] = {"seconds": round(train_seconds, 2), "steps": result.global_step,
                         "loss": result.training_loss, "tokens": int(train_tokens),
                         "tokens_per_s": round(train_tokens / max(train_seconds, 1e-9), 1)}
-    if "base" in metrics:
-        metrics["delta"] = {k: metrics["tuned"][k] - metrics["base"][k]
-                            for k in metrics["tuned"] if k.endswith("loss") and metrics["base"].get(k) is not None
-                            and metrics["tuned"].get(k) is not None}
+    metrics.update(evaluator.compare())  # delta, eval (forgetting, golden, off-domain), flags
     metrics["wall_seconds"] = round(time.time() - t0, 2)
+    from ftx.cost import account
+
+    metrics["cost"] = account(int(train_tokens), train_seconds, metrics["wall_seconds"],
+                              spec.train.price_per_device_hour, metrics)
+    trainer.save_model(str(run_dir / "adapter"))  # on every rank: ZeRO-3 gathers weights collectively
     if main:
-        trainer.save_model(str(run_dir / "adapter"))
         tok.save_pretrained(str(run_dir / "adapter"))
         objective = _objective(spec, metrics)
         metrics["objective"] = {"metric": spec.objective.metric, "value": objective}
@@ -126,19 +123,6 @@ def _execute(spec, cfg, run_dir: Path, overrides: list[str], tracker) -> float:
     return float("nan")
 
 
-def _evaluate(model, data, collator, spec, bf16: bool) -> dict:
-    from ftx.evaluate import heldout_loss
-
-    cap = spec.eval.max_examples or None
-    out = {}
-    for split in ("val", "test", "general_eval"):
-        examples = getattr(data, split)[:cap]
-        if examples:
-            r = heldout_loss(model, examples, collator, spec.eval.batch_size, bf16)
-            out[f"{split}_loss"], out[f"{split}_ppl"] = r["loss"], r["ppl"]
-    return out
-
-
 def _objective(spec, metrics: dict) -> float:
     from ftx.errors import ConfigError
 
@@ -152,14 +136,9 @@ def _objective(spec, metrics: dict) -> float:
 
 
 def _print_summary(metrics: dict, run_dir: Path) -> None:
-    base, tuned = metrics.get("base", {}), metrics["tuned"]
-    rows = [k for k in tuned if k.endswith(("_loss", "_ppl"))]
-    lines = [f"{'metric':<20}{'base':>12}{'tuned':>12}{'delta':>12}"]
-    for k in rows:
-        b, t = base.get(k), tuned.get(k)
-        d = (t - b) if b is not None and t is not None else None
-        fmt = lambda v: f"{v:12.4f}" if isinstance(v, (int, float)) else f"{'-':>12}"
-        lines.append(f"{k:<20}{fmt(b)}{fmt(t)}{fmt(d)}")
+    from ftx.eval.suite import summary_table
+
+    lines = summary_table(metrics)
     tr = metrics["train"]
     lines.append(f"train: {tr['steps']} steps in {tr['seconds']:.1f}s, {tr['tokens_per_s']:.0f} tokens/s; "
                  f"objective {metrics['objective']['metric']} = {metrics['objective']['value']:.4f}")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -19,22 +21,83 @@ TRACKED_PACKAGES = ("ftx", "torch", "transformers", "peft", "accelerate", "bitsa
                     "datasets", "hydra-core", "omegaconf", "optuna", "wandb", "datasketch", "scikit-learn")
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# Names of environment variables that hold secrets; neither they nor their values are ever written.
+SECRET_NAME = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWD|CREDENTIALS?)$|PASSWORD|SECRET", re.I)
+
+
+def disk_full(path: Path) -> "Exception":
+    from ftx.errors import RunError
+
+    return RunError(f"{path}: no space left on device (the previous version, if any, is intact; "
+                    "free some space and run again)")
+
+
+def as_disk_full(e: BaseException, where) -> "Optional[Exception]":
+    """The one-line RunError for a full disk hidden in `e` or its causes (torch and safetensors wrap
+    ENOSPC in RuntimeError/SafetensorError), else None."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            return disk_full(e.filename or where)
+        if "No space left on device" in str(e) or "os error 28" in str(e):
+            return disk_full(where)
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def secret_values() -> list[str]:
+    """Values of environment variables whose names look like keys, tokens or passwords."""
+    return sorted({v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 6}, key=len, reverse=True)
+
+
+def check_no_secrets(overrides: list[str]) -> None:
+    """Overrides end up in run directories (.hydra/, manifest): refuse secret-looking keys and values."""
+    from ftx.errors import ConfigError
+
+    values = secret_values()
+    for o in overrides:
+        key, _, value = o.partition("=")
+        key = key.lstrip("+~")
+        flag = value.strip().lower() in ("", "true", "false", "null", "none")  # e.g. curation.pii.api_key=false
+        if (SECRET_NAME.search(key.rsplit(".", 1)[-1]) and not flag) or (value and any(v in value for v in values)):
+            raise ConfigError(f"{key}: looks like a secret; ftx never takes secrets as overrides because overrides "
+                              "are written to the run directory (set WANDB_API_KEY / HF_TOKEN in the environment)")
+
+
+def redact(text: str) -> str:
+    for v in secret_values():
+        text = text.replace(v, "<redacted>")
+    return text
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, fsync, then rename: readers never see half a file."""
+    """Write to a temporary file beside `path`, fsync, then rename: readers never see half a file.
+
+    A full disk becomes a one-line RunError and leaves the previous file untouched.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        if e.errno in DISK_FULL:
+            raise disk_full(path) from None
+        raise
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+            f.write(redact(text))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            raise disk_full(path) from None
         raise
 
 
@@ -55,7 +118,20 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """Parse a JSON file; a damaged one is a one-line RunError (still a ValueError for callers that tolerate it)."""
+    from ftx.errors import RunError
+
+    class DamagedFile(RunError, ValueError):
+        pass
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DamagedFile(f"{path}: damaged JSON ({e.msg} at line {e.lineno} column {e.colno}); "
+                          "restore it or rerun the step that writes it") from None
+    except UnicodeDecodeError as e:
+        raise DamagedFile(f"{path}: damaged JSON (not UTF-8 at byte {e.start}); "
+                          "restore it or rerun the step that writes it") from None
 
 
 def sha256_text(text: str) -> str:
@@ -88,7 +164,34 @@ def environment() -> dict:
     return {"python": sys.version.split()[0], "platform": platform.platform(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.is_available(), "packages": versions, "git_sha": git_sha(),
-            "argv": [a for a in sys.argv]}
+            "argv": [redact(a) for a in sys.argv]}
+
+
+def checkpoint_problem(ckpt: Path) -> Optional[str]:
+    """Why a checkpoint folder cannot be resumed from (a file cut or garbled by a crash), or None.
+
+    Cheap: safetensors headers and the zip directories of torch's .pt/.pth/.bin files, no tensors read.
+    """
+    import zipfile
+
+    ckpt = Path(ckpt)
+    try:
+        json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return f"trainer_state.json unreadable ({type(e).__name__})"
+    for f in sorted(ckpt.iterdir()):
+        try:
+            if f.suffix == ".safetensors":
+                from safetensors import safe_open
+
+                with safe_open(str(f), framework="pt") as st:
+                    st.keys()
+            elif f.suffix in (".pt", ".pth", ".bin") and f.is_file():
+                with zipfile.ZipFile(f) as z:
+                    z.namelist()
+        except Exception as e:  # noqa: BLE001 -- any failure to parse means the file is damaged
+            return f"{f.name} is damaged ({' '.join(str(e).split())[:120] or type(e).__name__})"
+    return None
 
 
 class MetricsLog:
@@ -100,9 +203,23 @@ class MetricsLog:
 
     def log(self, event: dict) -> None:
         event = {"time": round(time.time(), 3), **_jsonable(event)}
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(event) + "\n")
-            f.flush()
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(event) + "\n")
+                f.flush()
+        except OSError as e:  # a cut last line is skipped by read()
+            if e.errno in DISK_FULL:
+                raise disk_full(self.path) from None
+            raise
+
+    def rewind(self, step: int) -> int:
+        """On resume from a checkpoint at `step`: drop events logged after it by the interrupted run (they
+        are logged again), so each step appears once. Returns how many were dropped."""
+        events = self.read()
+        keep = [e for e in events if not isinstance(e.get("step"), (int, float)) or e["step"] <= step]
+        if len(keep) != len(events) or (self.path.exists() and not self.path.read_bytes().endswith(b"\n")):
+            atomic_write_text(self.path, "".join(json.dumps(e) + "\n" for e in keep))
+        return len(events) - len(keep)
 
     def read(self) -> list[dict]:
         if not self.path.exists():

@@ -11,7 +11,7 @@ import hashlib
 import json
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
@@ -19,7 +19,7 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBas
 from ftx.data.config import DataConfig
 from ftx.data.curate.config import CurationConfig
 from ftx.errors import ConfigError, require
-from ftx.evaluate import EvalConfig
+from ftx.eval.config import EvalConfig
 from ftx.lora import LoraConfig
 from ftx.model import ModelConfig
 from ftx.optim import OptimizerConfig
@@ -56,8 +56,9 @@ class RunSpec:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    sweep: Optional[dict] = None
-    """Set by the sweeper for its jobs (trial number, study, storage); null otherwise."""
+    sweep: Dict[str, Any] = field(default_factory=dict)
+    """Set by the sweeper for its jobs (trial number, study, storage); empty otherwise. (A None default
+    would reject the sweeper's `++sweep.trial=N` overrides: OmegaConf cannot merge into a None node.)"""
 
     def check(self) -> None:
         require(self.objective.direction in ("minimize", "maximize"), "objective.direction",
@@ -70,8 +71,8 @@ class RunSpec:
         require(not (self.quant.enabled and self.lora.method == "full"), "quant.mode",
                 f"={self.quant.mode} cannot train with lora.method=full (quantised weights are frozen); "
                 "use quant=none or a LoRA method")
-        require(not (self.quant.enabled and self.zero.stage == 3), "zero.stage",
-                f"=3 cannot partition bitsandbytes {self.quant.mode} weights; use zero.stage<=2 or quant=none")
+        require(not (self.optimizer.mixout and self.zero.stage == 3), "optimizer.mixout",
+                "cannot mix ZeRO-3's partitioned weights; use zero.stage<=2 or optimizer.mixout=0")
         require(not (self.model.source == "gguf_package" and self.model.trust_remote_code), "model.trust_remote_code",
                 "is not needed for the embedded GGUF model; leave it false")
 
@@ -156,6 +157,9 @@ def build_spec(cfg: DictConfig) -> RunSpec:
     except OmegaConfBaseException as e:
         raise ConfigError(explain(e)) from None
     spec.check()
+    from ftx.cpt import resolve
+
+    resolve(spec)  # train.objective=cpt → data-plan settings, visible in config.yaml and the hash
     return spec
 
 

@@ -78,7 +78,8 @@ def redact(obj, secrets: Optional[list[str]] = None):
     """Copy of `obj` with secret-named keys and any secret environment value masked as ***."""
     secrets = secret_values() if secrets is None else secrets
     if isinstance(obj, dict):
-        return {k: "***" if isinstance(k, str) and _SECRET_NAME.search(k) and v not in (None, "")
+        # Only string values can hold a secret; a boolean switch named `api_key` is a setting.
+        return {k: "***" if isinstance(k, str) and _SECRET_NAME.search(k) and isinstance(v, str) and v
                 else redact(v, secrets) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [redact(v, secrets) for v in obj]
@@ -356,6 +357,10 @@ def metrics_callback(metrics_log, objective_reporter=None):
     from transformers import TrainerCallback
 
     class _Sink(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.global_step and state.is_world_process_zero:  # resumed: forget the steps redone
+                metrics_log.rewind(state.global_step)
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and state.is_world_process_zero:
                 metrics_log.log({"step": state.global_step, "epoch": state.epoch, **logs})

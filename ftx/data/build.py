@@ -4,11 +4,14 @@ mix → curriculum → pack, with one ledger; the run directory gets the split m
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ftx.data import balance
 from ftx.data import format as fmt
+from ftx.data import versions
+from ftx.data.augment import drop_held_out_derivatives
 from ftx.data.config import DataConfig
 from ftx.data.curate.config import CurationConfig
 from ftx.data.curate.pipeline import curate
@@ -44,7 +47,8 @@ def load_and_curate(data: DataConfig, curation: CurationConfig, out_dir: Optiona
     if not kept:
         worst = max(ledger.summary(), key=lambda s: s["dropped"], default=None)
         raise DataError(f"curation dropped every record ({len(records)} in); most were dropped by stage "
-                        f"{worst['stage']!r} ({worst['dropped']}: {worst['dropped_by_reason']})" if worst else
+                        f"{worst['stage']!r} ({worst['dropped']}: "
+                        f"{', '.join(f'{k}={v}' for k, v in worst['dropped_by_reason'].items())})" if worst else
                         "no records after curation")
     return kept, lineage, ledger
 
@@ -53,17 +57,23 @@ def plan_splits(data: DataConfig, curation: CurationConfig, out_dir: Optional[Pa
                 ledger: Optional[Ledger] = None) -> tuple[dict, dict, dict, Ledger]:
     """Records per split, leak-free: (parts, decontamination counts, lineage, ledger)."""
     kept, lineage, ledger = load_and_curate(data, curation, out_dir, ledger)
+    ledger.data_version = versions.compute(kept, asdict(curation))  # before weights: content + curation only
     assign_weights(kept, data)
     parts = split(kept, data, ledger)
+    drop_held_out_derivatives(parts, ledger)
     contaminated = decontaminate(parts, data.split, ledger)
     return parts, contaminated, lineage, ledger
 
 
 def prepare(data: DataConfig, curation: CurationConfig, tok, run_dir: Optional[Path] = None) -> Prepared:
     parts, contaminated, lineage, ledger = plan_splits(data, curation, run_dir / "curation" if run_dir else None)
+    balance_report = balance.apply(parts, data.balance, ledger)
     fmt.prepare_tokenizer(tok, data.format)
     encoded, stats = {}, {"split_records": {k: len(v) for k, v in parts.items()},
-                          "decontaminated": contaminated, "format": {}}
+                          "decontaminated": contaminated, "format": {}, "balance": balance_report}
+    version = ledger.data_version
+    if version:
+        stats["version"] = {k: version[k] for k in ("id", "records", "curation_hash")}
     for name in SPLITS:
         encoded[name], stats["format"][name] = fmt.encode_all(parts[name], tok, data.format, name, ledger)
     for name in ("train", "val"):
@@ -86,6 +96,8 @@ def prepare(data: DataConfig, curation: CurationConfig, tok, run_dir: Optional[P
     ledger.check()
     if run_dir is not None:
         write_run_files(run_dir / "data", parts, ordered, stats, ledger)
+        if version:
+            versions.write(run_dir / "data", version)
     return Prepared(train, encoded["val"], encoded["test"], encoded["general_eval"], stats, lineage, ledger,
                     train_examples=ordered)
 
@@ -127,6 +139,10 @@ def describe(data: DataConfig) -> list[str]:
     lines.append("  curriculum: none (shuffled every epoch)" if c.strategy == "none" else
                  f"  curriculum: {c.strategy} by {c.score} ({'highest' if c.descending else 'lowest'} first"
                  f"{', stages at quantiles ' + str(list(c.stages)) if c.strategy == 'stages' else ''})")
+    b = data.balance
+    if b.field or b.strategy != "none":
+        lines.append(f"  balance: report by {b.field or '-'} and patterns {', '.join(b.patterns) or '-'}; "
+                     f"train rebalanced by {b.strategy}" + (f" (cap {b.cap})" if b.strategy == "cap" else ""))
     f = data.format
     lines.append(f"  format: template={f.template}, system_prompt={'set' if f.system_prompt else 'none'}, "
                  f"prompt_loss_weight={f.prompt_loss_weight:g}, max_length={f.max_length}, truncation={f.truncation}, "

@@ -7,6 +7,8 @@ from typing import Dict, List, Optional
 
 from omegaconf import MISSING
 
+from ftx.data.augment import AugmentConfig
+from ftx.data.balance import BalanceConfig
 from ftx.errors import require
 
 ROLES = ("domain", "general", "synthetic")
@@ -34,6 +36,8 @@ class SourceConfig:
 
     path: str = MISSING
     """A .jsonl file; `asset:demo/x.jsonl` names a file shipped inside ftx."""
+    enabled: bool = True
+    """false leaves the source out (an A/B switch, e.g. with and without synthetic data)."""
     role: str = "domain"
     """domain | general | synthetic — what the mix ratio counts it as."""
     kind: str = "auto"
@@ -117,6 +121,9 @@ class FormatConfig:
     crosses example boundaries); validation stays unpacked."""
     pack_length: Optional[int] = None
     """Length of packed sequences (null: max_length)."""
+    raw_text: bool = False
+    """Train on every record as plain text (chat turns joined by newlines) with next-token loss on all
+    of it: continued pre-training. Set by train.objective=cpt."""
 
 
 @dataclass
@@ -140,11 +147,15 @@ class DataConfig:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     format: FormatConfig = field(default_factory=FormatConfig)
     weights: WeightsConfig = field(default_factory=WeightsConfig)
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """What `ftx augment` generates with the base model (ftx/data/augment.py)."""
+    """Class / response-pattern report and rebalancing of the training split (ftx/data/balance.py)."""
     general_eval_fraction: float = 0.2
     """Share of general records held out to measure forgetting (general-capability loss)."""
 
     def roles(self) -> set:
-        return {s.role for s in self.sources.values()}
+        return {s.role for s in self.sources.values() if s.enabled}
 
     def check(self) -> None:
         require(bool(self.sources), "data.sources", "no sources configured (add data.sources.<name>.path=…)")
@@ -170,6 +181,8 @@ class DataConfig:
         require(0.0 < s.overlap <= 1.0, "data.split.overlap", f"must be in (0, 1], got {s.overlap}")
         require(s.ngram >= 1, "data.split.ngram", f"must be >= 1, got {s.ngram}")
         self._check_mix(roles)
+        self.balance.check()
+        self.augment.check()
         c = self.curriculum
         require(c.strategy in ("none", "score", "stages"), "data.curriculum.strategy",
                 f"must be one of none, score, stages; got {c.strategy!r}")

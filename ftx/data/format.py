@@ -90,6 +90,8 @@ def _where(rec: dict) -> str:
 def encode(rec: dict, tok, cfg: FormatConfig) -> tuple[Optional[dict], Optional[str]]:
     """One record → (example, None), or (None, reason) when the truncation policy drops it."""
     weight = float(rec.get("weight") if rec.get("weight") is not None else 1.0)
+    if cfg.raw_text and rec.get("messages"):  # continued pre-training: the whole record is text
+        rec = dict(rec, text="\n".join(m["content"] for m in rec["messages"]), messages=None)
     if rec.get("messages"):
         msgs = _with_system(rec["messages"], cfg.system_prompt)
         if msgs[-1]["role"] != "assistant":

@@ -35,6 +35,8 @@ class Ledger:
     def __init__(self) -> None:
         self.stages: dict[str, StageCount] = {}
         self.dropped_records: list[dict] = []
+        self.data_version: Optional[dict] = None
+        """The content-addressed version of the curated records (ftx/data/versions.py)."""
 
     def _stage(self, stage: str) -> StageCount:
         return self.stages.setdefault(stage, StageCount(stage))

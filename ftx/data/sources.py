@@ -55,8 +55,8 @@ def _to_record(obj: dict, src: SourceConfig, name: str, where: str) -> dict:
             kind = "text"
         else:
             raise DataError(f"{where}: no field {f.messages!r}, {f.prompt!r}+{f.response!r} or {f.text!r}; "
-                            f"fields present: {', '.join(sorted(obj)) or 'none'} "
-                            f"(map yours with data.sources.{name}.fields.*)")
+                            f"fields present: {', '.join(sorted(obj)) or 'none'}"
+                            + ("" if "." in name else f" (map yours with data.sources.{name}.fields.*)"))
     messages = None
     text = None
     if kind == "chat":
@@ -99,7 +99,7 @@ def _to_record(obj: dict, src: SourceConfig, name: str, where: str) -> dict:
         rec["scores"] = {k: float(v) for k, v in obj["scores"].items() if isinstance(v, (int, float))}
     if isinstance(obj.get("cluster"), (str, int)):
         rec["cluster"] = str(obj["cluster"])
-    for extra in ("label", "labels", "category", "source_id", "answers"):
+    for extra in ("label", "labels", "category", "intent", "source_id", "answers"):
         if extra in obj:
             rec[extra] = obj[extra]
     return rec
@@ -108,7 +108,7 @@ def _to_record(obj: dict, src: SourceConfig, name: str, where: str) -> dict:
 def read_source(name: str, src: SourceConfig, ledger: Optional[Ledger] = None) -> Iterator[dict]:
     """Yield canonical records; bad lines stop with file:line, or land in the ledger (skip)."""
     path = resolve_path(src.path)
-    key = f"data.sources.{name}.path"
+    key = name if "." in name else f"data.sources.{name}.path"  # curation passes its own key (seeds, dev…)
     if not path.exists():
         raise DataError(f"{key}: file not found: {path}")
     if path.is_dir():
@@ -127,13 +127,13 @@ def read_source(name: str, src: SourceConfig, ledger: Optional[Ledger] = None) -
                     raise DataError(f"{where}: record is {len(raw) / 2**20:.1f} MiB, over the "
                                     f"{MAX_RECORD_BYTES // 2**20} MiB limit per record")
                 try:
-                    line = raw.decode("utf-8")
+                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # editors on Windows add a BOM
                 except UnicodeDecodeError as e:
                     raise DataError(f"{where}: not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8") from None
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+                    raise DataError(f"{where}: malformed JSON ({e.msg.removesuffix(' at')} at column {e.colno})") from None
                 if not isinstance(obj, dict):
                     raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
                 rec = _to_record(obj, src, name, where)
@@ -160,6 +160,8 @@ def load_sources(sources: dict, ledger: Optional[Ledger] = None) -> tuple[list[d
     records: list[dict] = []
     lineage: dict = {}
     for name, src in sources.items():
+        if not getattr(src, "enabled", True):
+            continue
         recs = list(read_source(name, src, ledger))
         path = resolve_path(src.path)
         lineage[name] = {"path": str(src.path), "sha256": file_sha256(path), "records": len(recs),

@@ -23,7 +23,7 @@ def crafted(ftx):
     gen = [{"id": f"g{i}", "prompt": f"Name a colour {i}.", "response": f"Colour {i} is blue."} for i in range(30)]
     d = write_jsonl(ftx.cwd / "dom.jsonl", dom)
     g = write_jsonl(ftx.cwd / "gen.jsonl", gen)
-    return [f"data.sources.http.path={d}", f"data.sources.general.path={g}", "model=tiny_llama",
+    return [f"data.sources.http.path={d}", f"data.sources.general.path={g}", "model=tiny_llama", "curation=none",
             "data.format.max_length=128"]
 
 

@@ -1,0 +1,186 @@
+"""Stage `quality`: structure and boilerplate filters (Gopher-style heuristics, Rae et al. 2021).
+
+Navigation/template sentences (menus, cookie banners, share/subscribe calls, copyright lines) are
+found sentence by sentence; lines made only of them are stripped (modified) or, when they make up
+most of the text, the record is dropped as boilerplate. Then length, mean word length, symbol-to-word ratio, letter share, bullet/ellipsis
+lines, repeated lines and repeated n-grams are checked; the first failing check names the drop.
+Code blocks and markdown headers are exempt from the symbol and letter checks, so technical text
+with code and lists survives. Every kept record gets `scores.quality` in [0, 1] and `scores.words`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import asdict
+from typing import Optional
+
+import numpy as np
+
+from ftx.data.curate.config import CurationConfig, QualityConfig
+from ftx.data.curate.table import NAN, Context, map_batches, prose_lines, rewrite, texts, verdicts
+
+VERSION = "1"
+WORD = re.compile(r"\w+")
+ALNUM = re.compile(r"[^\W_]")
+HEADER = re.compile(r"^\s{0,3}#{1,6}\s")
+BULLET = re.compile(r"^\s*([•‣◦▪*-]|\d+[.)])\s")
+MAX_BOILERPLATE_WORDS = 40
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+HISTOGRAMS = {"quality": {"column": "s_quality", "bins": np.linspace(0, 1, 21).tolist()},
+              "words": {"column": "s_words", "log_bins": True}}
+
+
+def _boilerplate_regex(cfg: QualityConfig) -> Optional[re.Pattern]:
+    if not cfg.boilerplate_patterns:
+        return None
+    return re.compile("|".join(f"(?:{p})" for p in cfg.boilerplate_patterns), re.IGNORECASE)
+
+
+def _is_boilerplate(segment: str, rx) -> bool:
+    s = segment.strip()
+    return bool(s) and len(s.split()) <= MAX_BOILERPLATE_WORDS and rx.fullmatch(s) is not None
+
+
+def boilerplate(text: str, rx) -> tuple[float, list[bool]]:
+    """(share of characters in boilerplate sentences, per line: is it all boilerplate)."""
+    total = bp = 0
+    line_flags = []
+    for line in text.split("\n"):
+        segs = [s for s in SENTENCE_END.split(line.strip()) if s.strip()]
+        flags = [_is_boilerplate(s, rx) for s in segs]
+        total += sum(len(s) for s in segs)
+        bp += sum(len(s) for s, f in zip(segs, flags) if f)
+        line_flags.append(bool(segs) and all(flags))
+    return bp / max(total, 1), line_flags
+
+
+def _grams(tokens: list[str], n: int) -> Counter:
+    return Counter(zip(*(tokens[i:] for i in range(n))))
+
+
+def top_ngram_frac(tokens: list[str], n: int, total: int) -> float:
+    """Share of characters in the occurrences of the most frequent n-gram (0 if none repeats)."""
+    counts = _grams(tokens, n)
+    if not counts:
+        return 0.0
+    top, c = counts.most_common(1)[0]
+    return min(sum(map(len, top)) * c / total, 1.0) if c > 1 else 0.0
+
+
+def dup_ngram_frac(tokens: list[str], n: int, total: int) -> float:
+    """Share of characters covered by n-grams that occur more than once."""
+    counts = _grams(tokens, n)
+    if not counts or max(counts.values()) < 2:
+        return 0.0
+    covered = [False] * len(tokens)
+    for i, g in enumerate(zip(*(tokens[j:] for j in range(n)))):
+        if counts[g] > 1:
+            covered[i:i + n] = [True] * n
+    return sum(len(t) for t, cov in zip(tokens, covered) if cov) / total
+
+
+def measure(text: str, cfg: QualityConfig) -> dict:
+    lines = [l for l in text.split("\n") if l.strip()]
+    words = text.split()
+    prose = prose_lines(text) if cfg.exempt_code_blocks else text.split("\n")
+    pwords = " ".join(prose).split()
+    symbols = sum(l.count("#") for l in prose if not HEADER.match(l)) + \
+        sum(l.count("...") + l.count("…") for l in prose)
+    n_lines = max(len(lines), 1)
+    m = {
+        "words": len(words),
+        "mean_word_length": sum(map(len, words)) / len(words) if words else 0.0,
+        "symbol_word_ratio": symbols / max(len(pwords), 1),
+        "alnum_word_frac": sum(1 for w in pwords if ALNUM.search(w)) / len(pwords) if pwords else 1.0,
+        "bullet_line_frac": sum(bool(BULLET.match(l)) for l in lines) / n_lines,
+        "ellipsis_line_frac": sum(l.rstrip().endswith(("...", "…")) for l in lines) / n_lines,
+        "dup_line_frac": (len(lines) - len(set(l.strip() for l in lines))) / n_lines,
+        "top_ngram": {}, "dup_ngram": {},
+    }
+    if len(words) >= cfg.ngram_min_words:
+        tokens = WORD.findall(text.lower())
+        total = sum(map(len, tokens)) or 1
+        for n in cfg.max_top_ngram_frac:
+            m["top_ngram"][n] = top_ngram_frac(tokens, int(n), total)
+        none_repeat_at = None  # if no n-gram repeats, no longer one does either
+        for n in sorted(cfg.max_dup_ngram_frac, key=int):
+            if none_repeat_at is not None and int(n) > none_repeat_at:
+                m["dup_ngram"][n] = 0.0
+                continue
+            m["dup_ngram"][n] = dup_ngram_frac(tokens, int(n), total)
+            if m["dup_ngram"][n] == 0.0:
+                none_repeat_at = int(n)
+    return m
+
+
+def verdict(m: dict, cfg: QualityConfig) -> Optional[tuple[str, float, str]]:
+    """The first failing check as (reason, measured value, detail), or None."""
+    checks = [
+        ("too_short", m["words"], cfg.min_words, "<"),
+        ("too_long", m["words"], cfg.max_words, ">"),
+        ("mean_word_length", m["mean_word_length"], cfg.min_mean_word_length, "<"),
+        ("mean_word_length", m["mean_word_length"], cfg.max_mean_word_length, ">"),
+        ("symbol_word_ratio", m["symbol_word_ratio"], cfg.max_symbol_word_ratio, ">"),
+        ("alnum_word_frac", m["alnum_word_frac"], cfg.min_alnum_word_frac, "<"),
+        ("bullet_lines", m["bullet_line_frac"], cfg.max_bullet_line_frac, ">"),
+        ("ellipsis_lines", m["ellipsis_line_frac"], cfg.max_ellipsis_line_frac, ">"),
+        ("repeated_lines", m["dup_line_frac"], cfg.max_dup_line_frac, ">"),
+    ]
+    checks += [("repeated_ngrams", v, cfg.max_top_ngram_frac[n], ">") for n, v in m["top_ngram"].items()]
+    checks += [("repeated_ngrams", v, cfg.max_dup_ngram_frac[n], ">") for n, v in m["dup_ngram"].items()]
+    for reason, value, limit, op in checks:
+        if limit is not None and (value < limit if op == "<" else value > limit):
+            return reason, float(value), f"{value:.3g} {op} {limit}"
+    return None
+
+
+def score(m: dict) -> float:
+    """One number for the curriculum: cleaner prose → closer to 1."""
+    dup = max(list(m["dup_ngram"].values()) + [0.0])
+    return float(max(0.0, m["alnum_word_frac"] * (1 - m["dup_line_frac"]) * (1 - min(m["symbol_word_ratio"], 1.0))
+                     * (1 - dup)))
+
+
+def _batch(batch: dict, cfg: dict) -> dict:
+    qcfg = QualityConfig(**cfg)
+    rx = _boilerplate_regex(qcfg)
+    n = len(batch["id"])
+    out = verdicts(n)
+    out["messages"], out["text"] = list(batch["messages"]), list(batch["text"])
+    out["s_quality"], out["s_words"] = [NAN] * n, [NAN] * n
+    for i, t in enumerate(texts(batch)):
+        if len(t) > qcfg.max_chars:
+            out["_drop"][i], out["_score"][i] = "too_long", float(len(t))
+            out["_detail"][i] = f"{len(t)} characters > max_chars={qcfg.max_chars}"
+            continue
+        if rx is not None:
+            frac, _ = boilerplate(t, rx)
+            if frac > qcfg.max_boilerplate_frac:
+                out["_drop"][i], out["_score"][i] = "boilerplate", frac
+                out["_detail"][i] = f"{frac:.0%} of the text is navigation/template text"
+                continue
+            if frac and qcfg.strip_boilerplate:
+                def strip(s):
+                    flags = boilerplate(s, rx)[1]
+                    new = "\n".join(l for l, f in zip(s.split("\n"), flags) if not f).strip()
+                    return new, ({"boilerplate_lines"} if new != s else set())
+
+                msgs, text, why = rewrite(out["messages"][i], out["text"][i], strip)
+                out["messages"][i], out["text"][i], out["_mod"][i] = msgs, text, ",".join(sorted(why))
+                t = texts({"messages": [msgs], "text": [text]})[0]
+        m = measure(t, qcfg)
+        out["s_quality"][i], out["s_words"][i] = score(m), float(m["words"])
+        v = verdict(m, qcfg)
+        if v:
+            out["_drop"][i], out["_score"][i], out["_detail"][i] = v
+    return out
+
+
+def fingerprint(cfg: CurationConfig) -> dict:
+    return {"version": VERSION, **asdict(cfg.quality)}
+
+
+def run(ds, cfg: CurationConfig, ctx: Context):
+    out = map_batches(ds, _batch, ctx, "quality", cfg=asdict(cfg.quality))
+    return out, {"histograms": HISTOGRAMS}

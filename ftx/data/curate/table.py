@@ -1,0 +1,172 @@
+"""Records ⇄ an Arrow table (HF `datasets`), and the helpers stages share.
+
+Canonical fields become typed columns; anything else a source carried (label, answers, …) rides
+along as JSON in `extra`, so Arrow never has to unify heterogeneous user fields. Each stage adds
+verdict columns (`_drop` reason or "", `_score`, `_detail`, `_mod`) that the pipeline turns into
+ledger entries and then removes. Per-stage scores live in `s_<name>` columns until the end.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+from datasets import Dataset, Features, List, Value
+
+from ftx.data.sources import text_view
+
+CORE = ("id", "source", "role", "synthetic", "weight", "messages", "text")
+VERDICT = ("_drop", "_score", "_detail", "_mod")
+FEATURES = Features({
+    "id": Value("string"), "source": Value("string"), "role": Value("string"), "synthetic": Value("bool"),
+    "weight": Value("float64"), "messages": List({"role": Value("string"), "content": Value("string")}),
+    "text": Value("string"), "extra": Value("string"), "cluster": Value("string"),
+})
+NAN = float("nan")
+PARALLEL_MIN_ROWS = 20_000
+"""Below this many rows per worker, process start-up costs more than it saves."""
+
+
+@dataclass
+class Context:
+    """What a stage may use besides its own config: workers, batch size, a scratch folder."""
+
+    num_proc: int = 1
+    batch_size: int = 1000
+    workdir: Optional[Path] = None
+    info: dict = field(default_factory=dict)
+
+    def procs(self, n_rows: int) -> Optional[int]:
+        want = min(self.num_proc, max(1, n_rows // PARALLEL_MIN_ROWS))
+        return want if want > 1 else None
+
+    def scratch(self, name: str) -> Optional[str]:
+        if self.workdir is None:
+            return None
+        return str(self.workdir / f"{name}-{uuid.uuid4().hex[:8]}.arrow")
+
+
+def column(ds: Dataset, name: str) -> list:
+    """A whole column as a Python list (indices mapping respected), without per-row access."""
+    return ds.with_format("arrow")[name].to_pylist()
+
+
+def matrix(ds: Dataset, name: str, width: int, dtype) -> np.ndarray:
+    """A fixed-width list column as a 2-D numpy array."""
+    arr = ds.with_format("arrow")[name].combine_chunks()
+    return arr.flatten().to_numpy(zero_copy_only=False).astype(dtype).reshape(-1, width)
+
+
+def to_dataset(records: Iterable[dict]) -> Dataset:
+    rows = []
+    for r in records:
+        row = {k: r.get(k) for k in CORE}
+        row["synthetic"] = bool(row["synthetic"])
+        row["weight"] = NAN if row["weight"] is None else float(row["weight"])  # None: the role's default, later
+        extra = {k: v for k, v in r.items() if k not in CORE and k not in ("cluster", "scores")}
+        row["extra"] = json.dumps(extra, ensure_ascii=False, sort_keys=True) if extra else None
+        row["cluster"] = r.get("cluster") or ""
+        rows.append(row)
+    return Dataset.from_list(rows, features=FEATURES)
+
+
+def score_columns(ds: Dataset) -> list[str]:
+    return [c for c in ds.column_names if c.startswith("s_")]
+
+
+def row_to_record(row: dict) -> dict:
+    """A table row → the canonical record dict, with `cluster` and `scores` (and extras) restored."""
+    rec = {k: row.get(k) for k in CORE}
+    if rec["weight"] is not None and rec["weight"] != rec["weight"]:
+        rec["weight"] = None
+    if row.get("extra"):
+        rec.update(json.loads(row["extra"]))
+    rec["cluster"] = row.get("cluster") or None
+    rec["scores"] = {k[2:]: float(row[k]) for k in row if k.startswith("s_") and row[k] is not None
+                     and row[k] == row[k]}
+    return rec
+
+
+def iter_records(ds: Dataset, batch_size: int = 1000) -> Iterable[dict]:
+    for batch in ds.iter(batch_size=batch_size):
+        keys = list(batch)
+        for i in range(len(batch[keys[0]]) if keys else 0):
+            yield row_to_record({k: batch[k][i] for k in keys})
+
+
+def texts(batch: dict) -> list[str]:
+    return [text_view(m, t) for m, t in zip(batch["messages"], batch["text"])]
+
+
+def rewrite(messages: Optional[list], text: Optional[str], fn: Callable[[str], tuple[str, set]]):
+    """Apply `fn(str) -> (new, reasons)` to a text record or to every message of a chat record."""
+    reasons: set = set()
+    if messages:
+        out = []
+        for m in messages:
+            new, why = fn(m["content"])
+            reasons |= why
+            out.append({"role": m["role"], "content": new})
+        return out, text, reasons
+    new, why = fn(text or "")
+    return messages, new, why
+
+
+def verdicts(n: int) -> dict:
+    """Per-row verdict columns: drop reason ("" = kept), score (NaN = none), detail, modified reasons (comma-joined).
+
+    Never None: Arrow infers a column's type from the first batch, so every batch must agree.
+    """
+    return {"_drop": [""] * n, "_score": [NAN] * n, "_detail": [""] * n, "_mod": [""] * n}
+
+
+def map_batches(ds: Dataset, fn: Callable, ctx: Context, name: str, **fn_kwargs) -> Dataset:
+    """`datasets.map` in batches (multi-process for large inputs), results written to the scratch folder.
+
+    A fresh fingerprint is passed so datasets does not hash the function and its arguments: our own
+    stage cache decides reuse, and hashing large arguments costs more than the stage.
+    """
+    return ds.map(fn, batched=True, batch_size=ctx.batch_size, num_proc=ctx.procs(len(ds)), fn_kwargs=fn_kwargs,
+                  load_from_cache_file=False, cache_file_name=ctx.scratch(name), desc=name,
+                  new_fingerprint=uuid.uuid4().hex)
+
+
+def with_columns(ds: Dataset, columns: dict, ctx: Context, name: str) -> Dataset:
+    """Add/replace whole columns computed outside `map` (global stages: dedup, relevance)."""
+    for key, values in columns.items():
+        if key in ds.column_names:
+            ds = ds.remove_columns(key)
+        ds = ds.add_column(key, values, new_fingerprint=uuid.uuid4().hex)
+    return ds
+
+
+WORD = re.compile(r"\w+", re.UNICODE)
+FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def prose_lines(text: str) -> list[str]:
+    """Lines outside fenced code blocks, 4-space indented code and markdown table rows."""
+    out, in_code = [], False
+    for line in text.split("\n"):
+        if FENCE.match(line):
+            in_code = not in_code
+            continue
+        if in_code or line.startswith(("    ", "\t")) or line.lstrip().startswith("|"):
+            continue
+        out.append(line)
+    return out
+
+
+def rewrite_batch(batch: dict, fn: Callable[[str], tuple[str, set]]) -> dict:
+    """Verdict columns for a stage that rewrites text: messages/text rewritten by `fn`, `_mod` says why."""
+    out = verdicts(len(batch["id"]))
+    out["messages"], out["text"] = list(batch["messages"]), list(batch["text"])
+    for i in range(len(batch["id"])):
+        msgs, text, why = rewrite(batch["messages"][i], batch["text"][i], fn)
+        out["messages"][i], out["text"][i], out["_mod"][i] = msgs, text, ",".join(sorted(why))
+    return out

@@ -1,0 +1,102 @@
+"""Data versions: a content-addressed id for a curated dataset, and `ftx data diff A B`.
+
+The version id hashes every curated record's content (id → hash of its canonical JSON, without the
+scores and clusters curation derives) together with the curation config, so the same records curated
+the same way always get the same id, and any changed, added or removed record gives a new one.
+`version.json` (in a run's data/ folder and in `ftx curate --out` folders) keeps the per-record
+hashes, which is what `ftx data diff` compares.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional
+
+from ftx.errors import ConfigError, DataError
+
+DERIVED = ("scores", "cluster")
+"""Fields curation computes from the content; they would change the hash without changing the data."""
+FILE = "version.json"
+
+
+def record_hash(rec: dict) -> str:
+    body = {k: v for k, v in rec.items() if k not in DERIVED}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:16]
+
+
+def config_hash(curation: Optional[dict]) -> str:
+    """Hash of the curation settings that decide the output (the cache location does not)."""
+    body = {k: v for k, v in (curation or {}).items() if k not in ("cache_dir", "num_proc", "batch_size")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def compute(records: list[dict], curation: Optional[dict]) -> dict:
+    """{id, records, curation_hash, hashes: {record id: content hash}} for curated records."""
+    hashes = {str(r["id"]): record_hash(r) for r in records}
+    if len(hashes) != len(records):
+        raise DataError("data version: record ids are not unique (give each record an id)")
+    cfg = config_hash(curation)
+    h = hashlib.sha256(cfg.encode())
+    for rid in sorted(hashes):
+        h.update(f"\n{rid}\t{hashes[rid]}".encode())
+    return {"id": "dv-" + h.hexdigest()[:12], "records": len(hashes), "curation_hash": cfg, "hashes": hashes}
+
+
+def write(out_dir: Path, version: dict) -> None:
+    from ftx.runs import write_json
+
+    write_json(Path(out_dir) / FILE, version)
+
+
+def load(path: str | Path) -> dict:
+    """A version from a run dir (data/version.json), a curate output dir (version.json, or kept.jsonl
+    + config.yaml when older), or a version.json file."""
+    p = Path(path)
+    for cand in (p, p / FILE, p / "data" / FILE):
+        if cand.is_file() and cand.name == FILE:
+            return json.loads(cand.read_text(encoding="utf-8"))
+    kept = p / "kept.jsonl"
+    if kept.is_file():
+        from omegaconf import OmegaConf
+
+        cfg = p / "config.yaml"
+        curation = OmegaConf.to_container(OmegaConf.load(cfg)).get("curation") if cfg.is_file() else None
+        recs = [json.loads(line) for line in kept.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return compute(recs, curation)
+    raise ConfigError(f"ftx data diff: {path} holds no data version (expected a run dir with data/{FILE}, "
+                      f"an `ftx curate --out` dir, or a {FILE} file)")
+
+
+def diff(a: dict, b: dict) -> dict:
+    ha, hb = a["hashes"], b["hashes"]
+    return {"added": sorted(set(hb) - set(ha)), "removed": sorted(set(ha) - set(hb)),
+            "changed": sorted(k for k in set(ha) & set(hb) if ha[k] != hb[k]),
+            "unchanged": sum(1 for k in set(ha) & set(hb) if ha[k] == hb[k]),
+            "curation_changed": a.get("curation_hash") != b.get("curation_hash")}
+
+
+def cmd_data(args: list[str]) -> None:
+    """`ftx data diff A B [--json]`: records added, removed and changed between two data versions."""
+    if not args or args[0] in ("-h", "--help"):
+        print(cmd_data.__doc__)
+        return
+    if args[0] != "diff":
+        raise ConfigError(f"ftx data: unknown subcommand {args[0]!r} (available: diff)")
+    paths = [a for a in args[1:] if not a.startswith("-")]
+    flags = [a for a in args[1:] if a.startswith("-")]
+    if len(paths) != 2 or any(f != "--json" for f in flags):
+        raise ConfigError("usage: ftx data diff A B [--json] (A, B: run dirs or `ftx curate --out` dirs)")
+    a, b = load(paths[0]), load(paths[1])
+    d = diff(a, b)
+    if "--json" in flags:
+        print(json.dumps({"a": a["id"], "b": b["id"], **d}, indent=2))
+        return
+    print(f"{a['id']} ({a['records']} records) → {b['id']} ({b['records']} records)"
+          + ("; curation config changed" if d["curation_changed"] else ""))
+    for kind, sign in (("added", "+"), ("removed", "-"), ("changed", "~")):
+        for rid in d[kind]:
+            print(f"{sign} {rid}")
+    print(f"{len(d['added'])} added, {len(d['removed'])} removed, {len(d['changed'])} changed, "
+          f"{d['unchanged']} unchanged")

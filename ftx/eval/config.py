@@ -1,0 +1,130 @@
+"""The `eval` group's schema: what is measured before and after training, and how."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from ftx.errors import require
+
+SPLITS = ("val", "test", "general_eval")
+
+
+@dataclass
+class GenerationConfig:
+    """Generation on held-out prompts (greedy by default); predictions land beside metrics.json."""
+
+    enabled: bool = True
+    """Answer the held-out prompts of `splits` (the golden set runs whenever eval.golden.path is set)."""
+    splits: List[str] = field(default_factory=lambda: ["val", "test"])
+    """Held-out splits whose prompts are answered (val | test | general_eval; empty ones are skipped)."""
+    max_examples: int = 32
+    """Cap per split and per prompt file (golden, off-domain); 0: all. CPU generation is slow."""
+    max_new_tokens: int = 48
+    """The demo's answers put the direct answer in the first sentence; 48 tokens cover it."""
+    batch_size: int = 8
+    """Prompts generated together (left-padded)."""
+    do_sample: bool = False
+    """False: greedy (deterministic, what re-evaluation reproduces)."""
+    temperature: float = 1.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    seed: int = 0
+    """Seed for sampling (do_sample=true)."""
+
+
+@dataclass
+class ForgettingConfig:
+    """General-capability regression: loss on the general_eval split, tuned vs base."""
+
+    budget: Optional[float] = 0.10
+    """Largest allowed relative rise of the general_eval loss (0.10 = +10%); null: report only."""
+
+
+@dataclass
+class GoldenConfig:
+    """A user's regression set, {"id", "prompt", "answers": [...]} per line, run after every training."""
+
+    path: Optional[str] = None
+    """A .jsonl file (`asset:demo/golden.jsonl` names a shipped file); null: no golden set."""
+    match: str = "contains"
+    """contains (a normalised accepted answer appears as a phrase in the output) | exact."""
+    min_pass_rate: Optional[float] = None
+    """Flag the run when the tuned model passes fewer than this share; null: report only."""
+
+
+@dataclass
+class ProbeConfig:
+    """Out-of-domain probe: {"prompt", "response"} per line; flags confident nonsense."""
+
+    path: Optional[str] = None
+    """A .jsonl file of off-domain prompts with sensible responses; null: no probe."""
+    loss_margin: float = 0.1
+    """A prompt counts as confident nonsense when the tuned response loss rises by more than this
+    (nats/token) over the base while the tuned model's confidence rises too."""
+    max_rate: Optional[float] = None
+    """Flag the run when more than this share of probes are confident nonsense; null: report only."""
+    generate: bool = False
+    """Also answer the probe prompts (saved with the predictions, for reading; costs generation time)."""
+
+
+@dataclass
+class JudgeConfig:
+    """LLM-as-judge over the generated answers; off by default."""
+
+    kind: str = "none"
+    """none | reference (deterministic token-F1 judge, no model) | lm (a local causal LM answers
+    yes/no) | package.module:factory (your own; called with this config, returns a Judge)."""
+    model: Optional[str] = None
+    """kind=lm: a local model folder or hub id; null: the run's base model."""
+    threshold: float = 0.5
+    """A judged answer passes when its score is >= threshold."""
+
+
+@dataclass
+class EvalConfig:
+    """What is measured after (and before) training."""
+
+    batch_size: int = 8
+    """Batch size of the held-out loss passes."""
+    base_vs_tuned: bool = True
+    """Measure the base model on the same splits before training."""
+    max_examples: int = 0
+    """Cap on held-out examples per split for loss (0: all)."""
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    forgetting: ForgettingConfig = field(default_factory=ForgettingConfig)
+    golden: GoldenConfig = field(default_factory=GoldenConfig)
+    offdomain: ProbeConfig = field(default_factory=ProbeConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    precision: str = "train"
+    """Evaluation precision: train (bf16 autocast when training used bf16, else fp32) | bf16 | fp32."""
+    reproduce_rtol: float = 1e-3
+    """`ftx eval RUN_DIR`: relative tolerance within which re-evaluated metrics count as reproduced."""
+
+    def check(self) -> None:
+        require(self.batch_size > 0, "eval.batch_size", f"must be > 0, got {self.batch_size}")
+        require(self.max_examples >= 0, "eval.max_examples", f"must be >= 0, got {self.max_examples}")
+        g = self.generation
+        for s in g.splits:
+            require(s in SPLITS, "eval.generation.splits", f"must name {', '.join(SPLITS)}; got {s!r}")
+        require(g.max_examples >= 0, "eval.generation.max_examples", f"must be >= 0, got {g.max_examples}")
+        require(g.max_new_tokens > 0, "eval.generation.max_new_tokens", f"must be > 0, got {g.max_new_tokens}")
+        require(g.batch_size > 0, "eval.generation.batch_size", f"must be > 0, got {g.batch_size}")
+        require(g.temperature > 0, "eval.generation.temperature", f"must be > 0, got {g.temperature}")
+        require(0.0 < g.top_p <= 1.0, "eval.generation.top_p", f"must be in (0, 1], got {g.top_p}")
+        require(self.forgetting.budget is None or self.forgetting.budget >= 0, "eval.forgetting.budget",
+                f"must be >= 0 or null, got {self.forgetting.budget}")
+        require(self.golden.match in ("contains", "exact"), "eval.golden.match",
+                f"must be contains or exact; got {self.golden.match!r}")
+        for key, rate in (("eval.golden.min_pass_rate", self.golden.min_pass_rate),
+                          ("eval.offdomain.max_rate", self.offdomain.max_rate)):
+            require(rate is None or 0.0 <= rate <= 1.0, key, f"must be in [0, 1] or null, got {rate}")
+        require(self.offdomain.loss_margin >= 0, "eval.offdomain.loss_margin",
+                f"must be >= 0, got {self.offdomain.loss_margin}")
+        j = self.judge
+        require(j.kind in ("none", "reference", "lm") or ":" in j.kind, "eval.judge.kind",
+                f"must be none, reference, lm or package.module:factory; got {j.kind!r}")
+        require(0.0 <= j.threshold <= 1.0, "eval.judge.threshold", f"must be in [0, 1], got {j.threshold}")
+        require(self.precision in ("train", "bf16", "fp32"), "eval.precision",
+                f"must be one of train, bf16, fp32; got {self.precision!r}")
+        require(self.reproduce_rtol >= 0, "eval.reproduce_rtol", f"must be >= 0, got {self.reproduce_rtol}")

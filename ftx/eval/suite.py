@@ -1,0 +1,241 @@
+"""The evaluation suite of one run: the same measurements on the base model (before training) and the
+tuned model (after), then the comparison — deltas, forgetting, golden set, off-domain probe, flags.
+
+    ev = Evaluator(spec, tok, data, bf16, out_dir=run_dir)   # reads prompt files: bad ones fail early
+    metrics["base"] = ev.run(model, "base")                    # LoRA B=0: the wrapped model is the base
+    ...train...
+    metrics["tuned"] = ev.run(model, "tuned")
+    metrics.update(ev.compare())                               # delta, eval{…}, flags
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Optional
+
+from ftx.eval import generate as gen
+from ftx.eval.heldout import loss_pass, own_precision, summarize
+from ftx.eval.metrics import aggregate, contains, exact_match
+
+log = logging.getLogger("ftx")
+GEN_METRICS = ("exact_match", "contains", "token_f1", "rouge_l", "bleu")
+
+
+class Evaluator:
+    def __init__(self, spec, tok, data, bf16: bool, out_dir: Optional[Path] = None,
+                 model_path: Optional[str] = None):
+        from ftx.data.format import Collator
+
+        self.spec, self.cfg, self.tok, self.data = spec, spec.eval, tok, data
+        self.bf16 = bf16 if self.cfg.precision == "train" else self.cfg.precision == "bf16"
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.collator = Collator(tok.pad_token_id)
+        self.model_context = {"model_cfg": spec.model, "path": model_path}
+        self._judge = None
+        g = self.cfg.generation
+        self.prompts: dict[str, list[dict]] = {}
+        if g.enabled:
+            index = gen.source_index(spec.data) if g.splits else {}
+            for split in g.splits:
+                items = gen.split_prompts(gen.cap(getattr(data, split), g.max_examples), tok, index)
+                if items:
+                    self.prompts[split] = items
+        self.golden: list[dict] = []
+        if gen.optional_path(self.cfg.golden.path):
+            rows = gen.cap(gen.read_prompt_file(self.cfg.golden.path, "eval.golden.path", ("prompt", "answers")),
+                           g.max_examples)
+            self.golden = [{"id": r["id"], "prompt": r["prompt"], "answers": r["answers"],
+                            "prompt_ids": gen.chat_prompt_ids(r["prompt"], tok, spec.data.format)} for r in rows]
+        self.probe: list[dict] = []
+        self.probe_dropped: list[str] = []
+        if gen.optional_path(self.cfg.offdomain.path):
+            rows = gen.cap(gen.read_prompt_file(self.cfg.offdomain.path, "eval.offdomain.path",
+                                                ("prompt", "response")), g.max_examples)
+            self.probe, self.probe_dropped = gen.probe_examples(rows, tok, spec.data.format)
+            for ex, r in zip(self.probe, [r for r in rows if r["id"] not in self.probe_dropped]):
+                ex.update(prompt=r["prompt"], answers=[r["response"]],
+                          prompt_ids=gen.chat_prompt_ids(r["prompt"], tok, spec.data.format))
+        self.results: dict[str, dict] = {}
+        self.seconds: dict[str, dict] = {}
+
+    # -- one side ---------------------------------------------------------------------------------
+    def run(self, model, side: str) -> dict:
+        """Every measurement on `model`; returns the flat summary for metrics.json[side]."""
+        t0 = time.perf_counter()
+        self._gen_seconds = 0.0
+        with own_precision(model):
+            flat = self._run(model, side)
+        total = time.perf_counter() - t0
+        self.seconds[side] = {"total": round(total, 2), "generation": round(self._gen_seconds, 2)}
+        return flat
+
+    def _run(self, model, side: str) -> dict:
+        cap = self.cfg.max_examples or None
+        flat: dict = {}
+        for split in ("val", "test", "general_eval"):
+            examples = getattr(self.data, split)[:cap]
+            if examples:
+                r = summarize(loss_pass(model, examples, self.collator, self.cfg.batch_size, self.bf16))
+                flat[f"{split}_loss"], flat[f"{split}_ppl"] = r["loss"], r["ppl"]
+        probe_per = loss_pass(model, self.probe, self.collator, self.cfg.batch_size, self.bf16)
+        if probe_per:
+            r = summarize(probe_per)
+            flat.update({f"offdomain_{k}": r[k] for k in ("loss", "ppl", "confidence", "accuracy")})
+        rows: list[dict] = []
+        sets = dict(self.prompts)
+        if self.golden:
+            sets["golden"] = self.golden
+        if self.probe and self.cfg.offdomain.generate:
+            sets["offdomain"] = self.probe
+        for name, items in sets.items():
+            t0 = time.perf_counter()
+            preds = gen.generate(model, self.tok, [it["prompt_ids"] for it in items], self.cfg.generation, self.bf16)
+            self._gen_seconds += time.perf_counter() - t0
+            summary, per = aggregate(preds, [it["answers"] for it in items])
+            set_rows = [{"set": name, "id": it["id"], "prompt": it.get("prompt"), "prediction": p,
+                         "answers": it["answers"], **scores} for it, p, scores in zip(items, preds, per)]
+            if name == "golden":
+                match = exact_match if self.cfg.golden.match == "exact" else contains
+                for row in set_rows:
+                    row["passed"] = bool(match(row["prediction"], row["answers"]))
+                flat["golden_passed"] = sum(r["passed"] for r in set_rows)
+                flat["golden_pass_rate"] = flat["golden_passed"] / len(set_rows)
+            elif name != "offdomain":
+                flat.update({f"{name}_{k}": summary[k] for k in GEN_METRICS})
+            self._judge_rows(name, set_rows, flat)
+            rows += set_rows
+        self.results[side] = {"flat": flat, "probe": probe_per, "rows": rows}
+        if self.out_dir is not None and rows:
+            gen.write_jsonl(self.out_dir / f"predictions_{side}.jsonl", rows)
+        return flat
+
+    def _judge_rows(self, name: str, rows: list[dict], flat: dict) -> None:
+        if self.cfg.judge.kind == "none" or name == "offdomain" or not rows:
+            return
+        if self._judge is None:
+            from ftx.eval.judge import load_judge
+
+            self._judge = load_judge(self.cfg.judge, self.model_context)
+        scores = self._judge.score([{"prompt": r["prompt"], "prediction": r["prediction"], "answers": r["answers"]}
+                                    for r in rows])
+        for r, s in zip(rows, scores):
+            r["judge"] = float(s)
+        flat[f"{name}_judge"] = sum(scores) / len(scores)
+        flat[f"{name}_judge_pass"] = sum(s >= self.cfg.judge.threshold for s in scores) / len(scores)
+
+    # -- comparison -------------------------------------------------------------------------------
+    def compare(self) -> dict:
+        base = self.results.get("base", {}).get("flat", {})
+        tuned = self.results["tuned"]["flat"]
+        out = compare(base, tuned, self.cfg, self.bf16, self._golden_detail(), self._probe_detail())
+        out["eval"]["seconds"] = dict(self.seconds)
+        return out
+
+    def _golden_detail(self) -> Optional[dict]:
+        if not self.golden:
+            return None
+        passed = {s: {r["id"] for r in self.results[s]["rows"] if r["set"] == "golden" and r["passed"]}
+                  for s in self.results}
+        out = {"path": self.cfg.golden.path, "match": self.cfg.golden.match, "total": len(self.golden),
+               "passed": len(passed["tuned"]), "failed": len(self.golden) - len(passed["tuned"])}
+        if "base" in passed:
+            out["base_passed"] = len(passed["base"])
+            out["newly_failed"] = sorted(passed["base"] - passed["tuned"])
+            out["newly_passed"] = sorted(passed["tuned"] - passed["base"])
+        return out
+
+    def _probe_detail(self) -> Optional[dict]:
+        if not self.probe and not self.probe_dropped:
+            return None
+        out = {"path": self.cfg.offdomain.path, "prompts": len(self.probe), "dropped_too_long": self.probe_dropped,
+               "loss_margin": self.cfg.offdomain.loss_margin}
+        if "base" not in self.results or not self.probe:
+            return out
+        nonsense = confident_nonsense([ex["id"] for ex in self.probe], self.results["base"]["probe"],
+                                      self.results["tuned"]["probe"], self.cfg.offdomain.loss_margin)
+        out.update(confident_nonsense=len(nonsense), rate=len(nonsense) / len(self.probe), ids=nonsense)
+        return out
+
+
+def confident_nonsense(ids: list, base: list[dict], tuned: list[dict], margin: float) -> list:
+    """Probes whose answer loss rose by more than `margin` nats/token while confidence rose too: the
+    tuned model became surer of itself and more wrong on text outside its domain."""
+    out = []
+    for i, b, t in zip(ids, base, tuned):
+        n = max(t["tokens"], 1)
+        if (t["loss_sum"] - b["loss_sum"]) / n > margin and t["conf_sum"] > b["conf_sum"]:
+            out.append(i)
+    return out
+
+
+def compare(base: dict, tuned: dict, cfg, bf16: bool, golden: Optional[dict], probe: Optional[dict]) -> dict:
+    """delta (tuned − base), the eval section (forgetting, golden, off-domain) and the run's flags."""
+    delta = {k: tuned[k] - base[k] for k in tuned
+             if isinstance(tuned[k], (int, float)) and isinstance(base.get(k), (int, float))}
+    flags: list[str] = []
+    forgetting: dict = {"metric": "general_eval_loss", "budget": cfg.forgetting.budget}
+    if "general_eval_loss" not in tuned:
+        forgetting["status"] = "no general_eval split (add a data source with role=general)"
+    elif "general_eval_loss" not in base:
+        forgetting["status"] = "base not measured (eval.base_vs_tuned=false)"
+    else:
+        b, t = base["general_eval_loss"], tuned["general_eval_loss"]
+        rel = (t - b) / b if b else 0.0
+        regression = cfg.forgetting.budget is not None and rel > cfg.forgetting.budget
+        forgetting.update(base=b, tuned=t, relative_change=rel, regression=regression)
+        if regression:
+            flags.append(f"forgetting: general_eval_loss {b:.4f} -> {t:.4f} ({rel:+.1%}) exceeds budget "
+                         f"{cfg.forgetting.budget:.0%}")
+    out_eval = {"precision": "bf16" if bf16 else "fp32", "forgetting": forgetting}
+    if golden is not None:
+        rate = golden["passed"] / max(golden["total"], 1)
+        golden["regression"] = cfg.golden.min_pass_rate is not None and rate < cfg.golden.min_pass_rate
+        if golden["regression"]:
+            flags.append(f"golden: {golden['passed']}/{golden['total']} passed, below min_pass_rate "
+                         f"{cfg.golden.min_pass_rate:.0%}")
+        out_eval["golden"] = golden
+    if probe is not None:
+        probe["regression"] = bool(cfg.offdomain.max_rate is not None and "rate" in probe
+                                   and probe["rate"] > cfg.offdomain.max_rate)
+        if probe["regression"]:
+            flags.append(f"offdomain: {probe['confident_nonsense']}/{probe['prompts']} prompts answered with "
+                         f"confident nonsense, above max_rate {cfg.offdomain.max_rate:.0%}")
+        out_eval["offdomain"] = probe
+    if cfg.judge.kind != "none":
+        out_eval["judge"] = {"kind": cfg.judge.kind, "threshold": cfg.judge.threshold}
+    for f in flags:
+        log.warning("regression flagged: %s", f)
+    return {"delta": delta, "eval": out_eval, "flags": flags}
+
+
+ROW_ORDER = ("_loss", "_ppl", "_exact_match", "_contains", "_token_f1", "_rouge_l", "_bleu", "_judge",
+             "_judge_pass", "golden_pass_rate", "offdomain_confidence", "offdomain_accuracy")
+
+
+def summary_table(metrics: dict) -> list[str]:
+    """Base vs tuned, one metric per line, grouped by kind (loss, perplexity, generation, golden)."""
+    base, tuned = metrics.get("base", {}), metrics["tuned"]
+    keys = list(dict.fromkeys(k for suffix in ROW_ORDER for k in tuned if k.endswith(suffix)))
+    fmt = lambda v: f"{v:12.4f}" if isinstance(v, (int, float)) else f"{'-':>12}"
+    lines = [f"{'metric':<26}{'base':>12}{'tuned':>12}{'delta':>12}"]
+    for k in keys:
+        b, t = base.get(k), tuned.get(k)
+        d = (t - b) if isinstance(b, (int, float)) and isinstance(t, (int, float)) else None
+        lines.append(f"{k:<26}{fmt(b)}{fmt(t)}{fmt(d)}")
+    ev = metrics.get("eval", {})
+    if "golden" in ev:
+        g = ev["golden"]
+        lines.append(f"golden set: {g['passed']}/{g['total']} passed ({g['match']})"
+                     + (f", base {g['base_passed']}/{g['total']}" if "base_passed" in g else ""))
+    if "confident_nonsense" in ev.get("offdomain", {}):
+        o = ev["offdomain"]
+        lines.append(f"off-domain probe: {o['confident_nonsense']}/{o['prompts']} confident nonsense")
+    f = ev.get("forgetting", {})
+    if "relative_change" in f:
+        lines.append(f"forgetting: general_eval_loss {f['relative_change']:+.1%} (budget "
+                     f"{'none' if f['budget'] is None else format(f['budget'], '.0%')})")
+    for flag in metrics.get("flags", []):
+        lines.append(f"REGRESSION {flag}")
+    return lines
