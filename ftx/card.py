@@ -15,7 +15,8 @@ from typing import Any, Optional
 
 from ftx.errors import RunError
 
-CORE_SECTIONS = ("base", "tuned", "delta", "params", "data", "train", "objective", "wall_seconds")
+CORE_SECTIONS = ("base", "tuned", "delta", "params", "data", "train", "objective", "wall_seconds", "cost",
+                 "flags")
 
 
 @dataclass
@@ -183,7 +184,7 @@ def hyperparameters_section(r: RunRecord) -> str:
 def evaluation_section(r: RunRecord) -> str:
     base, tuned, delta = (r.metrics.get(k) or {} for k in ("base", "tuned", "delta"))
     keys = [k for k in dict.fromkeys([*tuned, *base]) if isinstance(tuned.get(k, base.get(k)), (int, float))]
-    parts = []
+    parts = [f"> **Flag:** {f}" for f in r.metrics.get("flags") or []]  # regressions the evaluation raised
     if keys:
         def diff(k):
             b, t = base.get(k), tuned.get(k)
@@ -207,6 +208,7 @@ def evaluation_section(r: RunRecord) -> str:
 def training_section(r: RunRecord) -> str:
     t, p = r.metrics.get("train") or {}, r.metrics.get("params") or {}
     rows = [[k, v] for k, v in t.items()] + [[f"params.{k}", v] for k, v in p.items()]
+    rows += [[f"cost.{k}", v] for k, v in (r.metrics.get("cost") or {}).items() if not isinstance(v, (dict, list))]
     rows.append(["wall_seconds", r.metrics.get("wall_seconds")])
     return md_table(["", "value"], rows)
 

@@ -22,7 +22,7 @@ from ftx.card import RunRecord, _flat, is_run_dir, load_run
 from ftx.errors import ConfigError, RunError
 from ftx.runs import atomic_write_text
 
-DEFAULT_METRICS = ("objective/value", "tuned/val_loss", "delta/val_loss", "tuned/general_eval_loss",
+DEFAULT_METRICS = ("objective/value", "tuned/val_loss", "delta/val_loss", "tuned/val_rouge_l", "tuned/general_eval_loss",
                    "delta/general_eval_loss", "train/loss", "train/seconds",
                    "cost/device_hours", "cost/estimated_cost", "cost/val_gain_per_device_hour")
 IGNORED_PREFIXES = ("sweep.",)  # per-trial bookkeeping (trial number, storage), not a setting

@@ -47,7 +47,8 @@ def make_run(path: Path, *, lr=1e-3, r=8, val_loss=1.0, direction="minimize", fi
         metrics = {"base": {"val_loss": val_loss + 0.5}, "tuned": {"val_loss": val_loss},
                    "delta": {"val_loss": -0.5}, "train": {"loss": val_loss + 0.1, "seconds": 2.0, "steps": 4},
                    "objective": {"metric": "tuned/val_loss", "value": val_loss},
-                   "generation": {"rougeL": 0.42}}
+                   "generation": {"rougeL": 0.42}, "cost": {"device_hours": 0.5},
+                   "flags": ["forgetting: general_eval_loss 1.0 -> 1.3 exceeds budget"]}
         (path / "metrics.json").write_text(json.dumps(metrics))
     return path
 
@@ -123,6 +124,7 @@ def test_model_card_has_lineage_and_replaces_peft_template(tmp_path):
     assert "| val_loss | 1.5 | 1 | -0.5 |" in text, "base vs tuned"
     assert "| optimizer.lr | 0.001 |" in text and "| lora.r | 8 |" in text, "hyperparameters"
     assert "rougeL" in text, "sections other stages add to metrics.json are shown"
+    assert "> **Flag:** forgetting: general_eval_loss 1.0 -> 1.3" in text and "| cost.device_hours | 0.5 |" in text
     assert "AutoPeftModelForCausalLM.from_pretrained" in text and str((run / "adapter").resolve()) in text
     assert "ftx train optimizer.lr=0.001 lora.r=8" in text
 
