@@ -159,7 +159,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> str:
 
 
 def make_cfg(tmp: Path, num_proc: int, cache_dir=None):
-    from ftx.data.curate.config import CurationConfig
+    from ftx.spec.curation import CurationConfig
 
     rng = random.Random(1)
     cfg = CurationConfig(enabled=True, stages=["normalize", "quality", "language", "pii", "blocklist",

@@ -5,7 +5,7 @@
     python benchmarks/engine.py --models smollm2 --batch 4 --seq 256 --steps 12 --threads 2
 
 Every configuration runs in its own process (clean peak memory; DeepSpeed state is per process):
-  - ftx: the run's own model build (ftx.train.build_model) and Trainer (ftx.trainer), the same
+  - ftx: the run's own model build (ftx.engine.build.build_model) and Trainer (ftx.engine.trainer), the same
     WeightedTrainer loss, DeepSpeed config and optimizer a `ftx train` run uses, on fixed batches;
   - ftx vs bare (one extra process per compared quant option, zero=none): the same model built
     twice; a hand-written transformers+peft loop (forward with labels, backward, clip, AdamW step)
@@ -80,13 +80,15 @@ def worker(a) -> dict:
     """One configuration, measured inside this process."""
     import torch
 
-    from ftx.cli import compose
-    from ftx.model import resolve_model_path
-    from ftx.spec import build_spec
-    from ftx.train import apply_threads, build_model, use_bf16
-    from ftx.trainer import make_trainer_class, training_arguments
-    from ftx.optim import trainer_kwargs
-    from ftx.zero import prepare_deepspeed
+    from ftx.engine.build import build_model
+    from ftx.engine.dist import apply_threads
+    from ftx.engine.model import resolve_model_path
+    from ftx.engine.optim import trainer_kwargs
+    from ftx.engine.trainer import make_trainer_class, training_arguments
+    from ftx.engine.zero import prepare_deepspeed
+    from ftx.precision import use_bf16
+    from ftx.spec.run import build_spec
+    from ftx.spec.tree import compose
 
     overrides = [f"model={MODELS[a.model]}", f"quant={a.quant}", f"zero={a.zero}", f"train.threads={a.threads}",
                  f"train.batch_size={a.batch}", f"train.max_steps={a.warmup + a.steps}", "train.logging_steps=1000",
@@ -160,7 +162,7 @@ def make_bare(spec, path, bf16: bool):
 
     import torch
 
-    from ftx.train import build_model
+    from ftx.engine.build import build_model
 
     model = build_model(spec, path, bf16)  # same base, quantisation, adapter and seed
     model.train()

@@ -27,12 +27,12 @@ def main() -> None:
 
     import torch
 
-    from ftx import model as model_mod
-    from ftx.cli import compose
     from ftx.data.build import prepare
+    from ftx.engine import model as model_mod
     from ftx.eval.suite import Evaluator
-    from ftx.spec import build_spec
-    from ftx.train import use_bf16
+    from ftx.precision import use_bf16
+    from ftx.spec.run import build_spec
+    from ftx.spec.tree import compose
 
     rows = {}
     for batch in (8, 1):

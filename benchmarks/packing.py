@@ -46,15 +46,15 @@ def main() -> None:
     import torch
     from transformers import TrainingArguments
 
-    from ftx import lora as lora_mod
-    from ftx import model as model_mod
-    from ftx.cli import compose
     from ftx.data.build import prepare
     from ftx.data.format import Collator
+    from ftx.engine import lora as lora_mod
+    from ftx.engine import model as model_mod
+    from ftx.engine.trainer import make_trainer_class
     from ftx.eval.heldout import autocast
-    from ftx.spec import build_spec
-    from ftx.train import use_bf16
-    from ftx.trainer import make_trainer_class
+    from ftx.precision import use_bf16
+    from ftx.spec.run import build_spec
+    from ftx.spec.tree import compose
 
     spec = build_spec(compose(args.overrides))
     if spec.train.threads:

@@ -1,3 +1,3 @@
-from ftx.cli import main
+from ftx.cli.main import main
 
 main()

@@ -1,23 +1,44 @@
-"""One run, as data flows through it: record spec → data → model → train → evaluate → record."""
+"""One run, as a recipe (torchtune-style): `setup` → `prepare_data` → `build` → `evaluate("base")` →
+`train` → `evaluate("tuned")` → `record`, with `cleanup` always last. `run(cfg)` is the task function
+Hydra calls; `Recipe.execute` reads as the flow of a run, each step a short method.
+
+Layering: the pipeline imports the spec, data, engine, eval and track layers, and the record layer
+only for the model card written at the end; nothing below imports it.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from pathlib import Path
+from typing import Optional
 
-from ftx.runs import MetricsLog, environment, read_json, write_json
+from ftx.data.build import prepare
+from ftx.data.format import Collator
+from ftx.engine import dist
+from ftx.engine import lora as lora_mod
+from ftx.engine import model as model_mod
+from ftx.engine import optim as optim_mod
+from ftx.engine.build import build_model
+from ftx.engine.trainer import make_trainer_class, resume_checkpoint, training_arguments
+from ftx.engine.zero import prepare_deepspeed
+from ftx.errors import ConfigError
+from ftx.eval.suite import Evaluator, summary_table
+from ftx.precision import use_bf16
+from ftx.runs import MetricsLog, as_disk_full, atomic_write_text, environment, read_json, write_json
+from ftx.spec.run import RunSpec, as_dict, build_spec, spec_hash
+from ftx.track.cost import account
+from ftx.track.sweep import trial_callbacks
+from ftx.track.tracker import Tracker, metrics_callback
 
 log = logging.getLogger("ftx")
 
 
-def record_spec(spec, cfg, run_dir: Path, overrides: list[str]) -> dict:
+def record_spec(spec, cfg, run_dir: Path, overrides: list[str], resolved: Optional[dict] = None) -> dict:
+    """config.yaml (fully resolved), overrides.txt and manifest.json (spec hash, environment, git SHA)."""
     from omegaconf import OmegaConf
 
-    from ftx.runs import atomic_write_text
-    from ftx.spec import as_dict, spec_hash
-
-    resolved = as_dict(spec)
+    resolved = as_dict(spec) if resolved is None else resolved
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
     atomic_write_text(run_dir / "overrides.txt", "".join(o + "\n" for o in overrides))
     manifest = {"spec_hash": spec_hash(resolved), "name": spec.name, "overrides": overrides,
@@ -26,106 +47,116 @@ def record_spec(spec, cfg, run_dir: Path, overrides: list[str]) -> dict:
     return manifest
 
 
-def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
-    from ftx.track import Tracker
+class Recipe:
+    """One fine-tuning run. State built by one step and read by later ones lives on the instance."""
 
-    with Tracker(spec.tracking) as tracker:  # the W&B run is finished whatever happens (multirun-safe)
-        return _execute(spec, cfg, run_dir, overrides, tracker)
+    def __init__(self, spec: RunSpec, cfg, run_dir: Path, overrides: list[str]):
+        self.spec, self.cfg, self.run_dir, self.overrides = spec, cfg, Path(run_dir), overrides
+        self.resolved = as_dict(spec)  # converted once: config.yaml, resume check and W&B config share it
+        self.main = dist.is_main_process()
+        self.metrics: dict = {}
+        self.manifest: dict = {}
+
+    # ------------------------------------------------------------------ steps
+
+    def setup(self, tracker: Tracker) -> None:
+        """Run dir, resume point (read before config.yaml is rewritten), spec record, threads, precision."""
+        self.t0 = time.time()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.resume = resume_checkpoint(self.spec, self.run_dir, self.resolved)
+        if self.main:
+            self.manifest = record_spec(self.spec, self.cfg, self.run_dir, self.overrides, self.resolved)
+        self.tracker = tracker
+        tracker.start(self.spec, self.run_dir, self.overrides, self.resolved)
+        dist.apply_threads(self.spec.train.threads)
+        self.bf16 = use_bf16(self.spec.train.precision)
+
+    def prepare_data(self) -> None:
+        """Data first: bad data fails in seconds, before a model is loaded; bad prompt files fail here too."""
+        spec, out = self.spec, self.run_dir if self.main else None
+        self.model_path = model_mod.resolve_model_path(spec.model)
+        self.tok = model_mod.load_tokenizer(spec.model, self.model_path)
+        self.data = prepare(spec.data, spec.curation, self.tok, out)
+        log.info("data: %s", {k: self.data.stats[k]["examples"] for k in ("train", "val", "test", "general_eval")})
+        self.evaluator = Evaluator(spec, self.tok, self.data, self.bf16, out, self.model_path)
+
+    def build(self) -> None:
+        """Load → quantise (the 4-bit CPU gradient guard before any forward) → seed → wrap."""
+        self.model = build_model(self.spec, self.model_path, self.bf16)
+        params = lora_mod.count_parameters(self.model)
+        log.info("trainable parameters: %s", params)
+        self.metrics.update(params=params, data=self.data.stats)
+
+    def evaluate(self, which: str) -> None:
+        """`base` runs before training (LoRA B starts at zero: the wrapped model is still the base)."""
+        if which == "base" and not self.spec.eval.base_vs_tuned:
+            return
+        self.metrics[which] = self.evaluator.run(self.model, which)
+
+    def train(self) -> None:
+        spec, data = self.spec, self.data
+        prepare_deepspeed(spec.zero)
+        args = training_arguments(spec, self.run_dir, self.bf16)
+        callbacks = [metrics_callback(MetricsLog(self.run_dir / "metrics.jsonl")),
+                     *trial_callbacks(spec)]  # sweep jobs: report/prune
+        if spec.train.early_stopping_patience:
+            from transformers import EarlyStoppingCallback
+
+            callbacks.append(EarlyStoppingCallback(spec.train.early_stopping_patience))
+        trainer = make_trainer_class()(model=self.model, args=args, train_dataset=data.train, eval_dataset=data.val,
+                                       data_collator=Collator(self.tok.pad_token_id), callbacks=callbacks,
+                                       **optim_mod.trainer_kwargs(self.model, spec.optimizer, args))
+        # Tokens this process trained on: a resumed run counts only the epochs it ran itself. Read before
+        # training: save_total_limit may delete the resumed checkpoint while the run goes on.
+        resume = self.resume
+        epoch0 = read_json(Path(resume) / "trainer_state.json").get("epoch") or 0.0 if resume else 0.0
+        self.tracker.attach(trainer)
+        t_train = time.time()
+        result = trainer.train(resume_from_checkpoint=resume)
+        seconds = time.time() - t_train
+        tokens = data.stats["train"]["tokens"] * max((result.metrics.get("epoch") or 0.0) - epoch0, 0.0)
+        self.trainer, self.train_seconds, self.train_tokens = trainer, seconds, int(tokens)
+        self.metrics["train"] = {"seconds": round(seconds, 2), "steps": result.global_step,
+                                 "loss": result.training_loss, "tokens": int(tokens),
+                                 "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}
+
+    def record(self) -> float:
+        """Comparisons, cost, adapter, metrics.json, manifest, model card, W&B summary; the objective."""
+        spec, m = self.spec, self.metrics
+        m.update(self.evaluator.compare())  # delta, eval (forgetting, golden, off-domain), flags
+        m["wall_seconds"] = round(time.time() - self.t0, 2)
+        m["cost"] = account(self.train_tokens, self.train_seconds, m["wall_seconds"],
+                            spec.train.price_per_device_hour, m)
+        self.trainer.save_model(str(self.run_dir / "adapter"))  # every rank: ZeRO-3 gathers weights collectively
+        if not self.main:
+            return float("nan")
+        self.tok.save_pretrained(str(self.run_dir / "adapter"))
+        value = objective(spec, m)
+        m["objective"] = {"metric": spec.objective.metric, "value": value}
+        write_json(self.run_dir / "metrics.json", m)
+        self.manifest.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), data_sources=self.data.lineage)
+        write_json(self.run_dir / "manifest.json", self.manifest)
+        from ftx.record.card import write_card
+
+        write_card(self.run_dir)  # replaces PEFT's template README beside the adapter
+        self.tracker.summary(m, self.run_dir)
+        print_summary(m, self.run_dir)
+        return value
+
+    # ------------------------------------------------------------------ the flow
+
+    def execute(self) -> float:
+        with Tracker(self.spec.tracking) as tracker:  # the W&B run is finished whatever happens (multirun-safe)
+            self.setup(tracker)
+            self.prepare_data()
+            self.build()
+            self.evaluate("base")
+            self.train()
+            self.evaluate("tuned")
+            return self.record()
 
 
-def _execute(spec, cfg, run_dir: Path, overrides: list[str], tracker) -> float:
-    from ftx import lora as lora_mod
-    from ftx import model as model_mod
-    from ftx import optim as optim_mod
-    from ftx.data.build import prepare
-    from ftx.data.format import Collator
-    from ftx.track import metrics_callback
-    from ftx.train import apply_threads, build_model, is_main_process, use_bf16
-    from ftx.trainer import make_trainer_class, resume_checkpoint, training_arguments
-    from ftx.zero import prepare_deepspeed
-
-    t0 = time.time()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    main = is_main_process()
-    resume = resume_checkpoint(spec, run_dir)  # before record_spec overwrites the old config
-    manifest = record_spec(spec, cfg, run_dir, overrides) if main else {}
-    tracker.start(spec, run_dir, overrides)
-    apply_threads(spec.train.threads)
-    bf16 = use_bf16(spec.train.precision)
-
-    # Data first: bad data fails in seconds, before a model is loaded.
-    path = model_mod.resolve_model_path(spec.model)
-    tok = model_mod.load_tokenizer(spec.model, path)
-    data = prepare(spec.data, spec.curation, tok, run_dir if main else None)
-    log.info("data: %s", {k: data.stats[k]["examples"] for k in ("train", "val", "test", "general_eval")})
-    from ftx.eval.suite import Evaluator
-
-    evaluator = Evaluator(spec, tok, data, bf16, run_dir if main else None, path)  # bad prompt files fail here
-
-    # Model: load → quantise (4-bit CPU gradient trap guarded before the base evaluation below) → wrap.
-    model = build_model(spec, path, bf16)
-    params = lora_mod.count_parameters(model)
-    log.info("trainable parameters: %s", params)
-
-    collator = Collator(tok.pad_token_id)
-    metrics: dict = {"params": params, "data": data.stats}
-    if spec.eval.base_vs_tuned:
-        # LoRA B starts at zero, so the wrapped model still computes the base model here.
-        metrics["base"] = evaluator.run(model, "base")
-
-    metrics_log = MetricsLog(run_dir / "metrics.jsonl")
-    Trainer = make_trainer_class()
-    prepare_deepspeed(spec.zero)
-    args = training_arguments(spec, run_dir, bf16)
-    from ftx.sweep import trial_callbacks
-
-    callbacks = [metrics_callback(metrics_log), *trial_callbacks(spec)]  # sweep jobs: report/prune
-    if spec.train.early_stopping_patience:
-        from transformers import EarlyStoppingCallback
-
-        callbacks.append(EarlyStoppingCallback(spec.train.early_stopping_patience))
-    trainer = Trainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.val,
-                      data_collator=collator, callbacks=callbacks,
-                      **optim_mod.trainer_kwargs(model, spec.optimizer, args))
-    # Tokens this process trained on: a resumed run counts only the epochs it ran itself. Read before
-    # training: save_total_limit may delete the resumed checkpoint while the run goes on.
-    epoch0 = read_json(Path(resume) / "trainer_state.json").get("epoch") or 0.0 if resume else 0.0
-    tracker.attach(trainer)
-    t_train = time.time()
-    result = trainer.train(resume_from_checkpoint=resume)
-    train_seconds = time.time() - t_train
-    train_tokens = data.stats["train"]["tokens"] * max((result.metrics.get("epoch") or 0.0) - epoch0, 0.0)
-
-    metrics["tuned"] = evaluator.run(model, "tuned")
-    metrics["train"] = {"seconds": round(train_seconds, 2), "steps": result.global_step,
-                        "loss": result.training_loss, "tokens": int(train_tokens),
-                        "tokens_per_s": round(train_tokens / max(train_seconds, 1e-9), 1)}
-    metrics.update(evaluator.compare())  # delta, eval (forgetting, golden, off-domain), flags
-    metrics["wall_seconds"] = round(time.time() - t0, 2)
-    from ftx.cost import account
-
-    metrics["cost"] = account(int(train_tokens), train_seconds, metrics["wall_seconds"],
-                              spec.train.price_per_device_hour, metrics)
-    trainer.save_model(str(run_dir / "adapter"))  # on every rank: ZeRO-3 gathers weights collectively
-    if main:
-        tok.save_pretrained(str(run_dir / "adapter"))
-        objective = _objective(spec, metrics)
-        metrics["objective"] = {"metric": spec.objective.metric, "value": objective}
-        write_json(run_dir / "metrics.json", metrics)
-        manifest.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), data_sources=data.lineage)
-        write_json(run_dir / "manifest.json", manifest)
-        from ftx.card import write_card
-
-        write_card(run_dir)  # replaces PEFT's template README beside the adapter
-        tracker.summary(metrics, run_dir)
-        _print_summary(metrics, run_dir)
-        return objective
-    return float("nan")
-
-
-def _objective(spec, metrics: dict) -> float:
-    from ftx.errors import ConfigError
-
+def objective(spec, metrics: dict) -> float:
     node = metrics
     for part in spec.objective.metric.split("/"):
         if not isinstance(node, dict) or part not in node:
@@ -135,12 +166,35 @@ def _objective(spec, metrics: dict) -> float:
     return float(node)
 
 
-def _print_summary(metrics: dict, run_dir: Path) -> None:
-    from ftx.eval.suite import summary_table
-
+def print_summary(metrics: dict, run_dir: Path) -> None:
     lines = summary_table(metrics)
     tr = metrics["train"]
     lines.append(f"train: {tr['steps']} steps in {tr['seconds']:.1f}s, {tr['tokens_per_s']:.0f} tokens/s; "
                  f"objective {metrics['objective']['metric']} = {metrics['objective']['value']:.4f}")
     lines.append(f"run dir: {run_dir}")
     print("\n".join(lines), flush=True)
+
+
+def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
+    return Recipe(spec, cfg, run_dir, overrides).execute()
+
+
+def run(cfg) -> float:
+    """The task function: one validated run spec, executed end to end. Returns the objective."""
+    from hydra.core.hydra_config import HydraConfig
+
+    spec = build_spec(cfg)
+    dist.submitit_ranks()
+    if not dist.is_main_process():  # only rank 0 writes into the run dir, logs included
+        for h in [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]:
+            logging.getLogger().removeHandler(h)
+    hydra = HydraConfig.initialized()
+    run_dir = Path(HydraConfig.get().runtime.output_dir) if hydra else Path(cfg.get("run_dir") or ".")
+    overrides = list(HydraConfig.get().overrides.task) if hydra else []
+    try:
+        return execute(spec, cfg, run_dir, overrides)
+    except Exception as e:  # a full disk while saving a checkpoint surfaces as a library's RuntimeError
+        full = as_disk_full(e, run_dir.resolve())
+        if full is None:
+            raise
+        raise full from None

@@ -8,7 +8,6 @@ import json
 import math
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -17,13 +16,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
 
+from ftx.secrets import redact_text
+
 TRACKED_PACKAGES = ("ftx", "torch", "transformers", "peft", "accelerate", "bitsandbytes", "deepspeed",
                     "datasets", "hydra-core", "omegaconf", "optuna", "wandb", "datasketch", "scikit-learn")
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-# Names of environment variables that hold secrets; neither they nor their values are ever written.
-SECRET_NAME = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWD|CREDENTIALS?)$|PASSWORD|SECRET", re.I)
 
 
 def disk_full(path: Path) -> "Exception":
@@ -47,30 +46,6 @@ def as_disk_full(e: BaseException, where) -> "Optional[Exception]":
     return None
 
 
-def secret_values() -> list[str]:
-    """Values of environment variables whose names look like keys, tokens or passwords."""
-    return sorted({v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 6}, key=len, reverse=True)
-
-
-def check_no_secrets(overrides: list[str]) -> None:
-    """Overrides end up in run directories (.hydra/, manifest): refuse secret-looking keys and values."""
-    from ftx.errors import ConfigError
-
-    values = secret_values()
-    for o in overrides:
-        key, _, value = o.partition("=")
-        key = key.lstrip("+~")
-        flag = value.strip().lower() in ("", "true", "false", "null", "none")  # e.g. curation.pii.api_key=false
-        if (SECRET_NAME.search(key.rsplit(".", 1)[-1]) and not flag) or (value and any(v in value for v in values)):
-            raise ConfigError(f"{key}: looks like a secret; ftx never takes secrets as overrides because overrides "
-                              "are written to the run directory (set WANDB_API_KEY / HF_TOKEN in the environment)")
-
-
-def redact(text: str) -> str:
-    for v in secret_values():
-        text = text.replace(v, "<redacted>")
-    return text
-
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temporary file beside `path`, fsync, then rename: readers never see half a file.
@@ -87,7 +62,7 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(redact(text))
+            f.write(redact_text(text))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -164,7 +139,7 @@ def environment() -> dict:
     return {"python": sys.version.split()[0], "platform": platform.platform(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.is_available(), "packages": versions, "git_sha": git_sha(),
-            "argv": [redact(a) for a in sys.argv]}
+            "argv": [redact_text(a) for a in sys.argv]}
 
 
 def checkpoint_problem(ckpt: Path) -> Optional[str]:

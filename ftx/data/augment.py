@@ -16,51 +16,18 @@ same curation filters as real data, gets `data.weights.synthetic` as loss weight
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
-from ftx.errors import ConfigError, require
+from ftx.spec.data import AugmentConfig
 
 log = logging.getLogger(__name__)
-KINDS = ("paraphrase", "backtranslate")
 PROMPTS = {
     "paraphrase": "Rewrite this question in different words. Reply with the new question only.\n\n"
                   "Question: {prompt}",
     "backtranslate": "Here is an answer. Write the question it answers. Reply with the question only.\n\n"
                      "Answer: {response}",
 }
-
-
-@dataclass
-class AugmentConfig:
-    """`ftx augment`: which synthetic records the base model writes (see ftx/data/augment.py)."""
-
-    kinds: List[str] = field(default_factory=lambda: list(KINDS))
-    """paraphrase and/or backtranslate."""
-    per_record: int = 1
-    """Generations per source record and kind (sampled when > 1, greedy when 1)."""
-    max_records: Optional[int] = None
-    """Augment at most this many source records (null: all domain records)."""
-    max_new_tokens: int = 64
-    temperature: float = 0.8
-    """Sampling temperature when per_record > 1."""
-    min_chars: int = 8
-    """Generations shorter than this (after cleaning) are counted as empty and not written."""
-    require_question: bool = True
-    """Keep only generations that end with '?' (small models often answer instead of asking)."""
-    seed: int = 0
-
-    def check(self) -> None:
-        for k in self.kinds:
-            require(k in KINDS, "data.augment.kinds", f"unknown kind {k!r} (valid: {', '.join(KINDS)})")
-        require(bool(self.kinds), "data.augment.kinds", "is empty (use paraphrase and/or backtranslate)")
-        require(self.per_record >= 1, "data.augment.per_record", f"must be >= 1, got {self.per_record}")
-        require(self.max_new_tokens >= 4, "data.augment.max_new_tokens", f"must be >= 4, got {self.max_new_tokens}")
-        require(self.temperature > 0, "data.augment.temperature", f"must be > 0, got {self.temperature}")
 
 
 def _pair(rec: dict) -> tuple[Optional[str], str]:
@@ -152,47 +119,3 @@ def drop_held_out_derivatives(parts: dict, ledger=None) -> int:
     return len(leak)
 
 
-def cmd_augment(args: list[str]) -> None:
-    """`ftx augment [overrides] --out FILE`: synthetic records from the domain sources, written by the model."""
-    from ftx.cli import _split_args, compose
-    from ftx.data.sources import load_sources
-    from ftx.model import load_model, load_tokenizer, resolve_model_path
-    from ftx.runs import atomic_write_text, write_json
-    from ftx.spec import build_spec
-
-    if any(a in ("-h", "--help") for a in args):
-        print(__doc__.strip())
-        return
-    out = None
-    rest = []
-    it = iter(args)
-    for a in it:
-        if a == "--out":
-            out = next(it, None)
-        elif a.startswith("--out="):
-            out = a.split("=", 1)[1]
-        else:
-            rest.append(a)
-    if not out:
-        raise ConfigError("ftx augment: --out FILE is required (where to write the synthetic .jsonl)")
-    overrides, flags, _ = _split_args(rest)
-    if flags:
-        raise ConfigError(f"ftx augment: unknown flag {flags[0]!r} (flags: --out FILE)")
-    spec = build_spec(compose(overrides))
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    domain = {k: s for k, s in spec.data.sources.items() if s.role == "domain"}
-    records, _ = load_sources(domain)
-    records = [r for r in records if not r.get("synthetic")]
-    path = resolve_model_path(spec.model)
-    tok = load_tokenizer(spec.model, path)
-    model = load_model(spec.model, path).eval()
-    t0 = time.time()
-    synth, stats = augment(records, model, tok, spec.data.augment)
-    out = Path(out)
-    atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in synth))
-    write_json(out.with_suffix(".stats.json"), {"model": spec.model.name, "source_records": len(records),
-                                                "seconds": round(time.time() - t0, 2), "kinds": stats})
-    for kind, s in stats.items():
-        print(f"{kind}: {s['generated']} generated, {s['written']} written; rejected: {s['empty']} empty, "
-              f"{s['not_question']} not a question, {s['copied']} copied")
-    print(f"{len(synth)} synthetic records → {out} (use it as a source with role: synthetic)")

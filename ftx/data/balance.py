@@ -17,52 +17,13 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
-from dataclasses import field as _field
-from typing import Dict, Optional
+from typing import Optional
 
 from ftx.data.ledger import Ledger
-from ftx.errors import DataError, require
+from ftx.errors import DataError
+from ftx.spec.data import BalanceConfig
 
-STRATEGIES = ("none", "cap", "upsample", "class_weights")
 MISSING = "(none)"
-REFUSAL = (r"\b(i (can ?not|can't|cannot|am (not able|unable) to|won't|will not) (answer|help|provide|assist|do that)"
-           r"|i'm (sorry|afraid),? (but )?i (can't|cannot)|as an ai( language model)?)\b")
-
-
-@dataclass
-class BalanceConfig:
-    """Class and response-pattern distribution report; rebalancing of the training split."""
-
-    field: Optional[str] = None
-    """Record field holding the class (label, category, intent; a list counts its first item); null: no class report."""
-    patterns: Dict[str, str] = _field(default_factory=lambda: {"refusal": REFUSAL})
-    """Named regexes (case-insensitive) matched against the response (raw text: the whole text)."""
-    max_pattern_share: Optional[float] = None
-    """Stop with an error when a pattern's share of training responses is above this (null: report only)."""
-    strategy: str = "none"
-    """none | cap | upsample | class_weights (needs `field`)."""
-    cap: Optional[int] = None
-    """strategy=cap: the most training records any class keeps."""
-    target: Optional[int] = None
-    """strategy=upsample: records per class after repeating (null: the largest class's count)."""
-    seed: int = 0
-
-    def check(self) -> None:
-        require(self.strategy in STRATEGIES, "data.balance.strategy",
-                f"must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
-        require(self.strategy == "none" or bool(self.field), "data.balance.field",
-                f"is needed by data.balance.strategy={self.strategy} (e.g. label, category, intent)")
-        require(self.strategy != "cap" or (self.cap is not None and self.cap > 0), "data.balance.cap",
-                f"must be a positive count with strategy=cap, got {self.cap}")
-        require(self.target is None or self.target > 0, "data.balance.target", f"must be > 0 or null, got {self.target}")
-        require(self.max_pattern_share is None or 0 < self.max_pattern_share <= 1, "data.balance.max_pattern_share",
-                f"must be in (0, 1] or null, got {self.max_pattern_share}")
-        for name, rx in self.patterns.items():
-            try:
-                re.compile(rx)
-            except re.error as e:
-                require(False, f"data.balance.patterns.{name}", f"is not a valid regex ({e})")
 
 
 def class_of(rec: dict, key: str) -> str:

@@ -12,14 +12,14 @@ from ftx.data import balance
 from ftx.data import format as fmt
 from ftx.data import versions
 from ftx.data.augment import drop_held_out_derivatives
-from ftx.data.config import DataConfig
-from ftx.data.curate.config import CurationConfig
 from ftx.data.curate.pipeline import curate
 from ftx.data.ledger import Ledger
 from ftx.data.plan import Examples, assign_weights, curriculum, decontaminate, mix, split, split_key
 from ftx.data.sources import load_sources, text_view
 from ftx.errors import DataError
 from ftx.runs import sha256_text, write_json
+from ftx.spec.curation import CurationConfig
+from ftx.spec.data import DataConfig
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test", "general_eval")

@@ -14,10 +14,10 @@ import logging
 import random
 from typing import Optional
 
-from ftx.data.config import FormatConfig
 from ftx.data.plan import Examples
+from ftx.engine.model import CHATML_TEMPLATE
 from ftx.errors import ConfigError, DataError
-from ftx.model import CHATML_TEMPLATE
+from ftx.spec.data import FormatConfig
 
 log = logging.getLogger(__name__)
 IGNORE = -100

@@ -13,9 +13,9 @@ import re
 from collections import defaultdict
 from typing import Optional
 
-from ftx.data.config import DataConfig, SplitConfig
 from ftx.data.ledger import Ledger
 from ftx.errors import DataError
+from ftx.spec.data import DataConfig, SplitConfig
 
 HELD_OUT = ("val", "test", "general_eval")
 

@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 from typing import Iterator, Optional
 
-from ftx.data.config import SourceConfig
+from ftx import ASSETS
 from ftx.data.ledger import Ledger
 from ftx.errors import DataError
+from ftx.spec.data import SourceConfig
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MAX_RECORD_BYTES = 8 * 1024 * 1024
 
 

@@ -1,6 +1,3 @@
 """Evaluation: held-out loss and perplexity, generation metrics, forgetting, golden set, off-domain
-probe and LLM-as-judge, base vs tuned (`suite.Evaluator`); `ftx eval RUN_DIR` (`rerun`)."""
-
-from ftx.eval.config import EvalConfig
-
-__all__ = ["EvalConfig"]
+probe and LLM-as-judge, base vs tuned (`suite.Evaluator`). Its schema is ftx/spec/eval.py;
+`ftx eval RUN_DIR` is ftx/cli/eval.py over ftx/record/rerun.py."""

@@ -93,7 +93,7 @@ def load_judge(cfg, context: dict) -> Optional[Judge]:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from ftx.model import load_tokenizer
+        from ftx.engine.model import load_tokenizer
 
         path = cfg.model or context["path"]
         tok = load_tokenizer(context["model_cfg"], path) if cfg.model is None else AutoTokenizer.from_pretrained(path)

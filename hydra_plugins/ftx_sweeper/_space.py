@@ -181,7 +181,7 @@ def check(space: Space, cfg, config_loader) -> None:
     """Every parameter names a key of the composed config or a config group with those options."""
     from omegaconf import OmegaConf
 
-    from ftx.spec import unknown_key_message
+    from ftx.spec.run import unknown_key_message
 
     missing = object()
     for key, dist in space.distributions.items():

@@ -18,7 +18,7 @@ from typing import List
 
 from . import _space
 
-log = logging.getLogger("ftx.sweep")
+log = logging.getLogger("ftx.track.sweep")
 
 MAX_RETRY = 2
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ftx.runs import atomic_write_text  # a killed report never leaves half a best_overrides.txt
 
-log = logging.getLogger("ftx.sweep")
+log = logging.getLogger("ftx.track.sweep")
 
 PLOTS = {  # file stem → optuna.visualization function name
     "history": "plot_optimization_history",

@@ -25,10 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 from ftx.errors import ConfigError, FtxError, RunError
 from ftx.runs import atomic_write_text
 
-from . import config as _config  # noqa: F401  (registers hydra/sweeper=ftx and the sweep group)
 from . import _space, _study
+from . import config as _config  # noqa: F401  (registers hydra/sweeper=ftx and the sweep group)
 
-log = logging.getLogger("ftx.sweep")
+log = logging.getLogger("ftx.track.sweep")
 class FtxSweeper(Sweeper):
     def __init__(self, study: Optional[str] = None, storage: Optional[str] = None, direction: Any = None,
                  objectives: Optional[List[str]] = None, n_trials: int = 20, n_jobs: int = 1,
@@ -63,7 +63,7 @@ class FtxSweeper(Sweeper):
     def _sweep(self, arguments: List[str]) -> List[Any]:
         import optuna
 
-        from ftx.sweep import describe_storage, job_storage_ref, make_pruner, open_storage
+        from ftx.track.sweep import describe_storage, job_storage_ref, make_pruner, open_storage
 
         cfg = self.config
         if "ftx_sweep_file_error" in cfg:
@@ -179,7 +179,7 @@ class FtxSweeper(Sweeper):
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
 
-        from ftx.spec import build_spec, explain
+        from ftx.spec.run import build_spec, explain
 
         try:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))

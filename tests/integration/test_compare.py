@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ftx.card import fmt
+from ftx.record.card import fmt
 from tests.conftest import run_ftx, write_jsonl
 
 WORDS = "request header status cache proxy cookie server client method body token route".split()

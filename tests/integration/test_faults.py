@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-import ftx.cli as cli
+import ftx.cli.main as cli
 from ftx.errors import RunError
 from ftx.runs import MetricsLog, atomic_write_text, write_json
+from ftx.spec.tree import compose
 from tests.conftest import ftx_env, write_jsonl
 
 FULL = "no space left on device (the previous version, if any, is intact; free some space and run again)"
@@ -63,7 +64,7 @@ def test_full_disk_in_the_run_directory(tmp_path, monkeypatch, capsys):
 
 
 def test_a_full_disk_elsewhere_is_one_line_too(monkeypatch, capsys):
-    import ftx.data.curate.cli as curate_cli
+    import ftx.cli.curate as curate_cli
 
     def boom(args):
         raise OSError(errno.ENOSPC, "No space left on device", "/ckpt/optimizer.pt")
@@ -121,7 +122,7 @@ def _popen(args: list[str], cwd: Path) -> subprocess.Popen:
 @pytest.mark.slow
 def test_sigkill_during_curation_then_rerun_matches_a_clean_run(ftx, tmp_path):
     """Killed after some stages were cached: the rerun reuses them and ends exactly like a clean run."""
-    pages = [json.loads(l) for l in (Path(cli.__file__).parent / "assets/demo/raw_pages.jsonl").read_text().splitlines()]
+    pages = [json.loads(l) for l in (Path(cli.__file__).parent.parent / "assets/demo/raw_pages.jsonl").read_text().splitlines()]
     # enough text that the later stages take seconds: copies with a varying tail (some near duplicates)
     big = [{"id": f"{p['id']}-{k}", "text": p["text"] + f" Revision {k} of this page, section {k * 7 % 13}."}
            for k in range(40) for p in pages]
@@ -210,7 +211,7 @@ NON_ATOMIC_OK = {
     "ftx/data/curate/cache.py": "stage entries are written in a temporary folder and renamed whole",
 }
 NON_ATOMIC_LINES = {  # (file, text in the line): why
-    ("ftx/cli.py", "write_text(str(run_dir"): "the rank-0 run-dir note (engine: written to a temp name and renamed)",
+    ("ftx/cli/train.py", "write_text(str(run_dir"): "the rank-0 run-dir note (engine: written to a temp name and renamed)",
 }
 
 
@@ -219,7 +220,7 @@ def test_everything_a_later_step_reads_is_written_atomically():
     through ftx.runs.atomic_write_text, unless NON_ATOMIC_OK says why not."""
     import re
 
-    root = Path(cli.__file__).resolve().parent.parent
+    root = Path(cli.__file__).resolve().parent.parent.parent
     pattern = re.compile(r"\.write_text\(|\.write_bytes\(|open\([^)]*['\"][wa]b?['\"]|\.to_csv\([^)]|json\.dump\(|"
                          r"OmegaConf\.save\(")
     offenders = []
@@ -236,8 +237,8 @@ def test_everything_a_later_step_reads_is_written_atomically():
 
 
 def test_a_byte_order_mark_on_the_first_line_is_not_an_error(tmp_path):
-    from ftx.data.config import SourceConfig
     from ftx.data.sources import read_source
+    from ftx.spec.data import SourceConfig
 
     path = tmp_path / "bom.jsonl"
     path.write_bytes(b'\xef\xbb\xbf{"text": "first"}\r\n{"text": "second"}\r\n')  # Notepad's UTF-8
@@ -249,7 +250,7 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_run_error(monkeypatch, tmp
     real on a 400 KiB tmpfs: `ftx train` stopped with this line at checkpoint-6, and after more space
     train.resume=if_present went on from checkpoint-3 with every step logged once.)"""
     import ftx.pipeline
-    from ftx.train import run
+    from ftx.pipeline import run
 
     def save_fails(*a, **k):
         try:
@@ -260,7 +261,7 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_run_error(monkeypatch, tmp
     monkeypatch.setattr(ftx.pipeline, "execute", save_fails)
     monkeypatch.chdir(tmp_path)  # outside Hydra the run dir is the working directory
     with pytest.raises(RunError) as e:
-        run(cli.compose(["model=tiny_llama"]))
+        run(compose(["model=tiny_llama"]))
     assert str(e.value) == f"{tmp_path}: {FULL}"
 
 
@@ -268,7 +269,7 @@ def test_resume_auto_passes_over_a_damaged_checkpoint(tmp_path, caplog):
     import torch
     from safetensors.torch import save_file
 
-    from ftx.trainer import newest_checkpoint
+    from ftx.engine.trainer import newest_checkpoint
 
     for step in (3, 6):
         ck = tmp_path / "checkpoints" / f"checkpoint-{step}"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ftx.runs import check_no_secrets, redact, secret_values
+from ftx.secrets import check_no_secrets, redact, secret_values
 from tests.conftest import ftx_env, write_jsonl
 
 SECRETS = {"WANDB_API_KEY": "wb0123456789abcdefSECRET", "HF_TOKEN": "hf_SECRETtokenvalue42",
@@ -50,4 +50,4 @@ def test_secret_overrides_are_refused_and_values_redacted(monkeypatch):
         with pytest.raises(Exception, match="looks like a secret"):
             check_no_secrets([bad])
     check_no_secrets(["curation.pii.api_key=false", "lora.r=8", "data.mix.unit=tokens", "model.tiny.num_key_value_heads=2"])
-    assert redact(f"argv --x={SECRETS['OPENAI_API_KEY']}") == "argv --x=<redacted>"
+    assert redact(f"argv --x={SECRETS['OPENAI_API_KEY']}") == "argv --x=***"

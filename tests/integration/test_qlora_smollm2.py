@@ -31,12 +31,12 @@ def test_qlora_nf4_trains_smollm2_and_exports(ftx):
 
 @pytest.mark.slow
 def test_smollm2_4bit_lora_gradients_survive_an_eval_forward():
-    from ftx import lora as lora_mod
-    from ftx import model as model_mod
-    from ftx import quant as quant_mod
-    from ftx.lora import LoraConfig
-    from ftx.model import ModelConfig
-    from ftx.quant import QuantConfig
+    from ftx.engine import lora as lora_mod
+    from ftx.engine import model as model_mod
+    from ftx.engine import quant as quant_mod
+    from ftx.spec.lora import LoraConfig
+    from ftx.spec.model import ModelConfig
+    from ftx.spec.quant import QuantConfig
 
     cfg, qcfg = ModelConfig(), QuantConfig(mode="nf4")
     model = model_mod.load_model(cfg, None, quant_mod.bnb_config(qcfg, bf16=True), quant_mod.device_map(qcfg))

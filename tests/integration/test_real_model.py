@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from ftx.model import ModelConfig, convert_gguf
+from ftx.engine.model import convert_gguf
+from ftx.spec.model import ModelConfig
 
 
 @pytest.mark.slow

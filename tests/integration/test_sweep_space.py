@@ -12,9 +12,9 @@ import pytest
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-import ftx.spec  # noqa: F401  (registers the ftx_schema the conf/ defaults name)
-from ftx.cli import CONF_DIR
+import ftx.spec.run  # noqa: F401  (registers the ftx_schema the conf/ defaults name)
 from ftx.errors import ConfigError
+from ftx.spec.tree import CONF_DIR
 from hydra_plugins.ftx_sweeper import _space
 from hydra_plugins.ftx_sweeper.config import sweeps_dir
 
@@ -126,7 +126,7 @@ def test_grid_needs_finite_values():
 
 
 def test_storage_urls(tmp_path, monkeypatch):
-    from ftx.sweep import describe_storage, job_storage_ref, open_storage
+    from ftx.track.sweep import describe_storage, job_storage_ref, open_storage
 
     for url, needle in [("foo", "'foo' is not a storage URL"), ("nosuchdb://x/y", "unknown database 'nosuchdb'"),
                         ("postgresql://u:pw@localhost:1/db", "cannot open 'postgresql://u:***@localhost:1/db'")]:
@@ -148,7 +148,7 @@ def test_storage_urls(tmp_path, monkeypatch):
 
 
 def test_multirun_overrides_are_parsed_up_front():
-    from ftx.sweep import check_overrides
+    from ftx.track.sweep import check_overrides
 
     check_overrides(["lora.r=choice(4,8)", "optimizer.lr=tag(log, interval(1e-5, 1e-2))"])
     with pytest.raises(ConfigError) as err:
@@ -157,7 +157,7 @@ def test_multirun_overrides_are_parsed_up_front():
 
 
 def test_pruners():
-    from ftx.sweep import make_pruner
+    from ftx.track.sweep import make_pruner
 
     assert isinstance(make_pruner({"name": "median"}), optuna.pruners.MedianPruner)
     assert isinstance(make_pruner({"name": "hyperband", "max_resource": "12"}), optuna.pruners.HyperbandPruner)
@@ -168,7 +168,7 @@ def test_pruners():
 
 def test_job_rebuilds_its_trial_reports_and_is_pruned(tmp_path):
     """The job side: a fresh Trial from storage + study name + trial id; a bad loss raises TrialPruned."""
-    from ftx.sweep import trial_callbacks
+    from ftx.track.sweep import trial_callbacks
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(study_name="s", storage=url)
@@ -227,7 +227,7 @@ def test_sweep_files_open_with_their_command_and_their_space_checks(path, hydra_
     space = _space.build(sweeper["params"], [])
     _space.check(space, cfg, loader)
     assert space.distributions
-    from ftx.sweep import make_pruner
+    from ftx.track.sweep import make_pruner
 
     make_pruner(sweeper["pruner"])
     if sweeper["sampler"]["name"] == "grid":
@@ -243,8 +243,8 @@ def test_required_sweep_files_exist():
 
 
 def test_sweep_report_needs_a_sweep_dir(tmp_path):
+    from ftx.cli.sweep_report import cmd_sweep_report
     from ftx.errors import RunError
-    from ftx.sweep import cmd_sweep_report
 
     with pytest.raises(RunError, match="no sweep.json .not an ftx sweep directory.; pass --storage and --study"):
         cmd_sweep_report([str(tmp_path)])

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from ftx.data.curate.agreement import fleiss_kappa, statistics
-from ftx.data.curate.config import CurationConfig
 from ftx.data.curate.pipeline import curate, run
 from ftx.data.ledger import Ledger
 from ftx.data.plan import assign_weights
-from ftx.data.config import DataConfig, SourceConfig
 from ftx.errors import ConfigError
+from ftx.spec.curation import CurationConfig
+from ftx.spec.data import DataConfig, SourceConfig
 
 # Fleiss (1971) as worked on Wikipedia: 10 items, 14 raters, 5 categories; kappa = 0.20993.
 FLEISS_TABLE = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],

@@ -9,10 +9,11 @@ import pytest
 
 from ftx.data.augment import AugmentConfig, augment, clean
 from ftx.data.build import prepare
-from ftx.data.config import DataConfig, FormatConfig, SourceConfig
-from ftx.data.curate.config import CurationConfig
+from ftx.engine.model import load_model, load_tokenizer
 from ftx.errors import ConfigError
-from ftx.model import ModelConfig, load_model, load_tokenizer
+from ftx.spec.curation import CurationConfig
+from ftx.spec.data import DataConfig, FormatConfig, SourceConfig
+from ftx.spec.model import ModelConfig
 from tests.conftest import write_jsonl
 
 TINY = ModelConfig(source="tiny", dtype="fp32")

@@ -10,11 +10,12 @@ import pytest
 from ftx.data import balance
 from ftx.data.balance import BalanceConfig
 from ftx.data.build import prepare
-from ftx.data.config import DataConfig, FormatConfig, SourceConfig
-from ftx.data.curate.config import CurationConfig
 from ftx.data.ledger import Ledger
+from ftx.engine.model import load_tokenizer
 from ftx.errors import ConfigError, DataError
-from ftx.model import ModelConfig, load_tokenizer
+from ftx.spec.curation import CurationConfig
+from ftx.spec.data import DataConfig, FormatConfig, SourceConfig
+from ftx.spec.model import ModelConfig
 from tests.conftest import write_jsonl
 
 

@@ -2,7 +2,7 @@
 stderr they get (exit code 2, no traceback), and the check. docs/errors.md lists every entry
 (`python -m tests.unit.test_catalogue` prints the table; a test below keeps the two in sync).
 
-Entries run in-process through `ftx.cli.main` (compose, validation, data loading with the tiny
+Entries run in-process through `ftx.cli.main.main` (compose, validation, data loading with the tiny
 model's tokenizer), so the module stays fast. `{d}` in a message is the test's data directory,
 `{conf}` its config directory. Faults that need a real run (SIGKILL, full disk, resume) live in
 tests/integration/test_faults*.py and are listed in FAULTS with where their test is.
@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-import ftx.cli as cli
+import ftx.cli.main as cli
+from ftx.spec import tree
+from ftx.spec.tree import compose
 from tests.conftest import ROOT, run_ftx, write_jsonl
 
 
@@ -280,9 +282,9 @@ def files(tmp_path_factory):
         if config is None:
             from omegaconf import OmegaConf
 
-            from ftx.spec import as_dict, build_spec
+            from ftx.spec.run import as_dict, build_spec
 
-            config = OmegaConf.to_yaml(OmegaConf.create(as_dict(build_spec(cli.compose(TINY)))))
+            config = OmegaConf.to_yaml(OmegaConf.create(as_dict(build_spec(compose(TINY)))))
         (run / "config.yaml").write_text(config)
         (run / "metrics.json").write_text(metrics)
         (run / "manifest.json").write_text("{}")
@@ -298,7 +300,8 @@ def pickle_model(dst: Path) -> Path:
     import torch
     from safetensors.torch import load_file
 
-    from ftx.model import ModelConfig, build_tiny
+    from ftx.engine.model import build_tiny
+    from ftx.spec.model import ModelConfig
 
     src = Path(build_tiny(ModelConfig(source="tiny")))
     dst.mkdir()
@@ -312,8 +315,8 @@ def pickle_model(dst: Path) -> Path:
 def fill(text: str, d, conf, experiments: str = "") -> str:
     from dataclasses import fields
 
-    from ftx.lora import LoraConfig
-    from ftx.train import TrainConfig
+    from ftx.spec.lora import LoraConfig
+    from ftx.spec.train import TrainConfig
 
     experiments = experiments or ", ".join(sorted(p.stem for p in (Path(conf) / "experiment").glob("*.yaml")))
     return text.format(d=d, conf=conf, commands=", ".join(cli.COMMANDS), experiments=experiments,
@@ -333,7 +336,7 @@ def run_main(args: list[str], capsys) -> tuple[int, str]:
 @pytest.mark.parametrize("entry", CATALOGUE, ids=[e.id for e in CATALOGUE])
 def test_entry(entry, files, capsys, monkeypatch, tmp_path):
     d, conf = files
-    monkeypatch.setattr(cli, "CONF_DIR", conf)
+    monkeypatch.setattr(tree, "CONF_DIR", conf)
     monkeypatch.chdir(tmp_path)
     args = [fill(a, d, conf) for a in entry.args]
     if entry.subprocess:
@@ -369,8 +372,9 @@ def test_remote_code_is_off_and_weights_are_safetensors_unless_configured(monkey
     model.use_safetensors=false allows pickle weights and warns."""
     import transformers
 
-    from ftx.model import ModelConfig, load_model, load_tokenizer
-    from ftx.spec import RunSpec
+    from ftx.engine.model import load_model, load_tokenizer
+    from ftx.spec.model import ModelConfig
+    from ftx.spec.run import RunSpec
 
     d, _ = files
     spec = RunSpec()
@@ -385,7 +389,7 @@ def test_remote_code_is_off_and_weights_are_safetensors_unless_configured(monkey
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", tok)
     cfg = ModelConfig(source="path", name_or_path=str(d / "pickle_model"), use_safetensors=False)
     load_tokenizer(cfg)
-    with caplog.at_level("WARNING", logger="ftx.model"):
+    with caplog.at_level("WARNING", logger="ftx.engine.model"):
         model = load_model(cfg)  # the pickle folder loads only because the config allows it
     assert "model.use_safetensors=false: pickle weights may execute code when loaded" in caplog.text
     assert model.config.hidden_size == ModelConfig().tiny.hidden_size and seen == [("tokenizer", False)]

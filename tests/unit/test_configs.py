@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ftx.cli import CONF_DIR, compose
 from ftx.errors import ConfigError
-from ftx.spec import RunSpec, as_dict, build_spec, spec_hash
+from ftx.spec.run import RunSpec, as_dict, build_spec, spec_hash
+from ftx.spec.tree import CONF_DIR, compose
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra"))
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF_DIR / g).glob("*.yaml"))]

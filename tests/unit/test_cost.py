@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ftx import cost
+from ftx.track import cost
 
 
 def test_cost_fields_are_consistent():

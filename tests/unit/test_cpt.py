@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ftx.cpt import load_init_adapter
 from ftx.data import format as fmt
-from ftx.data.config import FormatConfig
+from ftx.engine.build import load_init_adapter
+from ftx.engine.model import load_model, load_tokenizer
 from ftx.errors import ConfigError, ModelError
-from ftx.model import ModelConfig, load_model, load_tokenizer
+from ftx.spec.data import FormatConfig
+from ftx.spec.model import ModelConfig
 
 TINY = ModelConfig(source="tiny", dtype="fp32")
 
@@ -54,8 +55,8 @@ def test_init_adapter_loads_the_first_stage_weights(tmp_path):
 
 
 def test_objective_cpt_sets_the_data_plan_and_rejects_conflicts():
-    from ftx.cli import compose
-    from ftx.spec import build_spec
+    from ftx.spec.run import build_spec
+    from ftx.spec.tree import compose
 
     spec = build_spec(compose(["train.objective=cpt", "train.cpt_general_share=0.1"]))
     f = spec.data.format

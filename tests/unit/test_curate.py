@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ftx.data.curate.config import CurationConfig
 from ftx.data.curate.pipeline import run
 from ftx.data.ledger import Ledger
 from ftx.errors import ConfigError, DataError
+from ftx.spec.curation import CurationConfig
 
 HTTP = [
     "The HTTP 404 status code means the server cannot find the requested resource on the origin server.",

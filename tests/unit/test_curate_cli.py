@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from ftx.cli import main
+from ftx.cli.main import main
 from tests.conftest import write_jsonl
 from tests.unit.test_curate import HTTP
 from tests.unit.test_curate_relevance import doc, labelled

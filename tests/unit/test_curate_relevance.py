@@ -84,8 +84,8 @@ def test_calibrated_threshold_meets_target_precision_on_held_out_data(tmp_path, 
 def test_calibration_holds_across_independent_draws():
     """Not luck: over 20 dev/held-out draws the confidence-bounded threshold meets the target on held-out
     data nearly always, while the plain dev-precision threshold does so only about half the time."""
-    from ftx.data.curate.config import RelevanceConfig
     from ftx.data.curate.scorers import fit
+    from ftx.spec.curation import RelevanceConfig
 
     rng = random.Random(7)
     seed_texts = [doc(rng, 1.0) for _ in range(20)]
@@ -163,8 +163,8 @@ def test_active_learning_export_and_feedback_loop(tmp_path, seeds):
     report = json.loads((out / "report.json").read_text())
     assert report["stages"][0]["artifacts"]["active_learning_exported"] == 12
     # nothing outside the export is nearer the threshold than the farthest exported record
-    from ftx.data.curate.scorers import fit
     from ftx.data.curate.relevance import load_sets
+    from ftx.data.curate.scorers import fit
 
     s, _, _ = load_sets(cfg.relevance)
     texts = [r["text"] for r in records]

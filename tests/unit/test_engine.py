@@ -9,11 +9,12 @@ import pytest
 import torch
 import yaml
 
-from ftx import cli
-from ftx.cli import compose
+from ftx.cli import args as cli_args
+from ftx.cli import train as cli_train
+from ftx.engine.zero import deepspeed_config
 from ftx.errors import ConfigError, RunError
-from ftx.spec import as_dict, build_spec
-from ftx.zero import deepspeed_config
+from ftx.spec.run import as_dict, build_spec
+from ftx.spec.tree import compose
 
 ZERO = {"none": (None, False, False), "zero1": (1, False, False), "zero2": (2, False, False),
         "zero3": (3, False, False), "zero2_offload": (2, True, False), "zero3_offload": (3, True, True)}
@@ -71,7 +72,7 @@ def test_engine_bad_input_is_one_line_naming_the_key(overrides, needle):
 
 
 def test_lora_alpha_defaults_to_twice_r_and_variants_map_to_peft():
-    from ftx.lora import peft_config
+    from ftx.engine.lora import peft_config
 
     for option, dora, rs in (("lora", False, False), ("dora", True, False), ("rslora", False, True)):
         spec = build_spec(compose([f"lora={option}", "lora.r=6"]))
@@ -82,13 +83,15 @@ def test_lora_alpha_defaults_to_twice_r_and_variants_map_to_peft():
 
 
 def _tiny_model():
-    from ftx.model import ModelConfig, load_model
+    from ftx.engine.model import load_model
+    from ftx.spec.model import ModelConfig
 
     return load_model(ModelConfig(name="tiny-llama", source="tiny", dtype="fp32"))
 
 
 def test_lora_unknown_target_module_is_one_line():
-    from ftx.lora import LoraConfig, wrap
+    from ftx.engine.lora import wrap
+    from ftx.spec.lora import LoraConfig
 
     with pytest.raises(ConfigError) as e:
         wrap(_tiny_model(), LoraConfig(target_modules=["qproj"]))
@@ -96,14 +99,16 @@ def test_lora_unknown_target_module_is_one_line():
 
 
 def test_full_method_trains_every_weight():
-    from ftx.lora import LoraConfig, count_parameters, wrap
+    from ftx.engine.lora import count_parameters, wrap
+    from ftx.spec.lora import LoraConfig
 
     params = count_parameters(wrap(_tiny_model(), LoraConfig(method="full")))
     assert params["trainable"] == params["total"] > 0
 
 
 def test_llrd_groups_scale_lr_by_depth_and_skip_decay_on_norms():
-    from ftx.optim import OptimizerConfig, param_groups
+    from ftx.engine.optim import param_groups
+    from ftx.spec.optimizer import OptimizerConfig
 
     model = _tiny_model()  # 2 layers; full fine-tuning so embeddings, norms and head all train
     groups = param_groups(model, OptimizerConfig(lr=1.0, llrd=0.5, weight_decay=0.1))
@@ -121,8 +126,10 @@ def test_llrd_groups_scale_lr_by_depth_and_skip_decay_on_norms():
 def test_llrd_reaches_the_trainers_optimizer(tmp_path):
     from transformers import Trainer, TrainingArguments
 
-    from ftx.lora import LoraConfig, wrap
-    from ftx.optim import OptimizerConfig, trainer_kwargs
+    from ftx.engine.lora import wrap
+    from ftx.engine.optim import trainer_kwargs
+    from ftx.spec.lora import LoraConfig
+    from ftx.spec.optimizer import OptimizerConfig
 
     model = wrap(_tiny_model(), LoraConfig(r=2))
     cfg = OptimizerConfig(lr=0.1, llrd=0.5)
@@ -149,7 +156,7 @@ def test_8bit_adamw_keeps_8bit_states_on_cpu(tmp_path):
 
 
 def test_model_dropout_is_applied_to_the_loaded_model():
-    from ftx.optim import apply_dropout
+    from ftx.engine.optim import apply_dropout
 
     model = _tiny_model()
     assert apply_dropout(model, 0.5) == model.config.num_hidden_layers
@@ -166,7 +173,8 @@ def test_model_dropout_is_applied_to_the_loaded_model():
 
 
 def test_non_reentrant_checkpointing_gives_lora_the_same_gradients():
-    from ftx.lora import LoraConfig, wrap
+    from ftx.engine.lora import wrap
+    from ftx.spec.lora import LoraConfig
 
     def grads(checkpointing: bool):
         torch.manual_seed(0)
@@ -186,7 +194,7 @@ def test_non_reentrant_checkpointing_gives_lora_the_same_gradients():
 
 
 def test_base_dtype_follows_precision_and_method():
-    from ftx.train import base_dtype
+    from ftx.engine.build import base_dtype
 
     assert base_dtype(build_spec(compose([])), bf16=True) == "bf16"
     assert base_dtype(build_spec(compose([])), bf16=False) == "fp32"
@@ -195,7 +203,7 @@ def test_base_dtype_follows_precision_and_method():
 
 
 def test_training_arguments_carry_the_train_and_optimizer_groups(tmp_path):
-    from ftx.trainer import training_arguments
+    from ftx.engine.trainer import training_arguments
 
     spec = build_spec(compose(["train.grad_accum=3", "train.gradient_checkpointing=true", "train.eval_steps=5",
                                "train.save_steps=10", "train.max_steps=20", "train.seed=7",
@@ -220,7 +228,7 @@ def _checkpoint(run_dir: Path, step: int, state: str = '{"global_step": 1}') -> 
 
 
 def test_newest_checkpoint_is_numeric_and_skips_ones_cut_off_by_a_kill(tmp_path):
-    from ftx.trainer import newest_checkpoint, resume_path
+    from ftx.engine.trainer import newest_checkpoint, resume_path
 
     assert newest_checkpoint(tmp_path) is None
     _checkpoint(tmp_path, 9)
@@ -234,7 +242,7 @@ def test_newest_checkpoint_is_numeric_and_skips_ones_cut_off_by_a_kill(tmp_path)
 
 
 def test_resume_errors_are_one_line(tmp_path):
-    from ftx.trainer import resume_path
+    from ftx.engine.trainer import resume_path
 
     with pytest.raises(RunError) as e:
         resume_path("auto", tmp_path)
@@ -245,7 +253,7 @@ def test_resume_errors_are_one_line(tmp_path):
 
 
 def test_resume_refuses_a_run_dir_written_by_another_spec(tmp_path, caplog):
-    from ftx.trainer import resume_checkpoint
+    from ftx.engine.trainer import resume_checkpoint
 
     spec = build_spec(compose([]))
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(as_dict(spec)))
@@ -264,8 +272,8 @@ def test_resume_refuses_a_run_dir_written_by_another_spec(tmp_path, caplog):
 def test_launcher_local_rank_is_stripped_wherever_it_appears(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "0")  # registers the original state, restored after the test
     monkeypatch.delenv("LOCAL_RANK")
-    assert cli._strip_local_rank(["--local_rank=1", "train", "a=1"]) == ["train", "a=1"]
-    assert cli._strip_local_rank(["train", "--local-rank", "0", "a=1"]) == ["train", "a=1"]
+    assert cli_args.strip_local_rank(["--local_rank=1", "train", "a=1"]) == ["train", "a=1"]
+    assert cli_args.strip_local_rank(["train", "--local-rank", "0", "a=1"]) == ["train", "a=1"]
     import os
 
     assert os.environ["LOCAL_RANK"] == "1"
@@ -277,14 +285,14 @@ def test_ranks_agree_on_one_run_dir_and_only_rank0_writes(monkeypatch, tmp_path)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     monkeypatch.setenv("MASTER_PORT", "29999")
     monkeypatch.setenv("RANK", "0")
-    r0 = cli._distributed_run_dir(["lora.r=4"])
+    r0 = cli_train._distributed_run_dir(["lora.r=4"])
     monkeypatch.setenv("RANK", "1")
-    r1 = cli._distributed_run_dir(["lora.r=4"])
+    r1 = cli_train._distributed_run_dir(["lora.r=4"])
     dir0 = [o for o in r0 if o.startswith("hydra.run.dir=")]
     assert dir0 and dir0 == [o for o in r1 if o.startswith("hydra.run.dir=")]
     assert "hydra.output_subdir=null" in r1 and "hydra/job_logging=stdout" in r1
     assert "hydra.output_subdir=null" not in r0
-    given = cli._distributed_run_dir(["hydra.run.dir=/x"])
+    given = cli_train._distributed_run_dir(["hydra.run.dir=/x"])
     assert given.count("hydra.run.dir=/x") == 1 and not [o for o in given if o.startswith("hydra.run.dir=/tmp")]
 
 
@@ -293,5 +301,5 @@ def test_multi_node_without_run_dir_is_one_line(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(ConfigError, match="multi-node run needs it set to one folder on a shared filesystem"):
-        cli._distributed_run_dir([])
-    assert cli._distributed_run_dir(["hydra.run.dir=/shared/x"])[-1] == "hydra.run.dir=/shared/x"
+        cli_train._distributed_run_dir([])
+    assert cli_train._distributed_run_dir(["hydra.run.dir=/shared/x"])[-1] == "hydra.run.dir=/shared/x"

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from ftx.cli import compose
-from ftx.spec import build_spec
+from ftx.spec.run import build_spec
+from ftx.spec.tree import compose
 from tests.engine_helpers import write_data
 
 CASES = {
@@ -64,8 +64,8 @@ def check_export(run_dir, spec):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ftx.export import export, locate
-    from ftx.model import load_model
+    from ftx.engine.model import load_model
+    from ftx.record.export import export, locate
 
     out = run_dir / "merged"
     report = export(*locate(run_dir), out)

@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
-from ftx import lora as lora_mod
-from ftx import model as model_mod
-from ftx import quant as quant_mod
+from ftx.engine import lora as lora_mod
+from ftx.engine import model as model_mod
+from ftx.engine import quant as quant_mod
 from ftx.errors import ModelError
-from ftx.lora import LoraConfig
-from ftx.model import ModelConfig
-from ftx.quant import QuantConfig
+from ftx.spec.lora import LoraConfig
+from ftx.spec.model import ModelConfig
+from ftx.spec.quant import QuantConfig
 
 TINY = ModelConfig(name="tiny-llama", source="tiny", dtype="fp32")
 

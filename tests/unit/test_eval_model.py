@@ -10,17 +10,18 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from ftx.data.config import FormatConfig  # noqa: E402
 from ftx.data.format import Collator, encode  # noqa: E402
-from ftx.eval.config import GenerationConfig  # noqa: E402
 from ftx.eval.generate import chat_prompt_ids, generate, split_prompts, stop_ids  # noqa: E402
 from ftx.eval.heldout import loss_pass, own_precision, summarize  # noqa: E402
-from ftx.eval.judge import LMJudge, RUBRIC  # noqa: E402
+from ftx.eval.judge import RUBRIC, LMJudge  # noqa: E402
+from ftx.spec.data import FormatConfig  # noqa: E402
+from ftx.spec.eval import GenerationConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tok():
-    from ftx.model import ModelConfig, load_tokenizer, resolve_model_path
+    from ftx.engine.model import load_tokenizer, resolve_model_path
+    from ftx.spec.model import ModelConfig
 
     cfg = ModelConfig(name="tiny-llama", source="tiny", dtype="fp32")
     return load_tokenizer(cfg, resolve_model_path(cfg))

@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from ftx.cli import compose
 from ftx.errors import ConfigError, DataError
-from ftx.eval.config import EvalConfig
 from ftx.eval.generate import read_prompt_file
 from ftx.eval.judge import ReferenceJudge, load_judge
-from ftx.eval.rerun import reproduction
 from ftx.eval.suite import compare, confident_nonsense, summary_table
-from ftx.spec import build_spec
+from ftx.record.rerun import reproduction
+from ftx.spec.eval import EvalConfig
+from ftx.spec.run import build_spec
+from ftx.spec.tree import compose
 from tests.conftest import write_jsonl
 
 

@@ -8,10 +8,11 @@ import copy
 import pytest
 
 from ftx.data import format as fmt
-from ftx.data.config import FormatConfig
 from ftx.data.ledger import Ledger
+from ftx.engine.model import load_model, load_tokenizer
 from ftx.errors import ConfigError, DataError
-from ftx.model import ModelConfig, load_model, load_tokenizer
+from ftx.spec.data import FormatConfig
+from ftx.spec.model import ModelConfig
 
 TINY = ModelConfig(source="tiny", dtype="fp32")
 

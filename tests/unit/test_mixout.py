@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from ftx import mixout
+from ftx.engine import mixout
 from ftx.errors import ConfigError
 
 
@@ -43,7 +43,8 @@ def test_training_forward_gradient_and_eval_forward():
 def test_with_lora_only_the_adapter_is_mixed_and_saved_keys_are_unchanged():
     from peft import LoraConfig, get_peft_model
 
-    from ftx.model import ModelConfig, load_model
+    from ftx.engine.model import load_model
+    from ftx.spec.model import ModelConfig
 
     model = get_peft_model(load_model(ModelConfig(source="tiny", dtype="fp32")),
                            LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))

@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from ftx.data.config import DataConfig, SourceConfig
 from ftx.data.ledger import Ledger
 from ftx.data.plan import assign_weights, curriculum, decontaminate, mix, split, split_key
 from ftx.errors import DataError
+from ftx.spec.data import DataConfig, SourceConfig
 
 WORDS = ("header cache status request response server client proxy token cookie method body "
          "redirect origin agent query etag range chunk socket").split()

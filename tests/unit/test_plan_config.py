@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ftx.cli import compose
 from ftx.errors import ConfigError
-from ftx.spec import build_spec
+from ftx.spec.run import build_spec
+from ftx.spec.tree import compose
 
 
 @pytest.mark.parametrize("overrides,needle", [

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from ftx.data import format as fmt
-from ftx.data.config import DataConfig, FormatConfig, SourceConfig
 from ftx.data.plan import assign_weights, curriculum
-from ftx.model import ModelConfig, load_model, load_tokenizer
+from ftx.engine.model import load_model, load_tokenizer
+from ftx.spec.data import DataConfig, FormatConfig, SourceConfig
+from ftx.spec.model import ModelConfig
 
 TINY = ModelConfig(source="tiny", dtype="fp32")
 
@@ -27,7 +28,7 @@ def model():
 def trainer_for(model, tok, tmp_path):
     from transformers import TrainingArguments
 
-    from ftx.trainer import make_trainer_class
+    from ftx.engine.trainer import make_trainer_class
 
     def make(train, batch_size=2, use_cache=False):
         args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=batch_size, use_cpu=True,

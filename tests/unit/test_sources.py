@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ftx.data.config import DataConfig, FieldMap, SourceConfig
 from ftx.data.plan import assign_weights
 from ftx.data.sources import load_sources, read_source
 from ftx.errors import DataError
+from ftx.spec.data import DataConfig, FieldMap, SourceConfig
 from tests.conftest import write_jsonl
 
 

@@ -13,11 +13,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from ftx import progress as progress_mod
-from ftx import track
-from ftx.cli import compose
-from ftx.spec import as_dict, build_spec
-from ftx.track import Tracker, TrackingConfig, override_tags, redact, resolve_mode
+from ftx.secrets import redact
+from ftx.spec.run import as_dict, build_spec
+from ftx.spec.tracking import TrackingConfig
+from ftx.spec.tree import compose
+from ftx.track import progress as progress_mod
+from ftx.track import tracker as track
+from ftx.track.tracker import Tracker, override_tags, resolve_mode
 
 FAKE_KEY = "fakeWandbKey0123456789abcdefghijklmnopqrst"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ftx.card import load_run, write_card
-from ftx.compare import compare, differing_keys, find_runs, labels
 from ftx.errors import ConfigError, RunError
-from ftx.report import write_report
+from ftx.record.card import load_run, write_card
+from ftx.record.compare import compare, differing_keys, find_runs, labels
+from ftx.record.report import write_report
 
 SHA = "ab" * 32
 
@@ -96,7 +96,7 @@ def test_compare_errors_are_one_line(tmp_path):
 
 
 def test_compare_cli_writes_csv_and_overlay_png(tmp_path, capsys):
-    from ftx.compare import cmd_compare
+    from ftx.cli.compare import cmd_compare
 
     make_run(tmp_path / "runs" / "lo", lr=1e-3, val_loss=1.1)
     make_run(tmp_path / "runs" / "hi", lr=3e-3, val_loss=0.7)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
-from ftx.cli import main
+from ftx.cli.main import main
 from ftx.data import versions
 from ftx.data.build import prepare
-from ftx.data.config import DataConfig, FormatConfig, SourceConfig
-from ftx.data.curate.config import CurationConfig
-from ftx.model import ModelConfig, load_tokenizer
+from ftx.engine.model import load_tokenizer
+from ftx.spec.curation import CurationConfig
+from ftx.spec.data import DataConfig, FormatConfig, SourceConfig
+from ftx.spec.model import ModelConfig
 from tests.conftest import write_jsonl
 
 

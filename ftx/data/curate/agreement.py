@@ -23,8 +23,8 @@ from typing import Optional
 
 import numpy as np
 
-from ftx.data.curate.config import AgreementConfig
 from ftx.data.curate.table import Context, column, verdicts, with_columns
+from ftx.spec.curation import AgreementConfig
 
 VERSION = "1"
 MAX_LISTED = 200

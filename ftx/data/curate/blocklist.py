@@ -10,10 +10,10 @@ import re
 from dataclasses import asdict
 from functools import lru_cache
 
-from ftx.data.curate.config import CurationConfig
 from ftx.data.curate.table import Context, map_batches, texts, verdicts
 from ftx.data.sources import file_sha256, resolve_path
 from ftx.errors import DataError
+from ftx.spec.curation import CurationConfig
 
 VERSION = "1"
 

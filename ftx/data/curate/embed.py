@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from ftx.errors import ConfigError
+from ftx.precision import use_bf16 as precision_rule
 
 MAX_TOKENS = 256  # the model was trained on 256-token inputs
 
@@ -42,14 +43,10 @@ def _load(path: str):
     return tok, model
 
 
+
 def use_bf16(precision: str) -> bool:
     """auto: bf16 where the CPU computes it natively (AVX512-BF16/AMX: ~3x faster, cosine to fp32 > 0.9999)."""
-    if precision != "auto":
-        return precision == "bf16"
-    import torch
-
-    cpu = getattr(torch, "cpu", None)
-    return any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return precision_rule(precision, key="curation.relevance.embedding_precision", gpu=False)
 
 
 def embed(texts: list[str], configured: Optional[str] = None, batch_size: int = 64,

@@ -11,8 +11,8 @@ import hashlib
 import re
 from dataclasses import asdict
 
-from ftx.data.curate.config import CurationConfig
 from ftx.data.curate.table import Context, column, map_batches, texts, verdicts, with_columns
+from ftx.spec.curation import CurationConfig
 
 VERSION = "1"
 PUNCT = re.compile(r"[^\w\s]")

@@ -12,8 +12,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from ftx.data.curate.config import CurationConfig
 from ftx.data.curate.table import NAN, Context, column, map_batches, prose_lines, texts, verdicts
+from ftx.spec.curation import CurationConfig
 
 VERSION = "1"
 

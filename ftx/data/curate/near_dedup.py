@@ -16,8 +16,8 @@ from dataclasses import asdict
 import numpy as np
 import xxhash
 
-from ftx.data.curate.config import CurationConfig, NearDedupConfig
-from ftx.data.curate.table import Context, column, matrix, map_batches, texts, verdicts, with_columns
+from ftx.data.curate.table import Context, column, map_batches, matrix, texts, verdicts, with_columns
+from ftx.spec.curation import CurationConfig, NearDedupConfig
 
 VERSION = "1"
 WORD = re.compile(r"\w+")

@@ -12,8 +12,8 @@ from dataclasses import asdict
 
 import ftfy
 
-from ftx.data.curate.config import CurationConfig, NormalizeConfig
 from ftx.data.curate.table import Context, map_batches, rewrite_batch, texts
+from ftx.spec.curation import CurationConfig, NormalizeConfig
 
 VERSION = "1"
 # Mojibake only: the other ftfy fixers would silently rewrite domain text (quotes, HTML entities).

@@ -14,8 +14,8 @@ import ipaddress
 import re
 from dataclasses import asdict
 
-from ftx.data.curate.config import CurationConfig, PiiConfig
 from ftx.data.curate.table import Context, map_batches, rewrite_batch
+from ftx.spec.curation import CurationConfig, PiiConfig
 
 VERSION = "1"
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})(?![\w-])")

@@ -23,11 +23,11 @@ from typing import Optional
 import numpy as np
 
 from ftx.data.curate import cache as cache_mod
-from ftx.data.curate.config import CurationConfig
 from ftx.data.curate.table import VERDICT, Context, column, iter_records, row_to_record, to_dataset
 from ftx.data.ledger import Ledger
 from ftx.data.sources import text_view
 from ftx.errors import DataError
+from ftx.spec.curation import CurationConfig
 
 log = logging.getLogger(__name__)
 PREFIX = "curate:"

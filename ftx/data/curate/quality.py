@@ -17,8 +17,8 @@ from typing import Optional
 
 import numpy as np
 
-from ftx.data.curate.config import CurationConfig, QualityConfig
 from ftx.data.curate.table import NAN, Context, map_batches, prose_lines, rewrite, texts, verdicts
+from ftx.spec.curation import CurationConfig, QualityConfig
 
 VERSION = "1"
 WORD = re.compile(r"\w+")

@@ -15,12 +15,12 @@ from typing import Optional
 
 import numpy as np
 
-from ftx.data.config import SourceConfig
 from ftx.data.curate import scorers
-from ftx.data.curate.config import CurationConfig, RelevanceConfig
 from ftx.data.curate.table import Context, column, texts, verdicts, with_columns
 from ftx.data.sources import file_sha256, read_source, resolve_path, text_view
 from ftx.errors import DataError
+from ftx.spec.curation import CurationConfig, RelevanceConfig
+from ftx.spec.data import SourceConfig
 
 VERSION = "1"
 POSITIVE = {"1", "true", "yes", "relevant", "domain", "in", "pos", "positive"}

@@ -10,9 +10,9 @@ from typing import Optional
 
 import numpy as np
 
-from ftx.data.curate.config import CurationConfig
 from ftx.data.ledger import Ledger
 from ftx.runs import atomic_write_text, write_json
+from ftx.spec.curation import CurationConfig
 
 EXAMPLES_PER_REASON = 3
 

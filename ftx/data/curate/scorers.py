@@ -14,8 +14,8 @@ from typing import Optional
 
 import numpy as np
 
-from ftx.data.curate.config import RelevanceConfig
 from ftx.errors import DataError
+from ftx.spec.curation import RelevanceConfig
 
 HASH_FEATURES = 2**20
 

@@ -1,0 +1,43 @@
+"""`ftx compare RUNS…`: a table of runs — the config keys that differ and their metrics."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ftx.errors import ConfigError
+from ftx.record.compare import compare, default_out, plot_curves
+from ftx.runs import atomic_write_text
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, like every other ftx error
+        raise ConfigError(f"ftx compare: {message} (usage: ftx compare RUNS… [--metric M] [--metrics a,b] [--out DIR])")
+
+
+
+def cmd_compare(args: list[str]) -> None:
+    import pandas as pd
+
+    p = _Parser(prog="ftx compare", description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", help="run directories, sweep directories or globs")
+    p.add_argument("--metric", help="rank by this metric path (default: the runs' objective)")
+    p.add_argument("--direction", choices=("minimize", "maximize"))
+    p.add_argument("--metrics", help="comma-separated metric columns (default: objective and losses)")
+    p.add_argument("--out", help="folder for compare.csv and loss_curves.png")
+    a = p.parse_args(args)
+    c = compare(a.runs, a.metrics.split(",") if a.metrics else None, a.metric, a.direction)
+    out = Path(a.out) if a.out else default_out(a.runs)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "compare.csv", c.table.to_csv(index=False))
+    png = plot_curves(c, out / "loss_curves.png")
+    shown = c.table.drop(columns=["path"])
+    with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 60):
+        print(shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
+    if not c.keys:
+        print("(all runs share the same config)")
+    if c.best is not None:
+        print(f"best: {c.labels[c.best]} ({c.rank_metric} = {c.runs[c.best].get(c.rank_metric):.4g}, {c.direction})")
+    else:
+        print(f"best: none (no run has {c.rank_metric})")
+    print(f"wrote {out / 'compare.csv'}" + (f" and {png}" if png else ""))

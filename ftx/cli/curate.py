@@ -1,0 +1,84 @@
+"""`ftx curate [overrides] [--out DIR]`: load the data sources and run the curation stages only.
+
+Writes into DIR (default outputs/curate/<date>/<time>): kept.jsonl, dropped.jsonl (every dropped
+record with stage, reason, score), ledger.json, report.json, report.md, histogram PNGs, the
+relevance PR curve and the active-learning export, plus config.yaml of what ran.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from ftx.errors import ConfigError, DataError
+
+
+def _out_dir(flags: list[str]) -> tuple[Path, list[str]]:
+    out, rest, i = None, [], 0
+    while i < len(flags):
+        a = flags[i]
+        if a == "--out":
+            if i + 1 >= len(flags):
+                raise ConfigError("--out needs a directory (ftx curate --out DIR)")
+            out, i = flags[i + 1], i + 2
+            continue
+        if a.startswith("--out="):
+            out = a.split("=", 1)[1]
+        else:
+            rest.append(a)
+        i += 1
+    if out is None:
+        out = Path("outputs/curate") / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S")
+    return Path(out), rest
+
+
+def cmd_curate(args: list[str]) -> None:
+    from omegaconf import OmegaConf
+
+    from ftx.cli.args import split_args
+    from ftx.data.curate.pipeline import PREFIX, curate
+    from ftx.data.ledger import Ledger
+    from ftx.data.sources import load_sources
+    from ftx.runs import atomic_write_text, write_json
+    from ftx.spec.run import as_dict, build_spec
+    from ftx.spec.tree import compose
+
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__.strip())
+        return
+    out, args = _out_dir(args)
+    overrides, flags, _ = split_args(args)
+    if flags:
+        raise ConfigError(f"ftx curate: unknown flag {flags[0]!r} (flags: --out DIR)")
+    spec = build_spec(compose(overrides))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--out {out}: directory exists and is not empty (choose a new one)")
+    ledger = Ledger()
+    records, lineage = load_sources(spec.data.sources, ledger)
+    if not records:
+        raise DataError("no records to curate: every source is empty")
+    kept = curate(records, spec.curation, ledger, out)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = as_dict(spec)
+    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(
+        {"data": resolved["data"], "curation": resolved["curation"]})))
+    write_json(out / "lineage.json", lineage)
+    atomic_write_text(out / "kept.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+    ledger.write(out)  # ledger.json + dropped.jsonl
+    from ftx.data import versions
+
+    version = versions.compute(kept, resolved["curation"])
+    versions.write(out, version)
+    print(f"{'stage':<22}{'in':>8}{'kept':>8}{'dropped':>9}  reasons")
+    for s in ledger.summary():
+        reasons = ", ".join(f"{k}={v}" for k, v in s["dropped_by_reason"].items())
+        print(f"{s['stage']:<22}{s['in']:>8}{s['kept']:>8}{s['dropped']:>9}  {reasons}")
+    if not spec.curation.enabled:
+        print("curation is off (curation=none): every loaded record is kept")
+    print(f"{len(kept)} of {len(records)} records kept → {out}/kept.jsonl; report: {out}/report.md"
+          if any(s["stage"].startswith(PREFIX) for s in ledger.summary()) else
+          f"{len(kept)} records → {out}/kept.jsonl")
+    print(f"data version {version['id']}")

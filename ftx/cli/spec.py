@@ -1,0 +1,26 @@
+"""`ftx spec [overrides] [--data]`: print the composed, validated run spec and data plan."""
+
+from __future__ import annotations
+
+from ftx.cli.args import split_args
+from ftx.spec.run import as_dict, build_spec, spec_hash
+from ftx.spec.tree import compose
+
+
+def cmd_spec(args: list[str]) -> None:
+    from omegaconf import OmegaConf
+
+    overrides, flags, _ = split_args(args)
+    spec = build_spec(compose(overrides))
+    resolved = as_dict(spec)
+    print(OmegaConf.to_yaml(OmegaConf.create(resolved)), end="")
+    print(f"# spec hash: {spec_hash(resolved)}")
+    from ftx.data.build import describe, describe_counts
+
+    lines = describe(spec.data)
+    if "--data" in flags:  # load, split, tokenise and mix the data for real (no model weights)
+        from ftx.data.build import prepare
+        from ftx.engine.model import load_tokenizer
+
+        lines += describe_counts(prepare(spec.data, spec.curation, load_tokenizer(spec.model)))
+    print("".join(f"# {line}\n" for line in lines), end="")

@@ -1,0 +1,50 @@
+"""`ftx sweep-report SWEEP_DIR`: best trial as an override line, trials.csv, plots."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ftx.errors import ConfigError, RunError
+from ftx.track.sweep import STORAGE_ENV, describe_storage, open_storage
+
+
+def cmd_sweep_report(args: list[str]) -> None:
+    """ftx sweep-report SWEEP_DIR: best params (override line + YAML), trials.csv, plots, report.md."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="ftx sweep-report", description=cmd_sweep_report.__doc__)
+    parser.add_argument("sweep_dir")
+    parser.add_argument("--storage", help=f"storage URL (default: the sweep's own; or ${STORAGE_ENV})")
+    parser.add_argument("--study", help="study name (default: the sweep's own)")
+    parser.add_argument("--plots", choices=("png", "html", "none"), help="plot format (default: the sweep's)")
+    ns = parser.parse_args(args)
+    sweep_dir = Path(ns.sweep_dir)
+    meta_path = sweep_dir / "sweep.json"
+    if not meta_path.is_file() and not (ns.storage and ns.study):
+        raise RunError(f"{sweep_dir}: no sweep.json (not an ftx sweep directory); "
+                       "pass --storage and --study to report on a study elsewhere")
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    storage = ns.storage or meta.get("storage")
+    if storage and "***" in storage:  # written redacted: the real URL comes from the environment
+        storage = os.environ.get(STORAGE_ENV) or _missing_secret(storage)
+    import optuna
+
+    from hydra_plugins.ftx_sweeper.report import write_report
+
+    study_name = ns.study or meta.get("study")
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    except KeyError:
+        raise RunError(f"--study: no study {study_name!r} in {describe_storage(storage)}") from None
+    out = write_report(study, sweep_dir, plots=ns.plots or meta.get("plots", "png"))
+    print(f"sweep report: {out}")
+    print((out / "best_overrides.txt").read_text().strip() if (out / "best_overrides.txt").is_file() else
+          "no completed trial yet")
+
+
+
+def _missing_secret(redacted: str) -> str:
+    raise ConfigError(f"--storage: the sweep's storage {redacted} needs its password; "
+                      f"set {STORAGE_ENV} to the full URL or pass --storage")

@@ -1,0 +1,106 @@
+"""`ftx train [overrides] [-m]`: run (or sweep) fine-tuning; a Hydra app around ftx.pipeline.run."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from ftx.cli.args import split_args
+from ftx.errors import ConfigError, FtxError
+from ftx.spec import tree
+from ftx.spec.run import build_spec
+from ftx.track.sweep import check_overrides
+
+
+def _distributed_run_dir(overrides: list[str]) -> list[str]:
+    """Under torchrun/deepspeed every rank must write to one run directory.
+
+    Rank 0 picks the directory and leaves a note keyed by the launcher process (all ranks share it
+    as parent) and the rendezvous port; the other ranks wait for the note and use the same dir.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return overrides
+    rank = int(os.environ.get("RANK", "0"))
+    if rank > 0:  # only rank 0 writes files into the run dir: no .hydra/, logs to the console
+        overrides = overrides + ["hydra.output_subdir=null", "hydra/job_logging=stdout",
+                                 "hydra.job_logging.root.level=WARNING"]
+    if any(o.startswith("hydra.run.dir=") for o in overrides):
+        return overrides
+    local = os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or world  # torchrun | deepspeed
+    if int(local) != world:
+        raise ConfigError("hydra.run.dir: a multi-node run needs it set to one folder on a shared filesystem "
+                          "(every node writes checkpoints there), e.g. hydra.run.dir=/shared/runs/exp1")
+    note = Path(os.environ.get("TMPDIR", "/tmp")) / f"ftx-rundir-{os.getppid()}-{os.environ.get('MASTER_PORT', '0')}"
+    if rank == 0:
+        run_dir = (Path("outputs/runs") / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}-dist{world}").resolve()
+        tmp = note.with_name(note.name + f".{os.getpid()}")
+        tmp.write_text(str(run_dir))
+        tmp.replace(note)  # atomic: another rank never reads half a path
+    else:
+        import psutil
+
+        # A note older than our launcher is a leftover of an earlier launcher with the same pid and port.
+        born = psutil.Process(os.getppid()).create_time() - 1
+        deadline = time.time() + 300
+        while not (note.exists() and note.stat().st_mtime >= born):
+            if time.time() > deadline:
+                raise ConfigError(f"rank {rank}: rank 0 never announced its run directory ({note}); "
+                                  "pass hydra.run.dir=<folder> to every rank")
+            time.sleep(0.2)
+        run_dir = Path(note.read_text().strip())
+    return overrides + [f"hydra.run.dir={run_dir}"]
+
+
+def _check_run_dir(overrides: list[str]) -> None:
+    """Create an explicit hydra.run.dir up front: Hydra reports a failed mkdir as a traceback."""
+    for o in overrides:
+        if o.startswith("hydra.run.dir="):
+            path = Path(o.split("=", 1)[1]).expanduser()
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"hydra.run.dir: cannot create {path} ({e.strerror or e})") from None
+
+
+def cmd_train(args: list[str]) -> None:
+    import hydra
+
+    overrides, flags, multirun = split_args(args)
+    if multirun:  # a malformed sweep (e.g. empty choice()) is one line, not Hydra's parser report
+        check_overrides(overrides)
+    if not multirun:  # validate before Hydra sets anything up; sweeps validate per job
+        build_spec(tree.compose(overrides))
+        overrides = _distributed_run_dir(overrides)
+        _check_run_dir(overrides)
+
+    @hydra.main(config_path=str(tree.CONF_DIR), config_name="config", version_base="1.3")
+    def _app(cfg):
+        return _task(cfg)
+
+    sys.argv = ["ftx-train", *flags, *overrides]
+    _app()
+
+
+def _task(cfg):
+    """Hydra's task function: one line for user errors; a sweep's job fails as FAILED, not a crash."""
+    import logging
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from ftx.pipeline import run
+
+    # Build-time probes (setuptools' compiler checks run by deepspeed's op builder) log at INFO.
+    for noisy in ("compilers", "distutils", "DeepSpeed"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return run(cfg)
+    except FtxError as e:
+        logging.getLogger("ftx").error("%s: %s", e.kind, e)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        print(f"ftx: {e.kind}: {e}", file=sys.stderr)
+        sys.exit(2)

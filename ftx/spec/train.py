@@ -1,0 +1,80 @@
+"""The `train` group schema: the training loop (runtime: ftx/engine/trainer.py, ftx/pipeline.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ftx.errors import require
+
+
+@dataclass
+class TrainConfig:
+    """The training loop (HF Trainer)."""
+
+    epochs: float = 3.0
+    """Passes over the training mix (ignored when max_steps > 0)."""
+    max_steps: int = -1
+    """Stop after this many optimizer steps (-1: use epochs)."""
+    batch_size: int = 4
+    """Micro-batch size per device."""
+    grad_accum: int = 1
+    """Gradient accumulation steps (effective batch = batch_size × grad_accum × world size)."""
+    precision: str = "auto"
+    """auto (bf16 where native, else fp32) | bf16 | fp32."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, ~10–30% more time."""
+    eval_steps: int = 0
+    """Validate every N steps (0: once per epoch)."""
+    save_steps: int = 0
+    """Checkpoint every N steps (0: once per epoch)."""
+    save_total_limit: int = 2
+    """Checkpoints kept in the run dir (the newest; with early stopping also the best)."""
+    logging_steps: int = 1
+    seed: int = 42
+    """Set before PEFT wraps the model: the same seed gives the same adapter init and data order."""
+    threads: int = 1
+    """torch intra-op threads (on a loaded 2-core box 1 beats 2; 0 = torch default)."""
+    resume: str = "none"
+    """none | auto (newest checkpoint in the run dir, error if none; give the run dir:
+    hydra.run.dir=…) | if_present (auto, or a fresh start: for requeued jobs) | a checkpoint
+    folder. Restores weights, optimizer, scheduler, RNG and data position."""
+    early_stopping_patience: int = 0
+    """Stop after N evaluations without validation-loss improvement (0: off)."""
+    dataloader_workers: int = 0
+    objective: str = "sft"
+    """sft (loss on responses) | cpt (continued pre-training: raw text, every token, packed; ftx/cpt.py)."""
+    cpt_general_share: float = 0.07
+    """With objective=cpt: share of general text in the mix (sets data.mix.domain_ratio = 1 − share)."""
+    init_adapter: Optional[str] = None
+    """Start from a previous run's adapter (its run dir or adapter/ folder): CPT, then SFT on the same adapter."""
+    price_per_device_hour: float = 0.0
+    """For metrics.json cost/estimated_cost = device-hours × this (your currency; 0: not priced)."""
+
+    def check(self) -> None:
+        from ftx.spec.cpt import check_objective
+
+        check_objective(self)
+        require(self.price_per_device_hour >= 0, "train.price_per_device_hour",
+                f"must be >= 0, got {self.price_per_device_hour}")
+        require(self.epochs > 0 or self.max_steps > 0, "train.epochs", "must be > 0 unless train.max_steps > 0")
+        require(self.batch_size > 0, "train.batch_size", f"must be > 0, got {self.batch_size}")
+        require(self.grad_accum > 0, "train.grad_accum", f"must be > 0, got {self.grad_accum}")
+        require(self.precision in ("auto", "bf16", "fp32"), "train.precision",
+                f"must be one of auto, bf16, fp32; got {self.precision!r}")
+        require(self.threads >= 0, "train.threads", f"must be >= 0, got {self.threads}")
+        require(self.eval_steps >= 0 and self.save_steps >= 0, "train.eval_steps",
+                "eval_steps and save_steps must be >= 0")
+        require(self.early_stopping_patience >= 0, "train.early_stopping_patience",
+                f"must be >= 0, got {self.early_stopping_patience}")
+        require(self.save_total_limit >= 1, "train.save_total_limit", f"must be >= 1, got {self.save_total_limit}")
+        require(self.logging_steps >= 1, "train.logging_steps", f"must be >= 1, got {self.logging_steps}")
+        require(self.dataloader_workers >= 0, "train.dataloader_workers", f"must be >= 0, got {self.dataloader_workers}")
+        require(bool(self.resume), "train.resume", "must be none, auto, if_present or a checkpoint folder")
+        if self.early_stopping_patience:
+            # Early stopping restores the best checkpoint: the Trainer needs a checkpoint at every evaluation.
+            require((self.eval_steps == 0) == (self.save_steps == 0), "train.save_steps",
+                    f"={self.save_steps} with train.eval_steps={self.eval_steps}: early stopping needs both 0 "
+                    "(per epoch) or both > 0")
+            require(self.eval_steps == 0 or self.save_steps % self.eval_steps == 0, "train.save_steps",
+                    f"={self.save_steps} must be a multiple of train.eval_steps={self.eval_steps} with early stopping")

@@ -1,0 +1,56 @@
+"""The config tree: where it is (CONF_DIR), composing it with Hydra's compose API, YAML errors as one line.
+
+    from ftx.spec.tree import compose
+    cfg = compose(["lora.r=16"])        # a DictConfig; ftx.spec.run.build_spec(cfg) validates it
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ftx.errors import ConfigError
+from ftx.spec.run import explain
+
+CONF_DIR = Path(os.environ.get("FTX_CONF", Path(__file__).resolve().parent.parent.parent / "conf"))
+
+
+def compose(overrides: list[str]):
+    """Compose conf/ with overrides (Hydra's compose API), errors as one line."""
+    import yaml
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not CONF_DIR.is_dir():
+        raise ConfigError(f"config directory not found: {CONF_DIR} (set FTX_CONF to your conf/ folder)")
+    plain = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="ftx"):
+            return hydra_compose(config_name="config", overrides=plain)
+    except MissingConfigException as e:
+        text = str(e)
+        missing = e.missing_cfg_file or text.split("'")[1] if "'" in text else text
+        group = missing.split("/")[0] if "/" in missing else None
+        options = e.options or []
+        if group and options:
+            raise ConfigError(f"unknown option '{missing.split('/', 1)[1]}' for group '{group}' "
+                              f"(available: {', '.join(sorted(options))})") from None
+        raise ConfigError(" ".join(text.split())) from None
+    except HydraException as e:
+        cause = e.__cause__
+        if isinstance(cause, OmegaConfBaseException):
+            raise ConfigError(explain(cause)) from None
+        raise ConfigError(str(e).splitlines()[0]) from None
+    except OmegaConfBaseException as e:
+        raise ConfigError(explain(e)) from None
+    except yaml.YAMLError as e:  # a hand-edited experiment or group file
+        raise ConfigError(yaml_error(e)) from None
+
+
+def yaml_error(e, path=None) -> str:
+    """'file:line:column: malformed YAML (problem)' from a PyYAML error (`path` when it parsed a string)."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"{path or mark.name}:{mark.line + 1}:{mark.column + 1}" if mark else str(path or "YAML")
+    return f"{where}: malformed YAML ({getattr(e, 'problem', None) or str(e).splitlines()[0]})"
