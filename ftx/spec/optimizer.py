@@ -41,7 +41,7 @@ class OptimizerConfig:
     """Dropout inside the base model (attention/hidden dropout the architecture has); null keeps
     the model's own. The adapter's dropout is lora.dropout."""
     mixout: float = 0.0
-    """Mixout probability (ftx/mixout.py): swap weight elements for their start-of-training values; a
+    """Mixout probability (ftx/engine/mixout.py): swap weight elements for their start-of-training values; a
     full-fine-tuning regulariser (with LoRA it acts on the adapter only). 0: off."""
 
     def check(self) -> None:

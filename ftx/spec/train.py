@@ -43,7 +43,7 @@ class TrainConfig:
     """Stop after N evaluations without validation-loss improvement (0: off)."""
     dataloader_workers: int = 0
     objective: str = "sft"
-    """sft (loss on responses) | cpt (continued pre-training: raw text, every token, packed; ftx/cpt.py)."""
+    """sft (loss on responses) | cpt (continued pre-training: raw text, every token, packed; ftx/spec/cpt.py)."""
     cpt_general_share: float = 0.07
     """With objective=cpt: share of general text in the mix (sets data.mix.domain_ratio = 1 − share)."""
     init_adapter: Optional[str] = None

@@ -2,7 +2,7 @@
 
 Every run writes metrics.jsonl (each Trainer log event) and metrics.json whatever the backend; W&B is
 an optional mirror. Tracking never stops training: a W&B failure is logged and the run goes on.
-Progress display lives in ftx/progress.py; tracking.progress configures it.
+Progress display lives in ftx/track/progress.py; tracking.progress configures it.
 """
 
 from __future__ import annotations

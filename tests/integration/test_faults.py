@@ -207,7 +207,7 @@ def test_checkpoint_problem_finds_files_cut_by_a_crash(tmp_path):
 
 # Writes that need not be atomic: inside a temporary folder renamed into place as a whole, or images.
 NON_ATOMIC_OK = {
-    "ftx/model.py": "model caches are built in a .tmp folder and renamed whole",
+    "ftx/engine/model.py": "model caches are built in a .tmp folder and renamed whole",
     "ftx/data/curate/cache.py": "stage entries are written in a temporary folder and renamed whole",
 }
 NON_ATOMIC_LINES = {  # (file, text in the line): why

@@ -1,4 +1,4 @@
-"""ftx/track.py: W&B mode choice, secrets, tags, the W&B session lifecycle, log-friendly progress."""
+"""ftx/track/tracker.py: W&B mode choice, secrets, tags, the W&B session lifecycle, log-friendly progress."""
 
 from __future__ import annotations
 
