@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from ftx.conf import conf_dir
 from ftx.errors import ConfigError, FtxError
 
-CONF_DIR = Path(os.environ.get("FTX_CONF", Path(__file__).resolve().parent.parent / "conf"))
+CONF_DIR = conf_dir()  # $FTX_CONF, else the packaged ftx/conf
 
 COMMANDS = {
     "train": "ftx.cli:cmd_train",

@@ -1,4 +1,4 @@
-"""Every shipped config composes and validates: each option of each group, every experiment."""
+"""Every shipped config composes and validates: each option of each group, every experiment and sweep."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from ftx.cli import CONF_DIR, compose
 from ftx.errors import ConfigError
 from ftx.spec import RunSpec, as_dict, build_spec, spec_hash
 
-GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra"))
+GLOBAL_GROUPS = ("experiment", "sweep")  # `# @package _global_` bundles, applied over the whole config
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir()
+                if p.is_dir() and p.name not in (*GLOBAL_GROUPS, "hydra") and not p.name.startswith("_"))
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF_DIR / g).glob("*.yaml"))]
 EXPERIMENTS = sorted(f.stem for f in (CONF_DIR / "experiment").glob("*.yaml"))
+SWEEPS = sorted(f.stem for f in (CONF_DIR / "sweep").glob("*.yaml"))
 REQUIRED = {"model/local": ["model.name_or_path=/tmp/some-model"]}
 
 
@@ -32,6 +35,11 @@ def test_every_group_option_composes_and_validates(group, option):
 def test_every_experiment_composes_and_validates(name):
     spec = build_spec(compose([f"experiment={name}"]))
     assert spec.name == name or spec.name
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_every_sweep_composes_and_validates(name):
+    assert build_spec(compose([f"+sweep={name}"])).name == f"sweep_{name}"
 
 
 def test_every_config_file_opens_with_the_command_that_runs_it():
