@@ -96,6 +96,18 @@ def test_spec_hash_is_stable_and_sensitive():
     assert spec_hash(a) == spec_hash(d), "tracking must not change the spec hash"
 
 
+def test_conf_dir_is_the_package_unless_ftx_conf_says_otherwise(monkeypatch, tmp_path):
+    import ftx.cli as cli
+    from ftx.conf import conf_dir
+
+    monkeypatch.delenv("FTX_CONF", raising=False)
+    assert conf_dir() == Path(cli.__file__).resolve().parent / "conf" and (conf_dir() / "config.yaml").is_file()
+    monkeypatch.setenv("FTX_CONF", str(tmp_path / "nope"))
+    assert conf_dir() == tmp_path / "nope"
+    monkeypatch.setattr(cli, "CONF_DIR", conf_dir())
+    with pytest.raises(ConfigError, match=r"config directory not found: .*nope \(set FTX_CONF to your conf/ folder\)"):
+        compose([])
+
 # ---- "no copied defaults": every value a config file sets must change something ----
 
 def _body(path: Path) -> tuple[list, DictConfig, bool]:
