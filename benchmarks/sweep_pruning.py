@@ -57,7 +57,7 @@ def run_sweep(work: Path, data: list[str], pruner: str, seed: int, trials: int, 
            f"hydra.sweeper.study={name}", f"hydra.sweep.dir={work / name}", "hydra.sweeper.plots=none",
            "optimizer.lr=tag(log, interval(1e-5, 1e-1))", "lora.r=choice(2, 4, 8, 16)", *pruner_args]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               FTX_CONF=str(ROOT / "conf"), HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
+               FTX_CONF=str(ROOT / "ftx" / "conf"), HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
     t0 = time.time()
     r = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
     wall = time.time() - t0

@@ -19,7 +19,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 def ftx_env(**extra: str) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["FTX_CONF"] = str(ROOT / "conf")
+    env.pop("FTX_CONF", None)  # the checkout's own ftx/conf, found beside the package as when installed
     env.update(extra)
     return env
 

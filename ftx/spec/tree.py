@@ -6,17 +6,16 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
+from ftx.conf import conf_dir
 from ftx.errors import ConfigError
 from ftx.spec.run import explain
 
-CONF_DIR = Path(os.environ.get("FTX_CONF", Path(__file__).resolve().parent.parent.parent / "conf"))
+CONF_DIR = conf_dir()
+"""$FTX_CONF if set (your own copy of the whole tree), else the packaged ftx/conf/."""
 
 
 def compose(overrides: list[str]):
-    """Compose conf/ with overrides (Hydra's compose API), errors as one line."""
+    """Compose the config tree with overrides (Hydra's compose API), errors as one line."""
     import yaml
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir

@@ -1,14 +1,13 @@
-"""Settings of the ftx sweeper (`hydra/sweeper=ftx`) and the `sweep` config group (files in sweeps/).
+"""Settings of the ftx sweeper (`hydra/sweeper=ftx`).
 
 Registered in Hydra's ConfigStore when Hydra scans the `hydra_plugins` namespace, so
-`ftx train -m hydra/sweeper=ftx …` and `ftx train -m +sweep=NAME` work with no extra flags.
+`ftx train -m hydra/sweeper=ftx …` works with no extra flags. The ready search spaces
+(`ftx train -m +sweep=NAME`) are the `sweep` group of the config tree, ftx/conf/sweep/*.yaml.
 """
 
 # No `from __future__ import annotations`: Hydra's plugin scan executes this module before it is in
 # sys.modules, and dataclasses cannot resolve string annotations then.
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -82,31 +81,9 @@ class FtxSweeperConf:
     {type: float|int|categorical, low, high, log, step, choices}. A config group name picks options."""
 
 
-def sweeps_dir() -> Path:
-    """Where the ready search spaces live: $FTX_SWEEPS, else sweeps/ beside the conf/ folder."""
-    if os.environ.get("FTX_SWEEPS"):
-        return Path(os.environ["FTX_SWEEPS"])
-    conf = os.environ.get("FTX_CONF")
-    return (Path(conf).resolve().parent if conf else Path(__file__).resolve().parents[2]) / "sweeps"
-
-
 def register() -> None:
-    """`hydra/sweeper=ftx`, and every sweeps/*.yaml as option of the `sweep` group (`+sweep=NAME`).
-
-    The sweep files sit outside conf/ so that conf/ stays the plain-run tree; they are `_global_`
-    packages like conf/experiment files, and the first line of each is the command that runs it.
-    """
-    from omegaconf import OmegaConf
-
-    cs = ConfigStore.instance()
-    cs.store(group="hydra/sweeper", name="ftx", node=FtxSweeperConf, provider="ftx_sweeper")
-    folder = sweeps_dir()
-    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-        try:
-            node = OmegaConf.load(path)
-        except Exception as e:  # a broken file must not break every other ftx command
-            node = OmegaConf.create({"ftx_sweep_file_error": f"{path}: {' '.join(str(e).split())}"})
-        cs.store(group="sweep", name=path.stem, node=node, package="_global_", provider="ftx_sweeps")
+    """`hydra/sweeper=ftx`: this schema, with its defaults, under Hydra's sweeper group."""
+    ConfigStore.instance().store(group="hydra/sweeper", name="ftx", node=FtxSweeperConf, provider="ftx_sweeper")
 
 
 register()

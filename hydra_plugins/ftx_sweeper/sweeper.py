@@ -1,6 +1,6 @@
 """ftx's Hydra sweeper on Optuna ≥4.9: ask a batch, launch it through Hydra's launcher, tell.
 
-    ftx train -m +sweep=tiny                                   # a ready search space (sweeps/tiny.yaml)
+    ftx train -m +sweep=tiny                                   # a ready search space (ftx/conf/sweep/tiny.yaml)
     ftx train -m hydra/sweeper=ftx 'optimizer.lr=tag(log, interval(1e-5, 1e-2))' lora.r=4,8,16
 
 Trials live in an Optuna study in storage (SQLite in the sweep dir by default), so a sweep killed at
@@ -26,7 +26,7 @@ from ftx.errors import ConfigError, FtxError, RunError
 from ftx.runs import atomic_write_text
 
 from . import _space, _study
-from . import config as _config  # noqa: F401  (registers hydra/sweeper=ftx and the sweep group)
+from . import config as _config  # noqa: F401  (registers hydra/sweeper=ftx)
 
 log = logging.getLogger("ftx.track.sweep")
 class FtxSweeper(Sweeper):

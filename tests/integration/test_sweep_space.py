@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
@@ -12,19 +11,17 @@ import pytest
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-import ftx.spec.run  # noqa: F401  (registers the ftx_schema the conf/ defaults name)
+import ftx.spec.run  # noqa: F401  (registers the ftx_schema the ftx/conf defaults name)
 from ftx.errors import ConfigError
 from ftx.spec.tree import CONF_DIR
 from hydra_plugins.ftx_sweeper import _space
-from hydra_plugins.ftx_sweeper.config import sweeps_dir
 
-ROOT = Path(__file__).resolve().parents[2]
-SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
+SWEEPS = sorted((CONF_DIR / "sweep").glob("*.yaml"))
 
 
 @pytest.fixture
 def hydra_cfg():
-    """(compose(overrides) → config with its hydra node, the config loader) over this checkout's conf/."""
+    """(compose(overrides) → config with its hydra node, the config loader) over this checkout's ftx/conf."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -234,8 +231,9 @@ def test_sweep_files_open_with_their_command_and_their_space_checks(path, hydra_
         assert math.prod(len(v) for v in _space.grid(space).values()) == sweeper["n_trials"]
 
 
-def test_required_sweep_files_exist():
-    assert sweeps_dir() == ROOT / "sweeps"
+def test_required_sweep_files_exist(hydra_cfg):
+    _, loader = hydra_cfg  # the sweep group is found in the config tree, not registered by the plugin
+    assert loader.get_group_options("sweep") == [p.stem for p in SWEEPS]
     params = {p.stem: yaml.safe_load(p.read_text())["hydra"]["sweeper"]["params"] for p in SWEEPS}
     assert {"lora.r", "lora.alpha", "optimizer.lr", "data.mix.domain_ratio"} <= set(params["lora_lr_mix"])
     assert "quant.mode" in params["lora_vs_qlora"] or "quant" in params["lora_vs_qlora"]

@@ -16,7 +16,7 @@ from tests.conftest import ROOT, ftx_env
 from tests.engine_helpers import read_metrics, tiny_args
 
 LAUNCH = ROOT / "launch"
-TINY = {"hidden": 64, "intermediate": 128}  # conf/model/tiny_llama.yaml defaults (ftx/spec/model.py TinyConfig)
+TINY = {"hidden": 64, "intermediate": 128}  # ftx/conf/model/tiny_llama.yaml defaults (ftx/spec/model.py TinyConfig)
 
 
 def launch(script: str, cwd: Path, *overrides: str, timeout: int = 600, **env: str) -> subprocess.CompletedProcess:

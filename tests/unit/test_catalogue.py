@@ -289,7 +289,7 @@ def files(tmp_path_factory):
         (run / "metrics.json").write_text(metrics)
         (run / "manifest.json").write_text("{}")
     conf = d / "conf"
-    shutil.copytree(ROOT / "conf", conf)
+    shutil.copytree(tree.CONF_DIR, conf, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     (conf / "experiment" / "broken.yaml").write_text(
         "# @package _global_\n# ftx train experiment=broken\ntrain:\n  epochs: 2\n   batch_size: 4\n")
     return d, conf
@@ -340,7 +340,7 @@ def test_entry(entry, files, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     args = [fill(a, d, conf) for a in entry.args]
     if entry.subprocess:
-        r = run_ftx(args, tmp_path, timeout=300)  # the shipped conf/ (sweep files sit beside it)
+        r = run_ftx(args, tmp_path, timeout=300)  # the shipped ftx/conf (with its sweep group)
         code, err = r.returncode, r.stderr
         assert "Traceback" not in err
         assert code == 2, err[-2000:]
@@ -402,7 +402,7 @@ def test_remote_code_is_off_and_weights_are_safetensors_unless_configured(monkey
 def table() -> str:
     rows = ["| # | input or fault | what `ftx` prints (one line on stderr, exit code 2) | test |",
             "|---|---|---|---|"]
-    exps = "broken, " + ", ".join(sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")))
+    exps = "broken, " + ", ".join(sorted(p.stem for p in (tree.CONF_DIR / "experiment").glob("*.yaml")))
 
     def show(text: str) -> str:
         return fill(text, "DIR", "CONF", exps).replace("|", "\\|")
