@@ -42,7 +42,7 @@ COMMANDS = {
 
 
 def usage() -> str:
-    return __doc__.split("\n\n")[1]
+    return "\n\n".join(__doc__.split("\n\n")[1:3]).rstrip()
 
 
 def main(argv: Optional[list[str]] = None) -> None:
