@@ -1,13 +1,28 @@
-"""Command-line arguments shared by the commands: Hydra overrides vs flags, the launcher's --local_rank."""
+"""The one command-line parser every `ftx` command uses.
+
+    p = command_parser("spec", "ftx spec [key=value …] [--data]", "print the composed run spec",
+                       overrides=True)
+    p.add_argument("--data", action="store_true", help="…")
+    ns = parse(p, args)          # ns.overrides: Hydra overrides, checked for secrets
+
+- a mistake (unknown flag, missing argument, bad choice) is a ConfigError whose one line names the command
+  and its usage: `ftx spec: unknown flag '--bogus' (usage: ftx spec [key=value …] [--data])`;
+- `-h`/`--help` prints the command's usage and exits 0;
+- flags are never abbreviated (`--dat` is not `--data`);
+- the launcher's `--local_rank` is removed once, by `strip_local_rank` in ftx.cli.main.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 
+from ftx.errors import ConfigError
 from ftx.secrets import check_no_secrets
 
 
 def strip_local_rank(args: list[str]) -> list[str]:
+    """Drop the `--local_rank N` / `--local-rank=N` a launcher injects anywhere; keep it as LOCAL_RANK."""
     out, i = [], 0
     while i < len(args):
         a = args[i]
@@ -20,24 +35,59 @@ def strip_local_rank(args: list[str]) -> list[str]:
     return out
 
 
-def split_args(args: list[str]) -> tuple[list[str], list[str], bool]:
-    """Separate Hydra overrides from flags; strip the --local_rank a launcher injects."""
-    overrides, flags, multirun = [], [], False
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a.startswith(("--local_rank", "--local-rank")):
-            value = a.split("=", 1)[1] if "=" in a else args[i + 1]
-            os.environ.setdefault("LOCAL_RANK", value)
-            i += 1 if "=" in a else 2
-            continue
-        if a in ("-m", "--multirun"):
-            multirun = True
-            flags.append(a)
-        elif a.startswith("-"):
-            flags.append(a)
-        else:
-            overrides.append(a)
-        i += 1
-    check_no_secrets(overrides)
-    return overrides, flags, multirun
+class Parser(argparse.ArgumentParser):
+    """argparse with ftx's error style: one ConfigError line naming the command and its usage."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def usage_line(self) -> str:
+        return " ".join(self.format_usage().split()).removeprefix("usage: ")
+
+    def error(self, message: str):
+        raise ConfigError(f"{self.prog}: {message} (usage: {self.usage_line()})")
+
+
+def command_parser(command: str, usage: str, description: str, overrides: bool = False,
+                   epilog: str | None = None) -> Parser:
+    """The parser of `ftx COMMAND`; `usage` is the line `--help` and every error show.
+
+    overrides=True: the command takes Hydra `key=value` overrides as positionals (ns.overrides).
+    """
+    p = Parser(prog=f"ftx {command}", usage=usage, description=description, epilog=epilog,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    if overrides:
+        p.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="Hydra overrides: key=value, +key=value, ++key=value, group=option")
+    return p
+
+
+def add_out(p: argparse.ArgumentParser, help: str, metavar: str = "DIR", required: bool = False) -> None:
+    """`--out PATH`, the same flag on every command that writes somewhere."""
+    p.add_argument("--out", metavar=metavar, required=required, help=help)
+
+
+def parse(p: Parser, args: list[str]) -> argparse.Namespace:
+    """Parse `args` (flags and positionals in any order); unknown flags are an error."""
+    try:
+        ns, extra = p.parse_known_intermixed_args(args)
+    except ConfigError:  # a missing --out or RUN_DIR after a typo'd flag: the typo is the mistake to name
+        unknown = [a for a in args if a.startswith("-") and a != "-" and not p._negative_number_matcher.match(a)
+                   and a.split("=", 1)[0] not in p._option_string_actions]
+        if unknown:
+            _unknown(p, unknown)
+        raise
+    flags = [a for a in extra if a.startswith("-")]
+    if flags:
+        _unknown(p, flags)
+    if extra:
+        p.error(f"unexpected argument{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}")
+    if getattr(ns, "overrides", None):
+        check_no_secrets(ns.overrides)
+    return ns
+
+
+def _unknown(p: Parser, flags: list[str]):
+    names = ", ".join(repr(f.split("=", 1)[0]) for f in flags)
+    p.error(f"unknown flag{'s' if len(flags) > 1 else ''} {names}")

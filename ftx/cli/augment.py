@@ -7,38 +7,28 @@ import logging
 import time
 from pathlib import Path
 
+from ftx.cli.args import add_out, command_parser, parse
 from ftx.data.augment import augment
-from ftx.errors import ConfigError
+
+
+def parser():
+    p = command_parser("augment", "ftx augment [key=value …] --out FILE",
+                       "Synthetic records (paraphrases, back-translations) from the domain sources, written by "
+                       "the base model;\nuse the output as a source with role: synthetic.", overrides=True)
+    add_out(p, "where to write the synthetic .jsonl (FILE.stats.json beside it)", metavar="FILE", required=True)
+    return p
 
 
 def cmd_augment(args: list[str]) -> None:
     """`ftx augment [overrides] --out FILE`: synthetic records from the domain sources, written by the model."""
-    from ftx.cli.args import split_args
+    ns = parse(parser(), args)
     from ftx.data.sources import load_sources
     from ftx.engine.model import load_model, load_tokenizer, resolve_model_path
     from ftx.runs import atomic_write_text, write_json
     from ftx.spec.run import build_spec
     from ftx.spec.tree import compose
 
-    if any(a in ("-h", "--help") for a in args):
-        print(__doc__.strip())
-        return
-    out = None
-    rest = []
-    it = iter(args)
-    for a in it:
-        if a == "--out":
-            out = next(it, None)
-        elif a.startswith("--out="):
-            out = a.split("=", 1)[1]
-        else:
-            rest.append(a)
-    if not out:
-        raise ConfigError("ftx augment: --out FILE is required (where to write the synthetic .jsonl)")
-    overrides, flags, _ = split_args(rest)
-    if flags:
-        raise ConfigError(f"ftx augment: unknown flag {flags[0]!r} (flags: --out FILE)")
-    spec = build_spec(compose(overrides))
+    spec = build_spec(compose(ns.overrides))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     domain = {k: s for k, s in spec.data.sources.items() if s.role == "domain"}
     records, _ = load_sources(domain)
@@ -48,7 +38,7 @@ def cmd_augment(args: list[str]) -> None:
     model = load_model(spec.model, path).eval()
     t0 = time.time()
     synth, stats = augment(records, model, tok, spec.data.augment)
-    out = Path(out)
+    out = Path(ns.out)
     atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in synth))
     write_json(out.with_suffix(".stats.json"), {"model": spec.model.name, "source_records": len(records),
                                                 "seconds": round(time.time() - t0, 2), "kinds": stats})

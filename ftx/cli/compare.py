@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from ftx.errors import ConfigError
+from ftx.cli.args import add_out, command_parser, parse
 from ftx.record.compare import compare, default_out, plot_curves
 from ftx.runs import atomic_write_text
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, like every other ftx error
-        raise ConfigError(f"ftx compare: {message} (usage: ftx compare RUNS… [--metric M] [--metrics a,b] [--out DIR])")
-
-
-
-def cmd_compare(args: list[str]) -> None:
-    import pandas as pd
-
-    p = _Parser(prog="ftx compare", description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", nargs="+", help="run directories, sweep directories or globs")
+def parser():
+    p = command_parser("compare", "ftx compare RUNS… [--metric M] [--direction minimize|maximize] [--metrics a,b] "
+                       "[--out DIR]", __doc__.split(": ", 1)[1].strip())
+    p.add_argument("runs", nargs="+", metavar="RUNS", help="run directories, sweep directories or globs")
     p.add_argument("--metric", help="rank by this metric path (default: the runs' objective)")
     p.add_argument("--direction", choices=("minimize", "maximize"))
     p.add_argument("--metrics", help="comma-separated metric columns (default: objective and losses)")
-    p.add_argument("--out", help="folder for compare.csv and loss_curves.png")
-    a = p.parse_args(args)
+    add_out(p, "folder for compare.csv and loss_curves.png")
+    return p
+
+
+def cmd_compare(args: list[str]) -> None:
+    a = parse(parser(), args)
+    import pandas as pd
+
     c = compare(a.runs, a.metrics.split(",") if a.metrics else None, a.metric, a.direction)
     out = Path(a.out) if a.out else default_out(a.runs)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,32 +12,22 @@ import logging
 import time
 from pathlib import Path
 
+from ftx.cli.args import add_out, command_parser, parse
 from ftx.errors import ConfigError, DataError
 
 
-def _out_dir(flags: list[str]) -> tuple[Path, list[str]]:
-    out, rest, i = None, [], 0
-    while i < len(flags):
-        a = flags[i]
-        if a == "--out":
-            if i + 1 >= len(flags):
-                raise ConfigError("--out needs a directory (ftx curate --out DIR)")
-            out, i = flags[i + 1], i + 2
-            continue
-        if a.startswith("--out="):
-            out = a.split("=", 1)[1]
-        else:
-            rest.append(a)
-        i += 1
-    if out is None:
-        out = Path("outputs/curate") / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S")
-    return Path(out), rest
+def parser():
+    p = command_parser("curate", "ftx curate [key=value …] [--out DIR]", __doc__.split("\n\n", 1)[1].strip(),
+                       overrides=True)
+    add_out(p, "output folder, new or empty (default: outputs/curate/<date>/<time>)")
+    return p
 
 
 def cmd_curate(args: list[str]) -> None:
+    ns = parse(parser(), args)
+
     from omegaconf import OmegaConf
 
-    from ftx.cli.args import split_args
     from ftx.data.curate.pipeline import PREFIX, curate
     from ftx.data.ledger import Ledger
     from ftx.data.sources import load_sources
@@ -45,14 +35,8 @@ def cmd_curate(args: list[str]) -> None:
     from ftx.spec.run import as_dict, build_spec
     from ftx.spec.tree import compose
 
-    if any(a in ("-h", "--help") for a in args):
-        print(__doc__.strip())
-        return
-    out, args = _out_dir(args)
-    overrides, flags, _ = split_args(args)
-    if flags:
-        raise ConfigError(f"ftx curate: unknown flag {flags[0]!r} (flags: --out DIR)")
-    spec = build_spec(compose(overrides))
+    out = Path(ns.out) if ns.out else Path("outputs/curate") / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S")
+    spec = build_spec(compose(ns.overrides))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out}: directory exists and is not empty (choose a new one)")

@@ -4,24 +4,42 @@ from __future__ import annotations
 
 import json
 
+from ftx.cli.args import command_parser, parse
 from ftx.data.versions import diff, load
-from ftx.errors import ConfigError
+
+SUBCOMMANDS = {"diff": "records added, removed and changed between two data versions"}
+
+
+def parser():
+    p = command_parser("data", "ftx data diff A B [--json]", "Data versions.",
+                       epilog="subcommands:\n" + "".join(f"  {k:<8}{v}\n" for k, v in SUBCOMMANDS.items())
+                       + "\n`ftx data diff --help` for a subcommand's flags")
+    p.add_argument("subcommand", choices=list(SUBCOMMANDS), metavar="SUBCOMMAND", help="diff")
+    return p
+
+
+def diff_parser():
+    p = command_parser("data diff", "ftx data diff A B [--json]",
+                       "Records added (+), removed (-) and changed (~) between two data versions.")
+    p.add_argument("a", metavar="A", help="a run dir or an `ftx curate --out` dir")
+    p.add_argument("b", metavar="B", help="another one")
+    p.add_argument("--json", action="store_true", help="print the difference as JSON")
+    return p
 
 
 def cmd_data(args: list[str]) -> None:
     """`ftx data diff A B [--json]`: records added, removed and changed between two data versions."""
     if not args or args[0] in ("-h", "--help"):
-        print(cmd_data.__doc__)
+        parser().print_help()
         return
-    if args[0] != "diff":
-        raise ConfigError(f"ftx data: unknown subcommand {args[0]!r} (available: diff)")
-    paths = [a for a in args[1:] if not a.startswith("-")]
-    flags = [a for a in args[1:] if a.startswith("-")]
-    if len(paths) != 2 or any(f != "--json" for f in flags):
-        raise ConfigError("usage: ftx data diff A B [--json] (A, B: run dirs or `ftx curate --out` dirs)")
-    a, b = load(paths[0]), load(paths[1])
+    if args[0].startswith("-"):
+        parser().error(f"unknown flag {args[0]!r}")
+    if args[0] not in SUBCOMMANDS:
+        parser().error(f"unknown subcommand {args[0]!r} (available: {', '.join(SUBCOMMANDS)})")
+    ns = parse(diff_parser(), args[1:])
+    a, b = load(ns.a), load(ns.b)
     d = diff(a, b)
-    if "--json" in flags:
+    if ns.json:
         print(json.dumps({"a": a["id"], "b": b["id"], **d}, indent=2))
         return
     print(f"{a['id']} ({a['records']} records) → {b['id']} ({b['records']} records)"

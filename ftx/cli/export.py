@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from ftx.errors import ConfigError
+from ftx.cli.args import add_out, command_parser, parse
 from ftx.record.export import export, locate
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, like every other ftx error
-        raise ConfigError(f"ftx export: {message} (usage: ftx export RUN_DIR [--out DIR] [--dtype fp32|bf16] "
-                          "[--no-verify])")
-
-
-
-def _parse(args: list[str]) -> argparse.Namespace:
-    p = _Parser(prog="ftx export", description="merge a run's adapter into its base model")
-    p.add_argument("run_dir", help="a finished run directory (or its adapter/ folder)")
-    p.add_argument("--out", help="output folder (default: RUN_DIR/merged)")
+def parser():
+    p = command_parser("export", "ftx export RUN_DIR [--out DIR] [--dtype fp32|bf16] [--no-verify]",
+                       "Merge a run's adapter into its base model and save it as safetensors.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory (or its adapter/ folder)")
+    add_out(p, "output folder (default: RUN_DIR/merged)")
     p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="dtype of the saved weights")
     p.add_argument("--no-verify", action="store_true", help="skip the merged-vs-adapter logits check")
-    return p.parse_args(args)
-
+    return p
 
 
 def cmd_export(args: list[str]) -> None:
-    ns = _parse(args)
+    ns = parse(parser(), args)
     run_dir, adapter = locate(Path(ns.run_dir))
     out = Path(ns.out).expanduser() if ns.out else run_dir / "merged"
     report = export(run_dir, adapter, out, ns.dtype, verify=not ns.no_verify)

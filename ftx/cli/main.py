@@ -1,22 +1,24 @@
 """The `ftx` command.
 
-    ftx train   [overrides] [-m]   run (or sweep) fine-tuning; a Hydra app
-    ftx spec    [overrides] [--data]  print the composed, validated run spec and data plan (--data: counts)
-    ftx curate  [overrides]        run the curation stages only
-    ftx data diff A B              records added/removed/changed between two data versions
-    ftx augment [overrides] --out F  synthetic paraphrases/back-translations by the base model
-    ftx eval    RUN_DIR            re-evaluate a finished run
-    ftx compare RUNS…              table of runs: differing config keys and metrics
-    ftx export  RUN_DIR            merge an adapter into its base model
-    ftx report  RUN_DIR            markdown report with plots for one run
-    ftx sweep-report SWEEP_DIR     best trial as an override line, trials.csv, plots (docs/sweeps.md)
+    ftx train   [overrides] [-m] [Hydra flags]  run (or sweep) fine-tuning; a Hydra app
+    ftx spec    [overrides] [--data]        print the composed, validated run spec and data plan (--data: counts)
+    ftx curate  [overrides] [--out DIR]     run the curation stages only
+    ftx data    diff A B [--json]           records added/removed/changed between two data versions
+    ftx augment [overrides] --out FILE      synthetic paraphrases/back-translations by the base model
+    ftx eval    RUN_DIR [overrides] [--check]  re-evaluate a finished run
+    ftx compare RUNS… [--metric M] [--out DIR]  table of runs: differing config keys and metrics
+    ftx export  RUN_DIR [--out DIR] [--dtype fp32|bf16]  merge an adapter into its base model
+    ftx report  RUN_DIR [--html] [--out DIR]  markdown report with plots for one run
+    ftx sweep-report SWEEP_DIR              best trial as an override line, trials.csv, plots (docs/sweeps.md)
 
-Every user mistake ends as one line on stderr and exit code 2.
+`ftx help CMD` or `ftx CMD --help`: a command's flags. Every user mistake ends as one line on stderr
+and exit code 2.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Optional
 
@@ -40,15 +42,30 @@ COMMANDS = {
 
 
 def usage() -> str:
-    return __doc__.split("\n\n")[1]
+    return "\n\n".join(__doc__.split("\n\n")[1:3]).rstrip()
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    try:
+        try:
+            _main(sys.argv[1:] if argv is None else argv)
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:  # `ftx … | head`: the reader left; no traceback, nothing more to print
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit-time flush fails quietly
+        except (OSError, ValueError, AttributeError):
+            pass
+        sys.exit(1)
+
+
+def _main(argv: list[str]) -> None:
+    argv = strip_local_rank(argv)  # the deepspeed launcher puts it before the command; nothing else strips it
+    if not argv or argv[0] in ("-h", "--help") or argv == ["help"]:
         print(usage())
         return
-    argv = strip_local_rank(argv)  # the deepspeed launcher puts it before the command
+    if argv[0] == "help":  # `ftx help CMD` = `ftx CMD --help`
+        argv = [argv[1], "--help"]
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
         print(f"ftx: unknown command {cmd!r} (commands: {', '.join(COMMANDS)})", file=sys.stderr)

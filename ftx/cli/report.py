@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from ftx.errors import ConfigError
+from ftx.cli.args import add_out, command_parser, parse
 from ftx.record.report import write_report
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise ConfigError(f"ftx report: {message} (usage: ftx report RUN_DIR [--html] [--out DIR])")
-
+def parser():
+    p = command_parser("report", "ftx report RUN_DIR [--html] [--out DIR]",
+                       "A markdown report with plots for one run (and, with --html, a self-contained HTML page).")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory")
+    p.add_argument("--html", action="store_true", help="also write a self-contained report.html")
+    add_out(p, "output folder (default: RUN_DIR/report)")
+    return p
 
 
 def cmd_report(args: list[str]) -> None:
-    p = _Parser(prog="ftx report")
-    p.add_argument("run_dir")
-    p.add_argument("--html", action="store_true", help="also write a self-contained report.html")
-    p.add_argument("--out", help="output folder (default: RUN_DIR/report)")
-    a = p.parse_args(args)
+    a = parse(parser(), args)
     print(f"wrote {write_report(Path(a.run_dir), a.html, Path(a.out) if a.out else None)}")

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-from ftx.cli.args import split_args
+from ftx.cli.args import command_parser, parse
 from ftx.spec.run import as_dict, build_spec, spec_hash
 from ftx.spec.tree import compose
+
+
+def parser():
+    p = command_parser("spec", "ftx spec [key=value …] [--data]",
+                       "Print the composed, validated run spec, its hash and the data plan.", overrides=True)
+    p.add_argument("--data", action="store_true",
+                   help="load, split, tokenise and mix the data for real (no model weights): record counts")
+    return p
 
 
 def cmd_spec(args: list[str]) -> None:
     from omegaconf import OmegaConf
 
-    overrides, flags, _ = split_args(args)
-    spec = build_spec(compose(overrides))
+    ns = parse(parser(), args)
+    spec = build_spec(compose(ns.overrides))
     resolved = as_dict(spec)
     print(OmegaConf.to_yaml(OmegaConf.create(resolved)), end="")
     print(f"# spec hash: {spec_hash(resolved)}")
     from ftx.data.build import describe, describe_counts
 
     lines = describe(spec.data)
-    if "--data" in flags:  # load, split, tokenise and mix the data for real (no model weights)
+    if ns.data:
         from ftx.data.build import prepare
         from ftx.engine.model import load_tokenizer
 

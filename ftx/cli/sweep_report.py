@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+from ftx.cli.args import command_parser, parse
 from ftx.errors import ConfigError, RunError
 from ftx.track.sweep import STORAGE_ENV, describe_storage, open_storage
 
 
+def parser():
+    p = command_parser("sweep-report", "ftx sweep-report SWEEP_DIR [--storage URL] [--study NAME] "
+                       "[--plots png|html|none]",
+                       "The best trial of a sweep as an override line and YAML, trials.csv, plots and report.md "
+                       "(docs/sweeps.md).")
+    p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="the sweep's folder (holds sweep.json)")
+    p.add_argument("--storage", metavar="URL", help=f"storage URL (default: the sweep's own; or ${STORAGE_ENV})")
+    p.add_argument("--study", metavar="NAME", help="study name (default: the sweep's own)")
+    p.add_argument("--plots", choices=("png", "html", "none"), help="plot format (default: the sweep's)")
+    return p
+
+
 def cmd_sweep_report(args: list[str]) -> None:
     """ftx sweep-report SWEEP_DIR: best params (override line + YAML), trials.csv, plots, report.md."""
-    import argparse
-    import json
-
-    parser = argparse.ArgumentParser(prog="ftx sweep-report", description=cmd_sweep_report.__doc__)
-    parser.add_argument("sweep_dir")
-    parser.add_argument("--storage", help=f"storage URL (default: the sweep's own; or ${STORAGE_ENV})")
-    parser.add_argument("--study", help="study name (default: the sweep's own)")
-    parser.add_argument("--plots", choices=("png", "html", "none"), help="plot format (default: the sweep's)")
-    ns = parser.parse_args(args)
+    ns = parse(parser(), args)
     sweep_dir = Path(ns.sweep_dir)
     meta_path = sweep_dir / "sweep.json"
     if not meta_path.is_file() and not (ns.storage and ns.study):

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ftx.cli.args import split_args
+from ftx.cli.args import command_parser, parse
 from ftx.errors import ConfigError, FtxError
 from ftx.spec import tree
 from ftx.spec.run import build_spec
@@ -65,14 +65,66 @@ def _check_run_dir(overrides: list[str]) -> None:
                 raise ConfigError(f"hydra.run.dir: cannot create {path} ({e.strerror or e})") from None
 
 
+HYDRA_ONLY = ("hydra_help", "shell_completion", "info", "config_path", "config_name", "config_dir",
+              "experimental_rerun")
+"""Hydra flags after which ftx does not validate the default config up front: Hydra answers them itself, or they
+change which config is composed (the task validates the composed one)."""
+
+
+def _hydra_actions() -> list:
+    """Hydra's own command-line flags (-m, --cfg, --info, --config-dir, …), from Hydra's parser."""
+    import copy
+
+    from hydra._internal.utils import get_args_parser
+
+    out = []
+    for action in get_args_parser()._actions:
+        if not action.option_strings or action.dest == "help":
+            continue  # the overrides positional and --help are ftx's own
+        action = copy.copy(action)
+        if not isinstance(action.help, str):  # --shell-completion's help is rendered lazily by Hydra
+            action.help = "install or uninstall shell completion (Hydra's --shell-completion)"
+        out.append(action)
+    return out
+
+
+def parser():
+    p = command_parser("train", "ftx train [key=value …] [-m] [Hydra flags]",
+                       "Run (or, with -m, sweep) fine-tuning: a Hydra app around ftx.pipeline.run.",
+                       overrides=True,
+                       epilog="Hydra's flags above are passed to Hydra; Hydra's own help (config groups, override "
+                              "syntax):\n  ftx train --hydra-help")
+    hydra_flags = p.add_argument_group("Hydra flags")
+    for action in _hydra_actions():
+        hydra_flags._add_action(action)
+    return p
+
+
+def _hydra_argv(p, ns) -> list[str]:
+    """The Hydra flags given, as Hydra's parser reads them."""
+    argv = []
+    for action in p._actions:
+        if not action.option_strings or action.dest in ("help",):
+            continue
+        value = getattr(ns, action.dest, None)
+        if value is None or value is False:
+            continue
+        flag = max(action.option_strings, key=len)
+        argv.append(flag if action.nargs == 0 else f"{flag}={value}")
+    return argv
+
+
 def cmd_train(args: list[str]) -> None:
+    p = parser()
+    ns = parse(p, args)
     import hydra
 
-    overrides, flags, multirun = split_args(args)
+    overrides, flags, multirun = ns.overrides, _hydra_argv(p, ns), ns.multirun
     if multirun:  # a malformed sweep (e.g. empty choice()) is one line, not Hydra's parser report
         check_overrides(overrides)
     if not multirun:  # validate before Hydra sets anything up; sweeps validate per job
-        build_spec(tree.compose(overrides))
+        if not any(getattr(ns, k, None) for k in HYDRA_ONLY):
+            build_spec(tree.compose(overrides))
         overrides = _distributed_run_dir(overrides)
         _check_run_dir(overrides)
 

@@ -60,6 +60,13 @@ CATALOGUE = [
     # --- the command line and config composition
     Entry("unknown-command", "an unknown command", ["frobnicate"],
           "ftx: unknown command 'frobnicate' (commands: {commands})"),
+    Entry("unknown-flag", "a flag the command does not have", ["spec", "--bogus-flag"],
+          "ftx: config error: ftx spec: unknown flag '--bogus-flag' (usage: ftx spec [key=value …] [--data])"),
+    Entry("abbreviated-flag", "an abbreviated flag (flags are never abbreviated)", ["spec", "--dat"],
+          "ftx: config error: ftx spec: unknown flag '--dat' (usage: ftx spec [key=value …] [--data])"),
+    Entry("missing-argument", "a command without its required argument", ["eval"],
+          "ftx: config error: ftx eval: the following arguments are required: RUN_DIR "
+          "(usage: ftx eval RUN_DIR [key=value …] [--check])"),
     Entry("unknown-option", "an unknown option of a config group", ["spec", "model=llama9"],
           "ftx: config error: unknown option 'llama9' for group 'model' (available: local, smollm2_135m, tiny_llama)"),
     Entry("unknown-experiment", "an experiment that does not exist", ["spec", "experiment=nope"],
