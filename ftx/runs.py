@@ -109,6 +109,22 @@ def read_json(path: Path) -> Any:
                           "restore it or rerun the step that writes it") from None
 
 
+def flatten(d: Optional[dict], sep: str = ".", prefix: str = "", skip: tuple = (),
+            scalars_only: bool = False) -> dict:
+    """{'a': {'b': 1}} → {'a.b': 1} (keys joined by `sep`, under `prefix` when given); lists kept as values.
+    `skip`: top-level keys left out; `scalars_only`: keep only str/int/float/bool/None leaves."""
+    out = {}
+    for k, v in (d or {}).items():
+        if k in skip and not prefix:
+            continue
+        key = f"{prefix}{sep}{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            out.update(flatten(v, sep, key, scalars_only=scalars_only))
+        elif not scalars_only or v is None or isinstance(v, (int, float, str, bool)):
+            out[key] = v
+    return out
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

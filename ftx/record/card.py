@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ftx.errors import RunError
+from ftx.runs import flatten
 
 CORE_SECTIONS = ("base", "tuned", "delta", "params", "data", "train", "objective", "wall_seconds", "cost",
                  "flags")
@@ -98,17 +99,6 @@ def md_table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in (d or {}).items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict):
-            out.update(_flat(v, key))
-        else:
-            out[key] = v
-    return out
-
-
 def base_model_section(r: RunRecord) -> str:
     m = r.config.get("model", {})
     where = {"gguf_package": f"GGUF `{m.get('gguf_file')}` from the `{m.get('gguf_package')}` package, "
@@ -168,16 +158,16 @@ def mix_tables(mix: dict) -> str:
             cols = list(dict.fromkeys(c for v in block.values() for c in v))
             parts.append(md_table([key.replace("_", " "), *cols], [[n, *(v.get(c) for c in cols)] for n, v in block.items()]))
         else:
-            parts.append(md_table([key, "value"], [[k, v] for k, v in _flat(block).items()]))
+            parts.append(md_table([key, "value"], [[k, v] for k, v in flatten(block).items()]))
     return "\n\n".join(parts)
 
 
 def hyperparameters_section(r: RunRecord) -> str:
     rows = []
     for group in ("lora", "quant", "optimizer", "train", "zero"):
-        for k, v in _flat(r.config.get(group, {})).items():
+        for k, v in flatten(r.config.get(group, {})).items():
             rows.append([f"{group}.{k}", v])
-    rows += [["data.format." + k, v] for k, v in _flat(r.config.get("data", {}).get("format", {})).items()]
+    rows += [["data.format." + k, v] for k, v in flatten(r.config.get("data", {}).get("format", {})).items()]
     return md_table(["key", "value"], rows)
 
 
@@ -199,7 +189,7 @@ def evaluation_section(r: RunRecord) -> str:
                      f"({r.config.get('objective', {}).get('direction', 'minimize')}).")
     extra = {k: v for k, v in r.metrics.items() if k not in CORE_SECTIONS and isinstance(v, dict)}
     for name, section in extra.items():  # sections other stages add (generation metrics, forgetting, …)
-        flat = {k: v for k, v in _flat(section).items() if isinstance(v, (int, float, str, bool))}
+        flat = {k: v for k, v in flatten(section).items() if isinstance(v, (int, float, str, bool))}
         if flat:
             parts.append(f"**{name}**\n\n" + md_table(["metric", "value"], [[k, v] for k, v in flat.items()]))
     return "\n\n".join(parts) or "_No evaluation recorded (the run did not finish)._"

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ftx.errors import RunError
+from ftx.runs import flatten
 
 log = logging.getLogger("ftx")
 
@@ -160,16 +161,6 @@ def publish(spec, run_dir: Path, result: dict) -> None:
         _wandb_summary(spec.tracking, run_dir, result)
 
 
-def _flatten(d: dict, prefix: str) -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}/"))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _wandb_summary(cfg, run_dir: Path, result: dict) -> None:
     import os
 
@@ -187,7 +178,7 @@ def _wandb_summary(cfg, run_dir: Path, result: dict) -> None:
                          id=info.get("run_id"), resume="allow" if info.get("run_id") else None, mode=mode,
                          dir=str(run_dir), job_type="eval", reinit="finish_previous")
         try:
-            run.summary.update(_flatten(result, "reeval/"))
+            run.summary.update(flatten(result, "/", "reeval", scalars_only=True))
         finally:
             run.finish()
     except Exception as e:  # tracking never fails an evaluation
