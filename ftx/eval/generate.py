@@ -63,21 +63,14 @@ def source_index(data_cfg) -> dict:
 def read_prompt_file(path_str: str, key: str, need: tuple[str, ...]) -> list[dict]:
     """A JSONL file of prompts; every line must hold the fields in `need` (errors name file:line)."""
     from ftx.data.sources import resolve_path
+    from ftx.runs import read_jsonl
 
     path = resolve_path(path_str)
     if not path.is_file():
         raise DataError(f"{key}: file not found: {path}")
     out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for lineno, obj in read_jsonl(path):
         where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         if "answers" in need and isinstance(obj.get("answers"), str):
             obj["answers"] = [obj["answers"]]
         for field in need:
