@@ -162,12 +162,10 @@ def publish(spec, run_dir: Path, result: dict) -> None:
 
 
 def _wandb_summary(cfg, run_dir: Path, result: dict) -> None:
-    import os
-
     from ftx.runs import read_json
+    from ftx.track.tracker import resolve_mode
 
-    mode = cfg.mode if cfg.mode != "auto" else os.environ.get("WANDB_MODE") or (
-        "online" if os.environ.get("WANDB_API_KEY") else "offline")
+    mode = resolve_mode(cfg)
     if mode == "disabled":
         return
     info = read_json(run_dir / "tracking.json") if (run_dir / "tracking.json").is_file() else {}
