@@ -7,75 +7,15 @@ same sections feed `ftx report`.
 
 from __future__ import annotations
 
-import json
 import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ftx.errors import RunError
+from ftx.record.rundir import RunRecord, load_run
 from ftx.runs import flatten
 
 CORE_SECTIONS = ("base", "tuned", "delta", "params", "data", "train", "objective", "wall_seconds", "cost",
                  "flags")
-
-
-@dataclass
-class RunRecord:
-    """A run directory, read."""
-
-    path: Path
-    config: dict
-    manifest: dict
-    metrics: dict = field(default_factory=dict)
-    curves: list = field(default_factory=list)
-    ledger: list = field(default_factory=list)
-    stats: dict = field(default_factory=dict)
-    tracking: dict = field(default_factory=dict)
-
-    @property
-    def finished(self) -> bool:
-        return bool(self.metrics)
-
-    def get(self, dotted: str, default: Any = None) -> Any:
-        """A metric by path: `tuned/val_loss`, `objective/value`; a config key by `cfg:lora.r`."""
-        node: Any = self.config if dotted.startswith("cfg:") else self.metrics
-        for part in dotted.removeprefix("cfg:").replace("/", ".").split("."):
-            if not isinstance(node, dict) or part not in node:
-                return default
-            node = node[part]
-        return node
-
-
-def is_run_dir(path: Path) -> bool:
-    return (Path(path) / "config.yaml").is_file() and (Path(path) / "manifest.json").is_file()
-
-
-def _json(path: Path, default: Any) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return default
-
-
-def load_run(path: Path) -> RunRecord:
-    import yaml
-
-    from ftx.runs import MetricsLog
-
-    path = Path(path)
-    if not is_run_dir(path):
-        raise RunError(f"{path}: not a run directory (expected config.yaml and manifest.json in it)")
-    try:
-        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        from ftx.spec.tree import yaml_error
-
-        raise RunError(yaml_error(e, path / "config.yaml")) from None
-    return RunRecord(path=path, config=config, manifest=_json(path / "manifest.json", {}),
-                     metrics=_json(path / "metrics.json", {}), curves=MetricsLog(path / "metrics.jsonl").read(),
-                     ledger=_json(path / "data" / "ledger.json", []), stats=_json(path / "data" / "stats.json", {}),
-                     tracking=_json(path / "tracking.json", {}))
 
 
 # ---------------------------------------------------------------- markdown pieces
@@ -104,7 +44,7 @@ def base_model_section(r: RunRecord) -> str:
     where = {"gguf_package": f"GGUF `{m.get('gguf_file')}` from the `{m.get('gguf_package')}` package, "
                              "converted once to safetensors",
              "path": f"`{m.get('name_or_path')}`", "tiny": "a tiny random Llama built by ftx (for tests)"}
-    adapter = _json(r.path / "adapter" / "adapter_config.json", {})
+    adapter = r.adapter_config
     lines = [f"- **{m.get('name', '?')}** — {where.get(m.get('source'), m.get('source'))}",
              f"- dtype `{m.get('dtype')}`, trust_remote_code `{fmt(m.get('trust_remote_code'))}`"]
     if adapter.get("base_model_name_or_path"):
@@ -227,7 +167,7 @@ def load_section(r: RunRecord, adapter: Optional[str] = None) -> str:
 def reproduce_section(r: RunRecord) -> str:
     env = r.manifest.get("environment") or {}
     pkgs = env.get("packages") or {}
-    command = " ".join(["ftx train", *map(shlex.quote, r.manifest.get("overrides") or [])])
+    command = " ".join(["ftx train", *map(shlex.quote, r.overrides)])
     lines = [f"```bash\n{command}\n```",
              f"- spec hash `{r.manifest.get('spec_hash')}` (the full resolved config is `config.yaml` in the run directory)",
              f"- git `{env.get('git_sha')}`, python {env.get('python')}, "

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from ftx.errors import RunError
-from ftx.record.card import RunRecord, is_run_dir, load_run
+from ftx.record.rundir import RunRecord, is_run_dir, load_run
 from ftx.runs import flatten
 
 DEFAULT_METRICS = ("objective/value", "tuned/val_loss", "delta/val_loss", "tuned/val_rouge_l", "tuned/general_eval_loss",
