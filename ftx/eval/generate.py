@@ -10,11 +10,10 @@ from typing import Optional
 from ftx.errors import DataError
 
 
-
 def split_prompts(examples: list[dict], tok, index: dict) -> list[dict]:
     """Encoded chat examples → {id, prompt_ids, prompt, answers}: the prompt is every token before the
     first answer token (exactly what training conditioned on); raw-text examples have no prompt.
-    `index` (from `source_index`) adds the record's accepted answers. The question text shown in the
+    `index` (Prepared.answers: id → accepted answers) adds the record's accepted answers. The question text shown in the
     predictions is decoded from the tokens, i.e. after curation (PII masked), never the raw source."""
     items = []
     for ex in examples:
@@ -43,21 +42,6 @@ def last_user_text(prompt_ids: list[int], tok) -> str:
     if head and head in text and text.endswith(tail):
         return text.rsplit(head, 1)[1][: len(text.rsplit(head, 1)[1]) - len(tail)]
     return text
-
-
-def source_index(data_cfg) -> dict:
-    """id → the record's `answers` list, for source records that carry one (re-read from the sources:
-    the encoded splits keep only token ids)."""
-    from ftx.data.sources import load_sources
-
-    records, _ = load_sources(data_cfg.sources)
-    out = {}
-    for r in records:
-        a = r.get("answers")
-        a = [a] if isinstance(a, str) else a if isinstance(a, list) else []
-        if a:
-            out[r["id"]] = [str(x) for x in a if isinstance(x, (str, int, float))]
-    return out
 
 
 def read_prompt_file(path_str: str, key: str, need: tuple[str, ...]) -> list[dict]:
