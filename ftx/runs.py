@@ -14,7 +14,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from ftx.secrets import redact_text
 
@@ -23,6 +23,8 @@ TRACKED_PACKAGES = ("ftx", "torch", "transformers", "peft", "accelerate", "bitsa
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+MAX_RECORD_BYTES = 8 * 1024 * 1024  # per JSONL line
 
 
 def disk_full(path: Path) -> "Exception":
@@ -107,6 +109,61 @@ def read_json(path: Path) -> Any:
     except UnicodeDecodeError as e:
         raise DamagedFile(f"{path}: damaged JSON (not UTF-8 at byte {e.start}); "
                           "restore it or rerun the step that writes it") from None
+
+
+def flatten(d: Optional[dict], sep: str = ".", prefix: str = "", skip: tuple = (),
+            scalars_only: bool = False) -> dict:
+    """{'a': {'b': 1}} → {'a.b': 1} (keys joined by `sep`, under `prefix` when given); lists kept as values.
+    `skip`: top-level keys left out; `scalars_only`: keep only str/int/float/bool/None leaves."""
+    out = {}
+    for k, v in (d or {}).items():
+        if k in skip and not prefix:
+            continue
+        key = f"{prefix}{sep}{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            out.update(flatten(v, sep, key, scalars_only=scalars_only))
+        elif not scalars_only or v is None or isinstance(v, (int, float, str, bool)):
+            out[key] = v
+    return out
+
+
+def read_jsonl(path: Path, tolerant: bool = False,
+               on_error: "Optional[Callable[[int, Exception], None]]" = None) -> Iterator[tuple[int, dict]]:
+    """The one JSONL reader: yields (line number, object) for each non-blank line of `path`.
+
+    Each line must be one JSON object, UTF-8 (a BOM on the first line is allowed), at most
+    MAX_RECORD_BYTES; a bad line is a DataError naming file:line, passed to `on_error(lineno, error)`
+    when given (the line is skipped), else raised. `tolerant=True` (run-internal logs such as
+    metrics.jsonl, whose last line a crash may cut) skips bad lines silently."""
+    from ftx.errors import DataError
+
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                if len(raw) > MAX_RECORD_BYTES:
+                    raise DataError(f"{where}: record is {len(raw) / 2**20:.1f} MiB, over the "
+                                    f"{MAX_RECORD_BYTES // 2**20} MiB limit per record")
+                try:
+                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # editors on Windows add a BOM
+                except UnicodeDecodeError as e:
+                    raise DataError(f"{where}: not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8") from None
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{where}: malformed JSON ({e.msg.removesuffix(' at')} at column {e.colno})") from None
+                if not isinstance(obj, dict):
+                    raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+            except DataError as e:
+                if tolerant:
+                    continue
+                if on_error is None:
+                    raise
+                on_error(lineno, e)
+                continue
+            yield lineno, obj
 
 
 def sha256_text(text: str) -> str:
@@ -199,10 +256,4 @@ class MetricsLog:
     def read(self) -> list[dict]:
         if not self.path.exists():
             return []
-        out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a crash mid-write
-                continue
-        return out
+        return [obj for _, obj in read_jsonl(self.path, tolerant=True)]  # skips a line cut by a crash mid-write

@@ -37,6 +37,9 @@ class Prepared:
     ledger: Ledger = field(default_factory=Ledger)
     train_examples: list = field(default_factory=list)
     """The training examples before packing (same as `train` when not packing)."""
+    answers: dict = field(default_factory=dict)
+    """record id → the record's accepted `answers` (strings), for records that carry them: what evaluation
+    needs beyond the token ids, so it never re-reads the sources."""
 
 
 def load_and_curate(data: DataConfig, curation: CurationConfig, out_dir: Optional[Path] = None,
@@ -99,7 +102,18 @@ def prepare(data: DataConfig, curation: CurationConfig, tok, run_dir: Optional[P
         if version:
             versions.write(run_dir / "data", version)
     return Prepared(train, encoded["val"], encoded["test"], encoded["general_eval"], stats, lineage, ledger,
-                    train_examples=ordered)
+                    train_examples=ordered, answers=accepted_answers(r for part in parts.values() for r in part))
+
+
+def accepted_answers(records) -> dict:
+    """id → the record's `answers` list (a string counts as a one-item list), for records that carry one."""
+    out = {}
+    for r in records:
+        a = r.get("answers")
+        a = [a] if isinstance(a, str) else a if isinstance(a, list) else []
+        if a:
+            out[r["id"]] = [str(x) for x in a if isinstance(x, (str, int, float))]
+    return out
 
 
 def write_run_files(out: Path, parts: dict, train_order: list, stats: dict, ledger: Ledger) -> None:

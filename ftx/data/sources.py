@@ -10,16 +10,15 @@ A canonical record is a dict:
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Iterator, Optional
 
 from ftx import ASSETS
 from ftx.data.ledger import Ledger
 from ftx.errors import DataError
+from ftx.runs import read_jsonl
 from ftx.spec.data import SourceConfig
 
-MAX_RECORD_BYTES = 8 * 1024 * 1024
 
 
 def resolve_path(path: str) -> Path:
@@ -115,41 +114,31 @@ def read_source(name: str, src: SourceConfig, ledger: Optional[Ledger] = None) -
         raise DataError(f"{key}: {path} is a directory, expected a .jsonl file")
     stage = "load"
     n = 0
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if src.max_records is not None and n >= src.max_records:
-                break
-            if not raw.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                if len(raw) > MAX_RECORD_BYTES:
-                    raise DataError(f"{where}: record is {len(raw) / 2**20:.1f} MiB, over the "
-                                    f"{MAX_RECORD_BYTES // 2**20} MiB limit per record")
-                try:
-                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # editors on Windows add a BOM
-                except UnicodeDecodeError as e:
-                    raise DataError(f"{where}: not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8") from None
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{where}: malformed JSON ({e.msg.removesuffix(' at')} at column {e.colno})") from None
-                if not isinstance(obj, dict):
-                    raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-                rec = _to_record(obj, src, name, where)
-            except DataError as e:
-                if src.on_bad_record != "skip" or ledger is None:
-                    raise
-                ledger.record_in(stage, 1)
-                ledger.drop(stage, "bad_record", {"id": f"{name}:{lineno}", "source": name}, detail=str(e))
-                continue
-            if rec["id"] is None:
-                rec["id"] = f"{name}:{lineno}"
-            n += 1
-            if ledger is not None:
-                ledger.record_in(stage, 1)
-                ledger.keep(stage)
-            yield rec
+    skip = src.on_bad_record == "skip" and ledger is not None
+
+    def bad(lineno: int, e: Exception) -> None:
+        if src.max_records is not None and n >= src.max_records:
+            return  # past the cap: not read, as if the loop had stopped there
+        ledger.record_in(stage, 1)
+        ledger.drop(stage, "bad_record", {"id": f"{name}:{lineno}", "source": name}, detail=str(e))
+
+    for lineno, obj in read_jsonl(path, on_error=bad if skip else None):
+        if src.max_records is not None and n >= src.max_records:
+            break
+        try:
+            rec = _to_record(obj, src, name, f"{path}:{lineno}")
+        except DataError as e:
+            if not skip:
+                raise
+            bad(lineno, e)
+            continue
+        if rec["id"] is None:
+            rec["id"] = f"{name}:{lineno}"
+        n += 1
+        if ledger is not None:
+            ledger.record_in(stage, 1)
+            ledger.keep(stage)
+        yield rec
     if n == 0:
         raise DataError(f"{key}: {path} holds no records (empty file"
                         f"{' or every line was bad' if src.on_bad_record == 'skip' else ''})")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from ftx.errors import ConfigError, DataError
+from ftx.runs import read_jsonl
 
 DERIVED = ("scores", "cluster")
 """Fields curation computes from the content; they would change the hash without changing the data."""
@@ -63,7 +64,7 @@ def load(path: str | Path) -> dict:
 
         cfg = p / "config.yaml"
         curation = OmegaConf.to_container(OmegaConf.load(cfg)).get("curation") if cfg.is_file() else None
-        recs = [json.loads(line) for line in kept.read_text(encoding="utf-8").splitlines() if line.strip()]
+        recs = [obj for _, obj in read_jsonl(kept)]
         return compute(recs, curation)
     raise ConfigError(f"ftx data diff: {path} holds no data version (expected a run dir with data/{FILE}, "
                       f"an `ftx curate --out` dir, or a {FILE} file)")

@@ -23,6 +23,7 @@ from typing import Optional
 from ftx import ASSETS
 from ftx.errors import ModelError
 from ftx.precision import resolve_dtype
+from ftx.runs import read_jsonl
 from ftx.spec.model import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -101,11 +102,7 @@ def _tiny_corpus() -> list[str]:
     assets = ASSETS / "demo"
     texts: list[str] = []
     for path in sorted(assets.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
+        for _, rec in read_jsonl(path, tolerant=True):
             texts.extend(str(v) for v in rec.values() if isinstance(v, str))
     return texts or ["hello world"]
 

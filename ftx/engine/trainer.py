@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from ftx.errors import RunError
+from ftx.runs import flatten
 
 log = logging.getLogger("ftx")
 
@@ -110,19 +111,9 @@ def resume_path(resume: str, run_dir: Path) -> Optional[str]:
     return str(p)
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def spec_differences(old: dict, new: dict) -> list[str]:
     """Keys whose values differ between two resolved specs, except those a resume may change."""
-    a, b = _flatten(old), _flatten(new)
+    a, b = flatten(old), flatten(new)
     free = ("train.resume", "tracking.", "sweep")
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith(free))
 

@@ -10,11 +10,10 @@ from typing import Optional
 from ftx.errors import DataError
 
 
-
 def split_prompts(examples: list[dict], tok, index: dict) -> list[dict]:
     """Encoded chat examples → {id, prompt_ids, prompt, answers}: the prompt is every token before the
     first answer token (exactly what training conditioned on); raw-text examples have no prompt.
-    `index` (from `source_index`) adds the record's accepted answers. The question text shown in the
+    `index` (Prepared.answers: id → accepted answers) adds the record's accepted answers. The question text shown in the
     predictions is decoded from the tokens, i.e. after curation (PII masked), never the raw source."""
     items = []
     for ex in examples:
@@ -45,39 +44,17 @@ def last_user_text(prompt_ids: list[int], tok) -> str:
     return text
 
 
-def source_index(data_cfg) -> dict:
-    """id → the record's `answers` list, for source records that carry one (re-read from the sources:
-    the encoded splits keep only token ids)."""
-    from ftx.data.sources import load_sources
-
-    records, _ = load_sources(data_cfg.sources)
-    out = {}
-    for r in records:
-        a = r.get("answers")
-        a = [a] if isinstance(a, str) else a if isinstance(a, list) else []
-        if a:
-            out[r["id"]] = [str(x) for x in a if isinstance(x, (str, int, float))]
-    return out
-
-
 def read_prompt_file(path_str: str, key: str, need: tuple[str, ...]) -> list[dict]:
     """A JSONL file of prompts; every line must hold the fields in `need` (errors name file:line)."""
     from ftx.data.sources import resolve_path
+    from ftx.runs import read_jsonl
 
     path = resolve_path(path_str)
     if not path.is_file():
         raise DataError(f"{key}: file not found: {path}")
     out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for lineno, obj in read_jsonl(path):
         where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         if "answers" in need and isinstance(obj.get("answers"), str):
             obj["answers"] = [obj["answers"]]
         for field in need:

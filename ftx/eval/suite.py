@@ -37,7 +37,7 @@ class Evaluator:
         g = self.cfg.generation
         self.prompts: dict[str, list[dict]] = {}
         if g.enabled:
-            index = gen.source_index(spec.data) if g.splits else {}
+            index = getattr(data, "answers", {})  # carried by the prepared data: no re-reading the sources
             for split in g.splits:
                 items = gen.split_prompts(gen.cap(getattr(data, split), g.max_examples), tok, index)
                 if items:

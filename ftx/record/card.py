@@ -7,74 +7,15 @@ same sections feed `ftx report`.
 
 from __future__ import annotations
 
-import json
 import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ftx.errors import RunError
+from ftx.record.rundir import RunRecord, load_run
+from ftx.runs import flatten
 
 CORE_SECTIONS = ("base", "tuned", "delta", "params", "data", "train", "objective", "wall_seconds", "cost",
                  "flags")
-
-
-@dataclass
-class RunRecord:
-    """A run directory, read."""
-
-    path: Path
-    config: dict
-    manifest: dict
-    metrics: dict = field(default_factory=dict)
-    curves: list = field(default_factory=list)
-    ledger: list = field(default_factory=list)
-    stats: dict = field(default_factory=dict)
-    tracking: dict = field(default_factory=dict)
-
-    @property
-    def finished(self) -> bool:
-        return bool(self.metrics)
-
-    def get(self, dotted: str, default: Any = None) -> Any:
-        """A metric by path: `tuned/val_loss`, `objective/value`; a config key by `cfg:lora.r`."""
-        node: Any = self.config if dotted.startswith("cfg:") else self.metrics
-        for part in dotted.removeprefix("cfg:").replace("/", ".").split("."):
-            if not isinstance(node, dict) or part not in node:
-                return default
-            node = node[part]
-        return node
-
-
-def is_run_dir(path: Path) -> bool:
-    return (Path(path) / "config.yaml").is_file() and (Path(path) / "manifest.json").is_file()
-
-
-def _json(path: Path, default: Any) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return default
-
-
-def load_run(path: Path) -> RunRecord:
-    import yaml
-
-    from ftx.runs import MetricsLog
-
-    path = Path(path)
-    if not is_run_dir(path):
-        raise RunError(f"{path}: not a run directory (expected config.yaml and manifest.json in it)")
-    try:
-        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        from ftx.spec.tree import yaml_error
-
-        raise RunError(yaml_error(e, path / "config.yaml")) from None
-    return RunRecord(path=path, config=config, manifest=_json(path / "manifest.json", {}),
-                     metrics=_json(path / "metrics.json", {}), curves=MetricsLog(path / "metrics.jsonl").read(),
-                     ledger=_json(path / "data" / "ledger.json", []), stats=_json(path / "data" / "stats.json", {}),
-                     tracking=_json(path / "tracking.json", {}))
 
 
 # ---------------------------------------------------------------- markdown pieces
@@ -98,23 +39,12 @@ def md_table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in (d or {}).items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict):
-            out.update(_flat(v, key))
-        else:
-            out[key] = v
-    return out
-
-
 def base_model_section(r: RunRecord) -> str:
     m = r.config.get("model", {})
     where = {"gguf_package": f"GGUF `{m.get('gguf_file')}` from the `{m.get('gguf_package')}` package, "
                              "converted once to safetensors",
              "path": f"`{m.get('name_or_path')}`", "tiny": "a tiny random Llama built by ftx (for tests)"}
-    adapter = _json(r.path / "adapter" / "adapter_config.json", {})
+    adapter = r.adapter_config
     lines = [f"- **{m.get('name', '?')}** — {where.get(m.get('source'), m.get('source'))}",
              f"- dtype `{m.get('dtype')}`, trust_remote_code `{fmt(m.get('trust_remote_code'))}`"]
     if adapter.get("base_model_name_or_path"):
@@ -168,16 +98,16 @@ def mix_tables(mix: dict) -> str:
             cols = list(dict.fromkeys(c for v in block.values() for c in v))
             parts.append(md_table([key.replace("_", " "), *cols], [[n, *(v.get(c) for c in cols)] for n, v in block.items()]))
         else:
-            parts.append(md_table([key, "value"], [[k, v] for k, v in _flat(block).items()]))
+            parts.append(md_table([key, "value"], [[k, v] for k, v in flatten(block).items()]))
     return "\n\n".join(parts)
 
 
 def hyperparameters_section(r: RunRecord) -> str:
     rows = []
     for group in ("lora", "quant", "optimizer", "train", "zero"):
-        for k, v in _flat(r.config.get(group, {})).items():
+        for k, v in flatten(r.config.get(group, {})).items():
             rows.append([f"{group}.{k}", v])
-    rows += [["data.format." + k, v] for k, v in _flat(r.config.get("data", {}).get("format", {})).items()]
+    rows += [["data.format." + k, v] for k, v in flatten(r.config.get("data", {}).get("format", {})).items()]
     return md_table(["key", "value"], rows)
 
 
@@ -199,7 +129,7 @@ def evaluation_section(r: RunRecord) -> str:
                      f"({r.config.get('objective', {}).get('direction', 'minimize')}).")
     extra = {k: v for k, v in r.metrics.items() if k not in CORE_SECTIONS and isinstance(v, dict)}
     for name, section in extra.items():  # sections other stages add (generation metrics, forgetting, …)
-        flat = {k: v for k, v in _flat(section).items() if isinstance(v, (int, float, str, bool))}
+        flat = {k: v for k, v in flatten(section).items() if isinstance(v, (int, float, str, bool))}
         if flat:
             parts.append(f"**{name}**\n\n" + md_table(["metric", "value"], [[k, v] for k, v in flat.items()]))
     return "\n\n".join(parts) or "_No evaluation recorded (the run did not finish)._"
@@ -237,7 +167,7 @@ def load_section(r: RunRecord, adapter: Optional[str] = None) -> str:
 def reproduce_section(r: RunRecord) -> str:
     env = r.manifest.get("environment") or {}
     pkgs = env.get("packages") or {}
-    command = " ".join(["ftx train", *map(shlex.quote, r.manifest.get("overrides") or [])])
+    command = " ".join(["ftx train", *map(shlex.quote, r.overrides)])
     lines = [f"```bash\n{command}\n```",
              f"- spec hash `{r.manifest.get('spec_hash')}` (the full resolved config is `config.yaml` in the run directory)",
              f"- git `{env.get('git_sha')}`, python {env.get('python')}, "

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Optional
 
 from ftx.errors import RunError
-from ftx.record.card import RunRecord, _flat, is_run_dir, load_run
+from ftx.record.rundir import RunRecord, is_run_dir, load_run
+from ftx.runs import flatten
 
 DEFAULT_METRICS = ("objective/value", "tuned/val_loss", "delta/val_loss", "tuned/val_rouge_l", "tuned/general_eval_loss",
                    "delta/general_eval_loss", "train/loss", "train/seconds",
@@ -61,7 +62,7 @@ def _key(v) -> str:
 
 def differing_keys(runs: list[RunRecord]) -> list[str]:
     """Config keys (dotted) whose value is not the same in every run; keys missing somewhere count."""
-    flats = [_flat(r.config) for r in runs]
+    flats = [flatten(r.config) for r in runs]
     keys = list(dict.fromkeys(k for f in flats for k in f))
     out = [k for k in keys if not k.startswith(IGNORED_PREFIXES)
            and len({_key(f.get(k, "<missing>")) for f in flats}) > 1]
@@ -127,7 +128,7 @@ def compare(targets: list[str], metrics: Optional[list[str]] = None, metric: Opt
     best = (min if direction == "minimize" else max)(valid, key=lambda i: scores[i]) if valid else None
     rows = []
     for i, (r, name) in enumerate(zip(runs, names)):
-        flat = _flat(r.config)
+        flat = flatten(r.config)
         row = {"run": name}
         row.update({k: _cell(flat.get(k)) for k in keys})
         row.update({m: r.get(m) if not isinstance(r.get(m), dict) else None for m in wanted})
@@ -163,7 +164,7 @@ def plot_curves(c: Comparison, out: Path) -> Optional[Path]:
             xs, ys = _curve(r, key)
             if not xs:
                 continue
-            flat = _flat(r.config)
+            flat = flatten(r.config)
             desc = ", ".join(f"{k.split('.')[-1]}={flat.get(k)}" for k in c.keys)[:60]
             label = f"{'★ ' if i == c.best else ''}{name}" + (f" ({desc})" if desc else "")
             ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3,

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ftx.errors import RunError
+from ftx.record.rundir import read_config
 from ftx.runs import write_json
 
 log = logging.getLogger("ftx")
@@ -35,7 +36,6 @@ def locate(path: Path) -> tuple[Path, Path]:
 
 def export(run_dir: Path, adapter: Path, out: Path, dtype: str = "fp32", verify: bool = True) -> dict:
     import torch
-    import yaml
     from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -44,7 +44,7 @@ def export(run_dir: Path, adapter: Path, out: Path, dtype: str = "fp32", verify:
     from ftx.spec.model import ModelConfig
 
     # Only the model section matters here; reading just it keeps runs of older ftx versions exportable.
-    recorded = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    recorded = read_config(run_dir)
     try:
         model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), recorded.get("model", {})))
     except Exception as e:

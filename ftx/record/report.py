@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Optional
 
 from ftx.record.card import (
-    RunRecord,
     data_section,
     evaluation_section,
     fmt,
     hyperparameters_section,
-    load_run,
     md_table,
     training_section,
 )
+from ftx.record.rundir import RunRecord, load_run
 
 
 def _plt():

@@ -1,6 +1,6 @@
 """`ftx eval RUN_DIR [overrides] [--check]`: re-evaluate a finished run.
 
-Rebuilds the run from its own record — config.yaml (the resolved spec), the base model it names and
+Rebuilds the run from its own record (ftx.record.rundir) — config.yaml (the resolved spec), the base model it names and
 adapter/ — re-derives the same held-out splits (the split is a content hash), and measures base
 (adapter disabled) and tuned under the precision the run evaluated with (metrics.json eval.precision:
 a bf16-trained run is measured under bf16 autocast, like with like). Results go to RUN_DIR/eval/
@@ -16,34 +16,10 @@ import time
 from pathlib import Path
 
 from ftx.errors import RunError
+from ftx.record.rundir import load_run, run_spec
+from ftx.runs import flatten
 
 log = logging.getLogger("ftx")
-
-
-def load_run(run_dir: Path, overrides: list[str]):
-    """The run's spec (its config.yaml plus overrides) and its stored metrics."""
-    import yaml
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from ftx.runs import read_json
-    from ftx.spec.run import build_spec, explain
-
-    if not run_dir.is_dir():
-        raise RunError(f"run directory not found: {run_dir}")
-    for name in ("config.yaml", "metrics.json", "adapter"):
-        if not (run_dir / name).exists():
-            raise RunError(f"{run_dir}: no {name} (not a finished ftx run; `ftx eval` needs config.yaml, "
-                           "metrics.json and adapter/)")
-    try:
-        cfg = OmegaConf.merge(OmegaConf.load(run_dir / "config.yaml"), OmegaConf.from_dotlist(overrides))
-    except OmegaConfBaseException as e:
-        raise RunError(f"{run_dir / 'config.yaml'}: {explain(e)}") from None
-    except yaml.YAMLError as e:  # a damaged or hand-edited config.yaml
-        from ftx.spec.tree import yaml_error
-
-        raise RunError(yaml_error(e)) from None
-    return build_spec(cfg), read_json(run_dir / "metrics.json")
 
 
 def load_models(spec, run_dir: Path, train_bf16: bool):
@@ -101,9 +77,10 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> dict:
     from ftx.data.format import prepare_tokenizer
     from ftx.eval.suite import Evaluator
     from ftx.precision import use_bf16
-    from ftx.runs import read_json, write_json
+    from ftx.runs import write_json
 
-    spec, stored = load_run(run_dir, overrides)
+    record = load_run(run_dir, finished=True)
+    spec, stored, manifest = run_spec(record, overrides), record.metrics, record.manifest
     if spec.train.threads:
         torch.set_num_threads(spec.train.threads)
     stored_precision = stored.get("eval", {}).get("precision")
@@ -115,7 +92,6 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> dict:
     model, tok, path, base = load_models(spec, run_dir, train_bf16)
     prepare_tokenizer(tok, spec.data.format)
     data = prepare(spec.data, spec.curation, tok, None)
-    manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
     changed = sorted(n for n, s in data.lineage.items()
                      if manifest.get("data_sources", {}).get(n, {}).get("sha256") not in (None, s["sha256"]))
     out_dir = run_dir / "eval"
@@ -160,23 +136,11 @@ def publish(spec, run_dir: Path, result: dict) -> None:
         _wandb_summary(spec.tracking, run_dir, result)
 
 
-def _flatten(d: dict, prefix: str) -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}/"))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _wandb_summary(cfg, run_dir: Path, result: dict) -> None:
-    import os
-
     from ftx.runs import read_json
+    from ftx.track.tracker import resolve_mode
 
-    mode = cfg.mode if cfg.mode != "auto" else os.environ.get("WANDB_MODE") or (
-        "online" if os.environ.get("WANDB_API_KEY") else "offline")
+    mode = resolve_mode(cfg)
     if mode == "disabled":
         return
     info = read_json(run_dir / "tracking.json") if (run_dir / "tracking.json").is_file() else {}
@@ -187,7 +151,7 @@ def _wandb_summary(cfg, run_dir: Path, result: dict) -> None:
                          id=info.get("run_id"), resume="allow" if info.get("run_id") else None, mode=mode,
                          dir=str(run_dir), job_type="eval", reinit="finish_previous")
         try:
-            run.summary.update(_flatten(result, "reeval/"))
+            run.summary.update(flatten(result, "/", "reeval", scalars_only=True))
         finally:
             run.finish()
     except Exception as e:  # tracking never fails an evaluation

@@ -3,10 +3,13 @@ price) and what it bought (validation-loss gain per device-hour and per million 
 
 metrics.json → `cost`:
   tokens              training tokens processed (sequence tokens × epochs actually run)
-  train_seconds       time in trainer.train; wall_seconds: the whole run (data, model, evals)
+  tokens_per_s        tokens / time in trainer.train
   peak_memory_mb      peak resident memory of this process (CPU) or peak allocated CUDA memory
   devices             GPUs (or 1 machine on CPU) × processes, as the run used them
   device_hours        wall_seconds × devices / 3600
+
+The timings themselves are recorded once, at the top of metrics.json: `train.seconds` (time in
+trainer.train) and `wall_seconds` (the whole run: data, model, evals); `account` takes them as inputs.
   estimated_cost      device_hours × train.price_per_device_hour (0 when no price is set)
   val_gain            base val_loss − tuned val_loss (needs eval.base_vs_tuned)
   val_gain_per_device_hour, val_gain_per_mtok
@@ -39,7 +42,7 @@ def account(tokens: int, train_seconds: float, wall_seconds: float, price_per_de
             metrics: Optional[dict] = None, n_devices: Optional[int] = None) -> dict:
     n = n_devices or devices()
     hours = wall_seconds * n / 3600.0
-    out = {"tokens": int(tokens), "train_seconds": round(train_seconds, 2), "wall_seconds": round(wall_seconds, 2),
+    out = {"tokens": int(tokens),
            "tokens_per_s": round(tokens / train_seconds, 1) if train_seconds > 0 else None,
            "peak_memory_mb": peak_memory_mb(), "devices": n, "device_hours": round(hours, 6),
            "price_per_device_hour": price_per_device_hour,

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from ftx.runs import flatten
 from ftx.secrets import redact
 from ftx.spec.tracking import TrackingConfig
 from ftx.track.progress import configure_progress, progress_mode
@@ -268,20 +269,6 @@ def _rel(path: str, root: Path) -> str:
         return str(Path(path).resolve().relative_to(root.resolve()))
     except ValueError:
         return str(path)
-
-
-def flatten(d: dict, sep: str = ".", prefix: str = "", skip: tuple = ()) -> dict:
-    """{'a': {'b': 1}} → {'a.b': 1}; lists kept as values."""
-    out = {}
-    for k, v in d.items():
-        if k in skip and not prefix:
-            continue
-        key = f"{prefix}{sep}{k}" if prefix else str(k)
-        if isinstance(v, dict):
-            out.update(flatten(v, sep, key))
-        else:
-            out[key] = v
-    return out
 
 
 # ---------------------------------------------------------------- Trainer callbacks

@@ -17,6 +17,7 @@ def test_cost_fields_are_consistent():
     assert c["val_gain"] == pytest.approx(0.5)
     assert c["val_gain_per_device_hour"] == pytest.approx(0.5) and c["val_gain_per_mtok"] == pytest.approx(0.5 / 0.36)
     assert c["peak_memory_mb"] > 10  # this test process holds at least torch
+    assert "train_seconds" not in c and "wall_seconds" not in c, "timings live once, at metrics.json's top level"
 
 
 def test_no_price_no_base_eval():

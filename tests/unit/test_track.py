@@ -69,6 +69,26 @@ def test_mode_follows_config_then_env_then_key(no_wandb_env):
     assert resolve_mode(auto) == "disabled"
 
 
+def test_a_reevaluation_resolves_the_wandb_mode_by_the_same_rule(no_wandb_env, tmp_path):
+    import sys
+
+    from ftx.record.rerun import _wandb_summary
+
+    inits = []
+    run = SimpleNamespace(summary={}, finish=lambda: None)
+    fake = SimpleNamespace(init=lambda **kw: inits.append(kw) or run)
+    no_wandb_env.setitem(sys.modules, "wandb", fake)
+    auto = TrackingConfig(backend="wandb")
+    no_wandb_env.setenv("WANDB_DISABLED", "true")
+    _wandb_summary(auto, tmp_path, {"tuned": {"rouge_l": 0.5}})
+    assert inits == [], "WANDB_DISABLED is honoured as in training"
+    no_wandb_env.delenv("WANDB_DISABLED")
+    no_wandb_env.setenv("WANDB_MODE", "dryrun")
+    _wandb_summary(auto, tmp_path, {"tuned": {"rouge_l": 0.5, "texts": ["x"]}})
+    assert inits[0]["mode"] == resolve_mode(auto) == "offline"
+    assert run.summary == {"reeval/tuned/rouge_l": 0.5}
+
+
 def test_a_wandb_login_netrc_entry_counts_as_a_key(no_wandb_env, tmp_path):
     from urllib.parse import urlsplit
 

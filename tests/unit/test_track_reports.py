@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from ftx.errors import ConfigError, RunError
-from ftx.record.card import load_run, write_card
+from ftx.record.card import write_card
 from ftx.record.compare import compare, differing_keys, find_runs, labels
 from ftx.record.report import write_report
+from ftx.record.rundir import load_run, run_spec
 
 SHA = "ab" * 32
 
@@ -51,6 +52,27 @@ def make_run(path: Path, *, lr=1e-3, r=8, val_loss=1.0, direction="minimize", fi
                    "flags": ["forgetting: general_eval_loss 1.0 -> 1.3 exceeds budget"]}
         (path / "metrics.json").write_text(json.dumps(metrics))
     return path
+
+
+def test_one_reader_of_run_directories_serves_reports_and_reevaluation(tmp_path):
+    from ftx.spec.run import as_dict, build_spec
+    from ftx.spec.tree import compose
+
+    r = load_run(make_run(tmp_path / "a", lr=2e-3))
+    assert r.overrides == ["optimizer.lr=0.002", "lora.r=8"] and r.finished and r.config["lora"]["r"] == 8
+    assert [c["step"] for c in r.curves] == [1, 2, 3, 4, 2, 4], "the cut last line of metrics.jsonl is skipped"
+    assert r.ledger[1]["stage"] == "dedup" and r.stats["train"]["examples"] == 30 and r.adapter_config == {}
+    with pytest.raises(RunError, match=r"a: no adapter \(not a finished ftx run"):
+        load_run(tmp_path / "a", finished=True)
+    (tmp_path / "a" / "adapter").mkdir()
+    (tmp_path / "a" / "metrics.json").write_text('{"base": {')
+    assert load_run(tmp_path / "a").metrics == {}, "reports read a damaged optional file as empty"
+    with pytest.raises(RunError, match=r"metrics\.json: damaged JSON"):
+        load_run(tmp_path / "a", finished=True)
+    (tmp_path / "a" / "metrics.json").write_text("{}")
+    (tmp_path / "a" / "config.yaml").write_text(yaml.safe_dump(as_dict(build_spec(compose(["experiment=tiny_smoke"])))))
+    spec = run_spec(load_run(tmp_path / "a", finished=True), ["eval.reproduce_rtol=0.5"])
+    assert spec.eval.reproduce_rtol == 0.5 and spec.name == build_spec(compose(["experiment=tiny_smoke"])).name
 
 
 def test_compare_shows_only_differing_keys_and_marks_the_best(tmp_path):

@@ -99,3 +99,19 @@ def test_a_run_and_ftx_curate_name_the_same_data_the_same_version(tmp_path, caps
     code, stdout, stderr = cli(capsys, "data", "diff", str(tmp_path / "run"), str(out), "--json")
     d = json.loads(stdout)
     assert code == 0 and d["a"] == d["b"] and d["unchanged"] == 20 and not (d["added"] or d["removed"] or d["changed"])
+
+
+def test_prepared_data_carries_the_accepted_answers_evaluation_needs(tmp_path, monkeypatch):
+    from ftx.data import sources
+    from ftx.eval.generate import split_prompts
+
+    recs = [dict(r, answers=[f"option {i}"] if i % 2 else f"opt {i}") for i, r in enumerate(records(20))]
+    data = DataConfig(sources={"d": SourceConfig(path=str(write_jsonl(tmp_path / "d.jsonl", recs)))},
+                      format=FormatConfig(max_length=64))
+    data.split.decontaminate = False
+    tok = load_tokenizer(ModelConfig(source="tiny", dtype="fp32"))
+    prep = prepare(data, CurationConfig(), tok, None)
+    assert prep.answers == {f"r{i}": [f"option {i}"] if i % 2 else [f"opt {i}"] for i in range(20)}
+    monkeypatch.setattr(sources, "load_sources", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-read")))
+    items = split_prompts(prep.val, tok, prep.answers)
+    assert items and all(it["answers"][1:] == prep.answers[it["id"]] for it in items)

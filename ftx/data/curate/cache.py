@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
+from ftx.runs import read_jsonl
+
 log = logging.getLogger(__name__)
 KEEP = 8
 FORMAT = "2"  # 2: an unset weight is stored as NaN (was 1.0), so older entries must not be reused
@@ -65,8 +67,7 @@ class StageCache:
             from datasets import Dataset, Features, load_from_disk
 
             meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
-            with open(d / "drops.jsonl", encoding="utf-8") as f:
-                drops = [json.loads(line) for line in f]
+            drops = [obj for _, obj in read_jsonl(d / "drops.jsonl")]
             if meta["kept"] == 0:  # datasets cannot reload a zero-row table: rebuild it from its schema
                 features = Features.from_dict(meta["features"])
                 data = Dataset.from_dict({k: [] for k in features}, features=features)
