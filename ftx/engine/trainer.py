@@ -122,9 +122,11 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 def spec_differences(old: dict, new: dict) -> list[str]:
     """Keys whose values differ between two resolved specs, except those a resume may change."""
+    from ftx.spec.run import is_not_hashed
+
     a, b = _flatten(old), _flatten(new)
-    free = ("train.resume", "tracking.", "sweep")
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith(free))
+    return sorted(k for k in set(a) | set(b)
+                  if a.get(k) != b.get(k) and k != "train.resume" and not is_not_hashed(k))
 
 
 def resume_checkpoint(spec, run_dir: Path, resolved: Optional[dict] = None) -> Optional[str]:

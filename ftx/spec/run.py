@@ -226,9 +226,27 @@ def as_dict(spec: RunSpec) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(spec), resolve=True, enum_to_str=True)
 
 
+BOOKKEEPING = ("tracking", "sweep")
+"""Where metrics go and the sweeper's trial bookkeeping: never part of what a run computes."""
+TOOL_ONLY = ("data.augment", "eval.reproduce_rtol")
+"""Settings only a separate tool reads (`ftx augment`, `ftx eval --check`), never training or evaluation."""
+NOT_HASHED = BOOKKEEPING + TOOL_ONLY
+"""Dotted keys (a key and everything under it) left out of spec_hash and of the resume check."""
+
+
+def is_not_hashed(key: str) -> bool:
+    """Whether a dotted key (e.g. `data.augment.per_record`) falls under NOT_HASHED."""
+    return any(key == k or key.startswith(k + ".") for k in NOT_HASHED)
+
+
+def _without(d: dict, prefix: str = "") -> dict:
+    return {k: _without(v, f"{prefix}{k}.") if isinstance(v, dict) else v
+            for k, v in d.items() if not is_not_hashed(f"{prefix}{k}")}
+
+
 def spec_hash(resolved: dict) -> str:
-    """Hash of what determines the result: everything except tracking and sweep bookkeeping."""
-    material = {k: v for k, v in resolved.items() if k not in ("tracking", "sweep")}
+    """Hash of what determines the result: everything except NOT_HASHED (bookkeeping, tool-only settings)."""
+    material = _without(resolved)
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
