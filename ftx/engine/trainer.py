@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Optional
 
 from ftx.errors import RunError
-from ftx.runs import flatten
+from ftx.engine.zero import deepspeed_config
+from ftx.runs import checkpoint_problem, flatten
+from ftx.spec.run import as_dict, is_not_hashed
 
 log = logging.getLogger("ftx")
 
@@ -62,8 +64,6 @@ def make_trainer_class():
 
 def _damaged(ckpt: Path) -> bool:
     """A file cut or garbled by a crash (e.g. a full disk while saving): resume=auto passes over it."""
-    from ftx.runs import checkpoint_problem
-
     problem = checkpoint_problem(ckpt)
     if problem:
         log.warning("skipping damaged checkpoint %s: %s", ckpt, problem)
@@ -102,8 +102,6 @@ def resume_path(resume: str, run_dir: Path) -> Optional[str]:
     if not _complete(p):
         raise RunError(f"train.resume: {resume!r} is not a complete checkpoint folder (no readable "
                        "trainer_state.json); use none, auto, if_present or a checkpoint-N folder")
-    from ftx.runs import checkpoint_problem
-
     problem = checkpoint_problem(p)
     if problem:
         raise RunError(f"train.resume: {resume!r}: {problem}; resume from an earlier checkpoint-N "
@@ -114,16 +112,14 @@ def resume_path(resume: str, run_dir: Path) -> Optional[str]:
 def spec_differences(old: dict, new: dict) -> list[str]:
     """Keys whose values differ between two resolved specs, except those a resume may change."""
     a, b = flatten(old), flatten(new)
-    free = ("train.resume", "tracking.", "sweep")
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith(free))
+    return sorted(k for k in set(a) | set(b)
+                  if a.get(k) != b.get(k) and k != "train.resume" and not is_not_hashed(k))
 
 
 def resume_checkpoint(spec, run_dir: Path, resolved: Optional[dict] = None) -> Optional[str]:
     """The checkpoint to resume from, after checking it was written by the same run spec
     (`resolved`: the spec as plain data, when the caller has it already)."""
     import yaml
-
-    from ftx.spec.run import as_dict
 
     ckpt = resume_path(spec.train.resume, run_dir)
     if ckpt is None:
@@ -144,8 +140,6 @@ def resume_checkpoint(spec, run_dir: Path, resolved: Optional[dict] = None) -> O
 def training_arguments(spec, run_dir: Path, bf16: bool):
     import torch
     from transformers import TrainingArguments
-
-    from ftx.engine.zero import deepspeed_config
 
     t, o = spec.train, spec.optimizer
     per_epoch = t.eval_steps == 0

@@ -46,7 +46,6 @@ def resolve(spec):
 
 
 def check_objective(t) -> None:
-    require(t.objective in ("sft", "cpt"), "train.objective", f"must be sft or cpt; got {t.objective!r}")
     require(0.0 <= t.cpt_general_share < 1.0, "train.cpt_general_share",
             f"must be in [0, 1) (0.05–0.1 is usual), got {t.cpt_general_share}")
 

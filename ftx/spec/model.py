@@ -6,6 +6,19 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ftx.errors import require
+from ftx.spec.choices import Choice, Precision
+
+
+class ModelSource(Choice):
+    gguf_package = "gguf_package"
+    path = "path"
+    tiny = "tiny"
+
+
+class AttnImplementation(Choice):
+    eager = "eager"
+    sdpa = "sdpa"
+    flash_attention_2 = "flash_attention_2"
 
 
 @dataclass
@@ -31,7 +44,7 @@ class ModelConfig:
 
     name: str = "smollm2-135m-instruct"
     """Short name, used for the cache folder and the model card."""
-    source: str = "gguf_package"
+    source: ModelSource = ModelSource.gguf_package
     """gguf_package | path | tiny."""
     name_or_path: Optional[str] = None
     """Local folder or hub id (source=path)."""
@@ -41,23 +54,16 @@ class ModelConfig:
     """GGUF file name inside that package."""
     cache_dir: str = "~/.cache/ftx/models"
     """Where converted and tiny models are cached (env FTX_CACHE overrides the default)."""
-    dtype: str = "auto"
+    dtype: Precision = Precision.auto
     """Weights dtype when loading: auto (bf16 where the CPU/GPU supports it, else fp32) | bf16 | fp32."""
     trust_remote_code: bool = False
     """Run code shipped with a model repo. Off unless a config turns it on."""
     use_safetensors: bool = True
     """Load weights from safetensors only (no pickle). Turning it off logs a warning."""
-    attn_implementation: str = "sdpa"
+    attn_implementation: AttnImplementation = AttnImplementation.sdpa
     """eager | sdpa | flash_attention_2 (GPU only)."""
     tiny: TinyConfig = field(default_factory=TinyConfig)
 
     def check(self) -> None:
-        require(self.source in ("gguf_package", "path", "tiny"), "model.source",
-                f"must be one of gguf_package, path, tiny; got {self.source!r}")
-        require(self.dtype in ("auto", "bf16", "fp32"), "model.dtype",
-                f"must be one of auto, bf16, fp32; got {self.dtype!r}")
         require(self.source != "path" or bool(self.name_or_path), "model.name_or_path",
                 "is required when model.source=path (a local folder or hub id)")
-        require(self.attn_implementation in ("eager", "sdpa", "flash_attention_2"),
-                "model.attn_implementation",
-                f"must be one of eager, sdpa, flash_attention_2; got {self.attn_implementation!r}")

@@ -6,12 +6,25 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from ftx.errors import require
-
-OPTIMIZERS = ("adamw_torch", "adamw_bnb_8bit", "paged_adamw_8bit", "sgd")
-
+from ftx.spec.choices import Choice
 
 
-SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
+class OptimizerName(Choice):
+    adamw_torch = "adamw_torch"
+    adamw_bnb_8bit = "adamw_bnb_8bit"
+    paged_adamw_8bit = "paged_adamw_8bit"
+    sgd = "sgd"
+
+
+class Scheduler(Choice):
+    cosine = "cosine"
+    linear = "linear"
+    constant = "constant"
+    constant_with_warmup = "constant_with_warmup"
+
+
+OPTIMIZERS = tuple(OptimizerName.values())
+SCHEDULERS = tuple(Scheduler.values())
 
 
 
@@ -19,7 +32,7 @@ SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 class OptimizerConfig:
     """Optimizer, schedule and regularisation."""
 
-    name: str = "adamw_torch"
+    name: OptimizerName = OptimizerName.adamw_torch
     """adamw_torch | adamw_bnb_8bit (8-bit states, bitsandbytes) | paged_adamw_8bit (CUDA paging;
     on CPU it runs as adamw_bnb_8bit) | sgd."""
     lr: float = 1e-3
@@ -28,7 +41,7 @@ class OptimizerConfig:
     """Decoupled weight decay on weight matrices (never on biases, norms)."""
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
-    scheduler: str = "cosine"
+    scheduler: Scheduler = Scheduler.cosine
     """cosine | linear | constant | constant_with_warmup."""
     warmup_ratio: float = 0.1
     """Fraction of the steps spent warming up."""
@@ -45,9 +58,6 @@ class OptimizerConfig:
     full-fine-tuning regulariser (with LoRA it acts on the adapter only). 0: off."""
 
     def check(self) -> None:
-        require(self.name in OPTIMIZERS, "optimizer.name", f"must be one of {', '.join(OPTIMIZERS)}; got {self.name!r}")
-        require(self.scheduler in SCHEDULERS, "optimizer.scheduler",
-                f"must be one of {', '.join(SCHEDULERS)}; got {self.scheduler!r}")
         require(self.lr > 0, "optimizer.lr", f"must be > 0, got {self.lr}")
         require(self.weight_decay >= 0, "optimizer.weight_decay", f"must be >= 0, got {self.weight_decay}")
         require(0.0 <= self.warmup_ratio < 1.0, "optimizer.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")

@@ -17,6 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from ftx.errors import ConfigError, require
+from ftx.spec import curation as _curation, data as _data, eval as _eval, quant as _quant
+from ftx.spec import tracking as _tracking, train as _train
+from ftx.spec.choices import EITHER, ONE_OF, Choice, choice_message
 from ftx.spec.curation import CurationConfig
 from ftx.spec.data import DataConfig
 from ftx.spec.eval import EvalConfig
@@ -29,13 +32,24 @@ from ftx.spec.train import TrainConfig
 from ftx.spec.zero import ZeroConfig
 
 
+class Direction(Choice):
+    minimize = "minimize"
+    maximize = "maximize"
+
+
+CHOICE_MESSAGES = {"objective.direction": EITHER, **_curation.CHOICE_MESSAGES, **_data.CHOICE_MESSAGES,
+                   **_eval.CHOICE_MESSAGES, **_quant.CHOICE_MESSAGES, **_tracking.CHOICE_MESSAGES,
+                   **_train.CHOICE_MESSAGES}
+"""Fixed-choice fields not phrased 'must be one of a, b, c; got 'x'' (full key, `*` for a dict entry's name)."""
+
+
 @dataclass
 class ObjectiveConfig:
     """What a run returns to a sweeper."""
 
     metric: str = "tuned/val_loss"
     """Path into metrics.json (tuned/val_loss, delta/val_loss, tuned/val_ppl, …)."""
-    direction: str = "minimize"
+    direction: Direction = Direction.minimize
     """minimize | maximize."""
 
 
@@ -61,20 +75,34 @@ class RunSpec:
     would reject the sweeper's `++sweep.trial=N` overrides: OmegaConf cannot merge into a None node.)"""
 
     def check(self) -> None:
-        require(self.objective.direction in ("minimize", "maximize"), "objective.direction",
-                f"must be minimize or maximize; got {self.objective.direction!r}")
         for f in fields(self):
             group = getattr(self, f.name)
             if hasattr(group, "check"):
                 group.check()
-        # Cross-group rules.
-        require(not (self.quant.enabled and self.lora.method == "full"), "quant.mode",
-                f"={self.quant.mode} cannot train with lora.method=full (quantised weights are frozen); "
-                "use quant=none or a LoRA method")
-        require(not (self.optimizer.mixout and self.zero.stage == 3), "optimizer.mixout",
-                "cannot mix ZeRO-3's partitioned weights; use zero.stage<=2 or optimizer.mixout=0")
-        require(not (self.model.source == "gguf_package" and self.model.trust_remote_code), "model.trust_remote_code",
-                "is not needed for the embedded GGUF model; leave it false")
+        for rule in RULES:
+            rule(self)
+
+
+# Cross-group rules: each one a function of the whole spec, run by RunSpec.check after every group's own check.
+
+def rule_quantised_weights_cannot_train_in_full(spec: RunSpec) -> None:
+    require(not (spec.quant.enabled and spec.lora.method == "full"), "quant.mode",
+            f"={spec.quant.mode} cannot train with lora.method=full (quantised weights are frozen); "
+            "use quant=none or a LoRA method")
+
+
+def rule_mixout_needs_unpartitioned_weights(spec: RunSpec) -> None:
+    require(not (spec.optimizer.mixout and spec.zero.stage == 3), "optimizer.mixout",
+            "cannot mix ZeRO-3's partitioned weights; use zero.stage<=2 or optimizer.mixout=0")
+
+
+def rule_embedded_gguf_needs_no_remote_code(spec: RunSpec) -> None:
+    require(not (spec.model.source == "gguf_package" and spec.model.trust_remote_code), "model.trust_remote_code",
+            "is not needed for the embedded GGUF model; leave it false")
+
+
+RULES = (rule_quantised_weights_cannot_train_in_full, rule_mixout_needs_unpartitioned_weights,
+         rule_embedded_gguf_needs_no_remote_code)
 
 
 def _valid_keys(schema: Any, full_key: str) -> list[str]:
@@ -97,6 +125,36 @@ def unknown_key_message(key: str) -> str:
     return f"unknown key '{key}'" + (f" (valid keys of {parent}: {', '.join(valid)})" if valid else "")
 
 
+def field_type(full_key: str) -> tuple[Any, str]:
+    """The schema type of `full_key` and its pattern (a Dict entry's name as `*`); (None, key) if unknown."""
+    cls, tp, pattern = RunSpec, None, []
+    parts = full_key.split(".")
+    i = 0
+    while i < len(parts):
+        hints = typing.get_type_hints(cls) if cls is not None and is_dataclass(cls) else {}
+        if parts[i] not in hints:
+            return None, full_key
+        tp = hints[parts[i]]
+        pattern.append(parts[i])
+        i += 1
+        if typing.get_origin(tp) in (dict, typing.Dict) and i < len(parts):
+            pattern.append("*")  # the entry's name
+            i += 1
+        cls = _dataclass_of(tp)
+    return tp, ".".join(pattern)
+
+
+def choice_error(e: ValidationError) -> Optional[str]:
+    """The group's own message for a value outside a fixed-choice (Choice enum) field, else None."""
+    key = getattr(e, "full_key", None)
+    if not key or not str(e).startswith("Invalid value"):
+        return None
+    tp, pattern = field_type(key)
+    if not (isinstance(tp, type) and issubclass(tp, Choice)):
+        return None
+    return f"{key}: {choice_message(CHOICE_MESSAGES.get(pattern, ONE_OF), tp.values(), getattr(e, 'value', None))}"
+
+
 def explain(e: OmegaConfBaseException) -> str:
     """One line from an OmegaConf error: the full key, what went wrong, what is valid."""
     key = getattr(e, "full_key", None) or "?"
@@ -106,7 +164,7 @@ def explain(e: OmegaConfBaseException) -> str:
     if isinstance(e, MissingMandatoryValue):
         return f"'{key}' is required but not set"
     if isinstance(e, ValidationError):
-        return f"'{key}': {msg}"
+        return choice_error(e) or f"'{key}': {msg}"
     return f"'{key}': {msg}"
 
 
@@ -165,12 +223,30 @@ def build_spec(cfg: DictConfig) -> RunSpec:
 
 def as_dict(spec: RunSpec) -> dict:
     """The fully resolved run spec, every default filled in, as plain data."""
-    return OmegaConf.to_container(OmegaConf.structured(spec), resolve=True)
+    return OmegaConf.to_container(OmegaConf.structured(spec), resolve=True, enum_to_str=True)
+
+
+BOOKKEEPING = ("tracking", "sweep")
+"""Where metrics go and the sweeper's trial bookkeeping: never part of what a run computes."""
+TOOL_ONLY = ("data.augment", "eval.reproduce_rtol")
+"""Settings only a separate tool reads (`ftx augment`, `ftx eval --check`), never training or evaluation."""
+NOT_HASHED = BOOKKEEPING + TOOL_ONLY
+"""Dotted keys (a key and everything under it) left out of spec_hash and of the resume check."""
+
+
+def is_not_hashed(key: str) -> bool:
+    """Whether a dotted key (e.g. `data.augment.per_record`) falls under NOT_HASHED."""
+    return any(key == k or key.startswith(k + ".") for k in NOT_HASHED)
+
+
+def _without(d: dict, prefix: str = "") -> dict:
+    return {k: _without(v, f"{prefix}{k}.") if isinstance(v, dict) else v
+            for k, v in d.items() if not is_not_hashed(f"{prefix}{k}")}
 
 
 def spec_hash(resolved: dict) -> str:
-    """Hash of what determines the result: everything except tracking and sweep bookkeeping."""
-    material = {k: v for k, v in resolved.items() if k not in ("tracking", "sweep")}
+    """Hash of what determines the result: everything except NOT_HASHED (bookkeeping, tool-only settings)."""
+    material = _without(resolved)
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

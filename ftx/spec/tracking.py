@@ -6,17 +6,40 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from ftx.errors import require
+from ftx.spec.choices import EITHER, Choice
+
+
+class Backend(Choice):
+    none = "none"
+    wandb = "wandb"
+
+
+class WandbMode(Choice):
+    auto = "auto"
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
+
+
+class Progress(Choice):
+    auto = "auto"
+    bar = "bar"
+    log = "log"
+    off = "off"
+
+
+CHOICE_MESSAGES = {"tracking.backend": EITHER}
 
 
 @dataclass
 class TrackingConfig:
     """Where metrics go besides the run directory, and how progress is shown."""
 
-    backend: str = "none"
+    backend: Backend = Backend.none
     """none | wandb."""
     project: str = "ftx"
     entity: Optional[str] = None
-    mode: str = "auto"
+    mode: WandbMode = WandbMode.auto
     """auto (WANDB_MODE if set, else online when a W&B key is configured, else offline) | online | offline |
     disabled."""
     group: Optional[str] = None
@@ -32,17 +55,12 @@ class TrackingConfig:
     """Upload the adapter and the data manifest (split manifest, ledger, stats) as W&B artifacts."""
     init_timeout: float = 30.0
     """Seconds wandb.init may take online before the run falls back to offline logging."""
-    progress: str = "auto"
+    progress: Progress = Progress.auto
     """auto (bars on a terminal, one line per interval otherwise) | bar | log | off."""
     progress_interval: float = 30.0
     """Seconds between progress lines in log mode (CI logs)."""
 
     def check(self) -> None:
-        require(self.backend in ("none", "wandb"), "tracking.backend", f"must be none or wandb; got {self.backend!r}")
-        require(self.mode in ("auto", "online", "offline", "disabled"), "tracking.mode",
-                f"must be one of auto, online, offline, disabled; got {self.mode!r}")
-        require(self.progress in ("auto", "bar", "log", "off"), "tracking.progress",
-                f"must be one of auto, bar, log, off; got {self.progress!r}")
         require(self.init_timeout > 0, "tracking.init_timeout", f"must be > 0 seconds, got {self.init_timeout}")
         require(self.progress_interval > 0, "tracking.progress_interval",
                 f"must be > 0 seconds, got {self.progress_interval}")

@@ -6,6 +6,15 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ftx.errors import require
+from ftx.spec.choices import EITHER, Choice, Precision
+
+
+class Objective(Choice):
+    sft = "sft"
+    cpt = "cpt"
+
+
+CHOICE_MESSAGES = {"train.objective": EITHER}
 
 
 @dataclass
@@ -20,7 +29,7 @@ class TrainConfig:
     """Micro-batch size per device."""
     grad_accum: int = 1
     """Gradient accumulation steps (effective batch = batch_size × grad_accum × world size)."""
-    precision: str = "auto"
+    precision: Precision = Precision.auto
     """auto (bf16 where native, else fp32) | bf16 | fp32."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, ~10–30% more time."""
@@ -42,7 +51,7 @@ class TrainConfig:
     early_stopping_patience: int = 0
     """Stop after N evaluations without validation-loss improvement (0: off)."""
     dataloader_workers: int = 0
-    objective: str = "sft"
+    objective: Objective = Objective.sft
     """sft (loss on responses) | cpt (continued pre-training: raw text, every token, packed; ftx/spec/cpt.py)."""
     cpt_general_share: float = 0.07
     """With objective=cpt: share of general text in the mix (sets data.mix.domain_ratio = 1 − share)."""
@@ -60,8 +69,6 @@ class TrainConfig:
         require(self.epochs > 0 or self.max_steps > 0, "train.epochs", "must be > 0 unless train.max_steps > 0")
         require(self.batch_size > 0, "train.batch_size", f"must be > 0, got {self.batch_size}")
         require(self.grad_accum > 0, "train.grad_accum", f"must be > 0, got {self.grad_accum}")
-        require(self.precision in ("auto", "bf16", "fp32"), "train.precision",
-                f"must be one of auto, bf16, fp32; got {self.precision!r}")
         require(self.threads >= 0, "train.threads", f"must be >= 0, got {self.threads}")
         require(self.eval_steps >= 0 and self.save_steps >= 0, "train.eval_steps",
                 "eval_steps and save_steps must be >= 0")
