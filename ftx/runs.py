@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ftx.secrets import redact_text
+from ftx.errors import RunError
 
 TRACKED_PACKAGES = ("ftx", "torch", "transformers", "peft", "accelerate", "bitsandbytes", "deepspeed",
                     "datasets", "hydra-core", "omegaconf", "optuna", "wandb", "datasketch", "scikit-learn")
@@ -26,8 +27,6 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def disk_full(path: Path) -> "Exception":
-    from ftx.errors import RunError
-
     return RunError(f"{path}: no space left on device (the previous version, if any, is intact; "
                     "free some space and run again)")
 
@@ -94,8 +93,6 @@ def write_json(path: Path, obj: Any) -> None:
 
 def read_json(path: Path) -> Any:
     """Parse a JSON file; a damaged one is a one-line RunError (still a ValueError for callers that tolerate it)."""
-    from ftx.errors import RunError
-
     class DamagedFile(RunError, ValueError):
         pass
 

@@ -9,16 +9,16 @@ from pathlib import Path
 
 from ftx.data.augment import augment
 from ftx.errors import ConfigError
+from ftx.cli.args import split_args
+from ftx.data.sources import load_sources
+from ftx.engine.model import load_model, load_tokenizer, resolve_model_path
+from ftx.runs import atomic_write_text, write_json
+from ftx.spec.run import build_spec
+from ftx.spec.tree import compose
 
 
 def cmd_augment(args: list[str]) -> None:
     """`ftx augment [overrides] --out FILE`: synthetic records from the domain sources, written by the model."""
-    from ftx.cli.args import split_args
-    from ftx.data.sources import load_sources
-    from ftx.engine.model import load_model, load_tokenizer, resolve_model_path
-    from ftx.runs import atomic_write_text, write_json
-    from ftx.spec.run import build_spec
-    from ftx.spec.tree import compose
 
     if any(a in ("-h", "--help") for a in args):
         print(__doc__.strip())

@@ -8,11 +8,10 @@ from pathlib import Path
 
 from ftx.errors import RunError
 from ftx.record.rerun import reevaluate
+from ftx.eval.suite import summary_table
 
 
 def cmd_eval(args: list[str]) -> None:
-    from ftx.eval.suite import summary_table
-
     flags = [a for a in args if a.startswith("-")]
     rest = [a for a in args if not a.startswith("-")]
     unknown = [f for f in flags if f != "--check"]

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 from ftx.errors import RunError
+from ftx.engine.zero import deepspeed_config
+from ftx.runs import checkpoint_problem
 
 log = logging.getLogger("ftx")
 
@@ -61,8 +63,6 @@ def make_trainer_class():
 
 def _damaged(ckpt: Path) -> bool:
     """A file cut or garbled by a crash (e.g. a full disk while saving): resume=auto passes over it."""
-    from ftx.runs import checkpoint_problem
-
     problem = checkpoint_problem(ckpt)
     if problem:
         log.warning("skipping damaged checkpoint %s: %s", ckpt, problem)
@@ -101,7 +101,6 @@ def resume_path(resume: str, run_dir: Path) -> Optional[str]:
     if not _complete(p):
         raise RunError(f"train.resume: {resume!r} is not a complete checkpoint folder (no readable "
                        "trainer_state.json); use none, auto, if_present or a checkpoint-N folder")
-    from ftx.runs import checkpoint_problem
 
     problem = checkpoint_problem(p)
     if problem:
@@ -153,8 +152,6 @@ def resume_checkpoint(spec, run_dir: Path, resolved: Optional[dict] = None) -> O
 def training_arguments(spec, run_dir: Path, bf16: bool):
     import torch
     from transformers import TrainingArguments
-
-    from ftx.engine.zero import deepspeed_config
 
     t, o = spec.train, spec.optimizer
     per_epoch = t.eval_steps == 0

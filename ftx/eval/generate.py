@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 from ftx.errors import DataError
+from ftx.eval.heldout import autocast
+from ftx.runs import atomic_write_text
 
 
 
@@ -113,8 +115,6 @@ def generate(model, tok, prompt_ids: list[list[int]], gen_cfg, bf16: bool) -> li
     """Batched generation, left-padded; returns the decoded new text of each prompt."""
     import torch
 
-    from ftx.eval.heldout import autocast
-
     if not prompt_ids:
         return []
     was_training = model.training
@@ -145,8 +145,6 @@ def generate(model, tok, prompt_ids: list[list[int]], gen_cfg, bf16: bool) -> li
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
-    from ftx.runs import atomic_write_text
-
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 

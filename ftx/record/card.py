@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ftx.errors import RunError
+from ftx.runs import MetricsLog
 
 CORE_SECTIONS = ("base", "tuned", "delta", "params", "data", "train", "objective", "wall_seconds", "cost",
                  "flags")
@@ -59,8 +60,6 @@ def _json(path: Path, default: Any) -> Any:
 
 def load_run(path: Path) -> RunRecord:
     import yaml
-
-    from ftx.runs import MetricsLog
 
     path = Path(path)
     if not is_run_dir(path):

@@ -16,6 +16,12 @@ import time
 from pathlib import Path
 
 from ftx.errors import RunError
+from ftx.engine import model as model_mod, quant as quant_mod
+from ftx.engine.build import base_dtype
+from ftx.eval.suite import Evaluator
+from ftx.precision import use_bf16
+from ftx.runs import read_json, write_json
+from ftx.track import tracker as track
 
 log = logging.getLogger("ftx")
 
@@ -26,7 +32,6 @@ def load_run(run_dir: Path, overrides: list[str]):
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from ftx.runs import read_json
     from ftx.spec.run import build_spec, explain
 
     if not run_dir.is_dir():
@@ -52,10 +57,6 @@ def load_models(spec, run_dir: Path, train_bf16: bool):
     The base is loaded as training loaded it (ftx.engine.build.build_model minus the PEFT wrap): the same
     weight dtype, quantisation and k-bit preparation, so the numbers can match."""
     from dataclasses import replace
-
-    from ftx.engine import model as model_mod
-    from ftx.engine import quant as quant_mod
-    from ftx.engine.build import base_dtype
 
     path = model_mod.resolve_model_path(spec.model)
     tok = model_mod.load_tokenizer(spec.model, path)
@@ -99,9 +100,6 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> dict:
 
     from ftx.data.build import prepare
     from ftx.data.format import prepare_tokenizer
-    from ftx.eval.suite import Evaluator
-    from ftx.precision import use_bf16
-    from ftx.runs import read_json, write_json
 
     spec, stored = load_run(run_dir, overrides)
     if spec.train.threads:
@@ -151,8 +149,6 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> dict:
 def publish(spec, run_dir: Path, result: dict) -> None:
     """Re-evaluation into W&B: `ftx.track.tracker.log_eval(tracking_cfg, run_dir, result)` when the tracking
     module offers it, else a small session of our own that resumes the run's W&B id (tracking.json)."""
-    from ftx.track import tracker as track
-
     hook = getattr(track, "log_eval", None)
     if hook is not None:
         hook(spec.tracking, run_dir, result)
@@ -172,8 +168,6 @@ def _flatten(d: dict, prefix: str) -> dict:
 
 def _wandb_summary(cfg, run_dir: Path, result: dict) -> None:
     import os
-
-    from ftx.runs import read_json
 
     mode = cfg.mode if cfg.mode != "auto" else os.environ.get("WANDB_MODE") or (
         "online" if os.environ.get("WANDB_API_KEY") else "offline")

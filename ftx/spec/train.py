@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ftx.errors import require
+from ftx.spec.cpt import check_objective
 
 
 @dataclass
@@ -52,8 +53,6 @@ class TrainConfig:
     """For metrics.json cost/estimated_cost = device-hours × this (your currency; 0: not priced)."""
 
     def check(self) -> None:
-        from ftx.spec.cpt import check_objective
-
         check_objective(self)
         require(self.price_per_device_hour >= 0, "train.price_per_device_hour",
                 f"must be >= 0, got {self.price_per_device_hour}")
