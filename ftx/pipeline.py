@@ -2,8 +2,8 @@
 `train` → `evaluate("tuned")` → `record`, with `cleanup` always last. `run(cfg)` is the task function
 Hydra calls; `Recipe.execute` reads as the flow of a run, each step a short method.
 
-Layering: the pipeline imports the spec, data, engine, eval and track layers, and the record layer
-only for the model card written at the end; nothing below imports it.
+Layering: the pipeline imports the spec, data, engine, eval and track layers; nothing below imports it.
+What the record layer adds at the end of a run (the model card) comes in as `finishers`, from the CLI.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 from ftx.data.build import prepare
 from ftx.data.format import Collator
@@ -33,6 +33,8 @@ from ftx.track.tracker import Tracker, metrics_callback
 
 log = logging.getLogger("ftx")
 
+Finisher = Callable[[Path], None]  # called with the run dir once metrics.json and manifest.json are written
+
 
 def record_spec(spec, cfg, run_dir: Path, overrides: list[str], resolved: Optional[dict] = None) -> dict:
     """config.yaml (fully resolved), overrides.txt and manifest.json (spec hash, environment, git SHA)."""
@@ -50,8 +52,9 @@ def record_spec(spec, cfg, run_dir: Path, overrides: list[str], resolved: Option
 class Recipe:
     """One fine-tuning run. State built by one step and read by later ones lives on the instance."""
 
-    def __init__(self, spec: RunSpec, cfg, run_dir: Path, overrides: list[str]):
+    def __init__(self, spec: RunSpec, cfg, run_dir: Path, overrides: list[str], finishers: Sequence[Finisher] = ()):
         self.spec, self.cfg, self.run_dir, self.overrides = spec, cfg, Path(run_dir), overrides
+        self.finishers = tuple(finishers)
         self.resolved = as_dict(spec)  # converted once: config.yaml, resume check and W&B config share it
         self.main = dist.is_main_process()
         self.metrics: dict = {}
@@ -121,7 +124,7 @@ class Recipe:
                                  "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}
 
     def record(self) -> float:
-        """Comparisons, cost, adapter, metrics.json, manifest, model card, W&B summary; the objective."""
+        """Comparisons, cost, adapter, metrics.json, manifest, finishers (model card), W&B summary; the objective."""
         spec, m = self.spec, self.metrics
         m.update(self.evaluator.compare())  # delta, eval (forgetting, golden, off-domain), flags
         m["wall_seconds"] = round(time.time() - self.t0, 2)
@@ -136,9 +139,8 @@ class Recipe:
         write_json(self.run_dir / "metrics.json", m)
         self.manifest.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), data_sources=self.data.lineage)
         write_json(self.run_dir / "manifest.json", self.manifest)
-        from ftx.record.card import write_card
-
-        write_card(self.run_dir)  # replaces PEFT's template README beside the adapter
+        for finish in self.finishers:  # ftx.record.card.write_card: replaces PEFT's template README
+            finish(self.run_dir)
         self.tracker.summary(m, self.run_dir)
         print_summary(m, self.run_dir)
         return value
@@ -175,12 +177,13 @@ def print_summary(metrics: dict, run_dir: Path) -> None:
     print("\n".join(lines), flush=True)
 
 
-def execute(spec, cfg, run_dir: Path, overrides: list[str]) -> float:
-    return Recipe(spec, cfg, run_dir, overrides).execute()
+def execute(spec, cfg, run_dir: Path, overrides: list[str], finishers: Sequence[Finisher] = ()) -> float:
+    return Recipe(spec, cfg, run_dir, overrides, finishers).execute()
 
 
-def run(cfg) -> float:
-    """The task function: one validated run spec, executed end to end. Returns the objective."""
+def run(cfg, finishers: Sequence[Finisher] = ()) -> float:
+    """The task function: one validated run spec, executed end to end. Returns the objective.
+    `finishers` run on the main rank after metrics.json/manifest.json (the CLI passes the model card)."""
     from hydra.core.hydra_config import HydraConfig
 
     spec = build_spec(cfg)
@@ -192,7 +195,7 @@ def run(cfg) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir) if hydra else Path(cfg.get("run_dir") or ".")
     overrides = list(HydraConfig.get().overrides.task) if hydra else []
     try:
-        return execute(spec, cfg, run_dir, overrides)
+        return execute(spec, cfg, run_dir, overrides, finishers)
     except Exception as e:  # a full disk while saving a checkpoint surfaces as a library's RuntimeError
         full = as_disk_full(e, run_dir.resolve())
         if full is None:

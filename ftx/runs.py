@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+from ftx.errors import DataError, RunError
 from ftx.secrets import redact_text
 
 TRACKED_PACKAGES = ("ftx", "torch", "transformers", "peft", "accelerate", "bitsandbytes", "deepspeed",
@@ -28,8 +29,6 @@ MAX_RECORD_BYTES = 8 * 1024 * 1024  # per JSONL line
 
 
 def disk_full(path: Path) -> "Exception":
-    from ftx.errors import RunError
-
     return RunError(f"{path}: no space left on device (the previous version, if any, is intact; "
                     "free some space and run again)")
 
@@ -96,8 +95,6 @@ def write_json(path: Path, obj: Any) -> None:
 
 def read_json(path: Path) -> Any:
     """Parse a JSON file; a damaged one is a one-line RunError (still a ValueError for callers that tolerate it)."""
-    from ftx.errors import RunError
-
     class DamagedFile(RunError, ValueError):
         pass
 
@@ -135,8 +132,6 @@ def read_jsonl(path: Path, tolerant: bool = False,
     MAX_RECORD_BYTES; a bad line is a DataError naming file:line, passed to `on_error(lineno, error)`
     when given (the line is skipped), else raised. `tolerant=True` (run-internal logs such as
     metrics.jsonl, whose last line a crash may cut) skips bad lines silently."""
-    from ftx.errors import DataError
-
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.strip():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 from typing import Any, Iterable, Optional
+from ftx.errors import ConfigError
 
 MASK = "***"
 MIN_LENGTH = 6
@@ -58,8 +59,6 @@ def redact(obj: Any, secrets: Optional[list[str]] = None) -> Any:
 
 def check_no_secrets(overrides: list[str]) -> None:
     """Overrides end up in run directories (.hydra/, manifest): refuse secret-looking keys and values."""
-    from ftx.errors import ConfigError
-
     values = secret_values()
     for o in overrides:
         key, _, value = o.partition("=")

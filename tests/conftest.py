@@ -1,33 +1,13 @@
-"""Shared fixtures: run the ftx CLI in a subprocess, tiny data files, offline everything."""
+"""Shared fixtures (helpers to import live in tests/helpers.py): run the ftx CLI in a subprocess, and the
+default / tiny-smoke configs composed once per session, handed out as deep copies."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+import copy
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("WANDB_MODE", "offline")
-
-
-def ftx_env(**extra: str) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("FTX_CONF", None)  # the checkout's own ftx/conf, found beside the package as when installed
-    env.update(extra)
-    return env
-
-
-def run_ftx(args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python -m ftx ARGS` from this checkout, in `cwd`."""
-    return subprocess.run([sys.executable, "-m", "ftx", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env or ftx_env())
+from tests.helpers import run_ftx
 
 
 @pytest.fixture
@@ -39,14 +19,51 @@ def ftx(tmp_path):
     return _run
 
 
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return path
+@pytest.fixture
+def no_wandb_env(monkeypatch, tmp_path):
+    """No key, no WANDB_MODE, no netrc, W&B's own folders under tmp.
+
+    wandb.init puts WANDB_SERVICE (its service's address) into os.environ; set-then-delete makes
+    monkeypatch remove it afterwards, so later `ftx` subprocesses start their own W&B service."""
+    monkeypatch.setenv("WANDB_SERVICE", "")
+    monkeypatch.delenv("WANDB_SERVICE")
+    for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_DISABLED", "WANDB_BASE_URL", "WANDB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    for var, sub in (("WANDB_CONFIG_DIR", "cfg"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_DATA_DIR", "data")):
+        monkeypatch.setenv(var, str(tmp_path / "wb" / sub))
+    return monkeypatch
 
 
-def only_run_dir(root: Path) -> Path:
-    """The single run directory under outputs/runs (fails if there are none or several)."""
-    dirs = [p.parent for p in (root / "outputs" / "runs").glob("*/*/manifest.json")]
-    assert len(dirs) == 1, f"expected one run dir, found {dirs}"
-    return dirs[0]
+# Composing conf/ (Hydra's compose API) and validating it costs a noticeable fraction of a second; tests
+# that only read the default or the tiny-smoke config share one composition per session. Each test gets its
+# own deep copy, so a test that changes its config cannot leak into another.
+
+@pytest.fixture(scope="session")
+def _composed() -> dict:
+    from ftx.spec.run import build_spec
+    from ftx.spec.tree import compose
+
+    out = {}
+    for name, overrides in {"default": [], "tiny": ["experiment=tiny_smoke"]}.items():
+        cfg = compose(overrides)
+        out[name] = (cfg, build_spec(cfg))
+    return out
+
+
+@pytest.fixture
+def default_cfg(_composed):
+    """`compose([])`: the default DictConfig."""
+    return copy.deepcopy(_composed["default"][0])
+
+
+@pytest.fixture
+def default_spec(_composed):
+    """`build_spec(compose([]))`: the default RunSpec."""
+    return copy.deepcopy(_composed["default"][1])
+
+
+@pytest.fixture
+def tiny_smoke_spec(_composed):
+    """`build_spec(compose(["experiment=tiny_smoke"]))`: the tiny model with seconds-long training."""
+    return copy.deepcopy(_composed["tiny"][1])

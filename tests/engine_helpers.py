@@ -6,7 +6,7 @@ import json
 import random
 from pathlib import Path
 
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 COLOURS = ["red", "green", "blue", "amber", "violet", "cyan", "white", "black"]
 THINGS = ["kettle", "lamp", "river", "engine", "garden", "ladder", "mirror", "window", "tower", "bridge"]

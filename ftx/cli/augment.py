@@ -9,6 +9,11 @@ from pathlib import Path
 
 from ftx.cli.args import add_out, command_parser, parse
 from ftx.data.augment import augment
+from ftx.data.sources import load_sources
+from ftx.engine.model import load_model, load_tokenizer, resolve_model_path
+from ftx.runs import atomic_write_text, write_json
+from ftx.spec.run import build_spec
+from ftx.spec.tree import compose
 
 
 def parser():
@@ -22,12 +27,6 @@ def parser():
 def cmd_augment(args: list[str]) -> None:
     """`ftx augment [overrides] --out FILE`: synthetic records from the domain sources, written by the model."""
     ns = parse(parser(), args)
-    from ftx.data.sources import load_sources
-    from ftx.engine.model import load_model, load_tokenizer, resolve_model_path
-    from ftx.runs import atomic_write_text, write_json
-    from ftx.spec.run import build_spec
-    from ftx.spec.tree import compose
-
     spec = build_spec(compose(ns.overrides))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     domain = {k: s for k, s in spec.data.sources.items() if s.role == "domain"}

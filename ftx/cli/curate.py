@@ -14,6 +14,9 @@ from pathlib import Path
 
 from ftx.cli.args import add_out, command_parser, parse
 from ftx.errors import ConfigError, DataError
+from ftx.data import versions
+from ftx.data.ledger import Ledger
+from ftx.runs import atomic_write_text, write_json
 
 
 def parser():
@@ -29,9 +32,7 @@ def cmd_curate(args: list[str]) -> None:
     from omegaconf import OmegaConf
 
     from ftx.data.curate.pipeline import PREFIX, curate
-    from ftx.data.ledger import Ledger
     from ftx.data.sources import load_sources
-    from ftx.runs import atomic_write_text, write_json
     from ftx.spec.run import as_dict, build_spec
     from ftx.spec.tree import compose
 
@@ -52,7 +53,6 @@ def cmd_curate(args: list[str]) -> None:
     write_json(out / "lineage.json", lineage)
     atomic_write_text(out / "kept.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
     ledger.write(out)  # ledger.json + dropped.jsonl
-    from ftx.data import versions
 
     version = versions.compute(kept, resolved["curation"])
     versions.write(out, version)

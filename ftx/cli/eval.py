@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ftx.cli.args import command_parser, parse
 from ftx.record.rerun import reevaluate
+from ftx.eval.suite import summary_table
 
 
 def parser():
@@ -23,8 +24,6 @@ def parser():
 def cmd_eval(args: list[str]) -> None:
     p = parser()
     ns = parse(p, args)
-    from ftx.eval.suite import summary_table
-
     if ns.run_dir is None:  # checked here: argparse's intermixed parsing would call key=value required too
         p.error("the following arguments are required: RUN_DIR")
     if "=" in ns.run_dir:

@@ -24,6 +24,7 @@ from typing import Optional
 
 from ftx.cli.args import strip_local_rank
 from ftx.errors import FtxError
+from ftx.runs import as_disk_full
 
 COMMANDS = {
     "train": "ftx.cli.train:cmd_train",
@@ -77,7 +78,6 @@ def _main(argv: list[str]) -> None:
         print(f"ftx: {e.kind}: {e}", file=sys.stderr)
         sys.exit(2)
     except Exception as e:  # a full disk anywhere (checkpoints, caches) is the user's to fix, not a bug
-        from ftx.runs import as_disk_full
 
         full = as_disk_full(e, "output")
         if full is None:

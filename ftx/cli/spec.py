@@ -5,6 +5,7 @@ from __future__ import annotations
 from ftx.cli.args import command_parser, parse
 from ftx.spec.run import as_dict, build_spec, spec_hash
 from ftx.spec.tree import compose
+from ftx.engine.model import load_tokenizer
 
 
 def parser():
@@ -28,7 +29,6 @@ def cmd_spec(args: list[str]) -> None:
     lines = describe(spec.data)
     if ns.data:
         from ftx.data.build import prepare
-        from ftx.engine.model import load_tokenizer
 
         lines += describe_counts(prepare(spec.data, spec.curation, load_tokenizer(spec.model)))
     print("".join(f"# {line}\n" for line in lines), end="")

@@ -9,6 +9,7 @@ from pathlib import Path
 from ftx.cli.args import command_parser, parse
 from ftx.errors import ConfigError, RunError
 from ftx.track.sweep import STORAGE_ENV, describe_storage, open_storage
+from hydra_plugins.ftx_sweeper.report import write_report
 
 
 def parser():
@@ -36,8 +37,6 @@ def cmd_sweep_report(args: list[str]) -> None:
     if storage and "***" in storage:  # written redacted: the real URL comes from the environment
         storage = os.environ.get(STORAGE_ENV) or _missing_secret(storage)
     import optuna
-
-    from hydra_plugins.ftx_sweeper.report import write_report
 
     study_name = ns.study or meta.get("study")
     try:

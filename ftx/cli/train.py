@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ftx.cli.args import command_parser, parse
 from ftx.errors import ConfigError, FtxError
+from ftx.record.card import write_card
 from ftx.spec import tree
 from ftx.spec.run import build_spec
 from ftx.track.sweep import check_overrides
@@ -149,7 +150,7 @@ def _task(cfg):
     for noisy in ("compilers", "distutils", "DeepSpeed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return run(cfg)
+        return run(cfg, finishers=(write_card,))
     except FtxError as e:
         logging.getLogger("ftx").error("%s: %s", e.kind, e)
         if HydraConfig.get().mode == RunMode.MULTIRUN:

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
+from ftx.runs import atomic_write_text
 
 
 @dataclass
@@ -88,8 +89,6 @@ class Ledger:
         return [st.as_dict() for st in self.stages.values()]
 
     def write(self, out_dir: Path) -> None:
-        from ftx.runs import atomic_write_text
-
         self.check()
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / "ledger.json", json.dumps(self.summary(), indent=2))

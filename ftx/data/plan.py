@@ -16,6 +16,7 @@ from typing import Optional
 from ftx.data.ledger import Ledger
 from ftx.errors import DataError
 from ftx.spec.data import DataConfig, SplitConfig
+from ftx.data.sources import text_view
 
 HELD_OUT = ("val", "test", "general_eval")
 
@@ -33,8 +34,6 @@ def _bucket(key: str, salt: int) -> float:
 
 
 def _text(rec: dict) -> str:
-    from ftx.data.sources import text_view
-
     return text_view(rec.get("messages"), rec.get("text"))
 
 

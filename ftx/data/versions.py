@@ -16,6 +16,7 @@ from typing import Optional
 
 from ftx.errors import ConfigError, DataError
 from ftx.runs import read_jsonl
+from ftx.runs import write_json
 
 DERIVED = ("scores", "cluster")
 """Fields curation computes from the content; they would change the hash without changing the data."""
@@ -46,8 +47,6 @@ def compute(records: list[dict], curation: Optional[dict]) -> dict:
 
 
 def write(out_dir: Path, version: dict) -> None:
-    from ftx.runs import write_json
-
     write_json(Path(out_dir) / FILE, version)
 
 

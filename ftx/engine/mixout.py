@@ -23,6 +23,7 @@ import types
 import torch
 import torch.nn.functional as F
 from torch import nn
+from ftx.errors import ConfigError
 
 
 def mix(w: torch.Tensor, start: torch.Tensor, p: float) -> torch.Tensor:
@@ -44,8 +45,6 @@ def apply(model: nn.Module, p: float) -> int:
     if not p:
         return 0
     if not 0.0 < p < 1.0:
-        from ftx.errors import ConfigError
-
         raise ConfigError(f"optimizer.mixout must be in [0, 1), got {p}")
     n = 0
     for module in model.modules():

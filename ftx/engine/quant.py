@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ftx.errors import ModelError
 from ftx.spec.quant import QuantConfig
+from ftx.precision import resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +22,6 @@ def bnb_config(cfg: QuantConfig, bf16: bool = False):
     if not cfg.enabled:
         return None
     from transformers import BitsAndBytesConfig
-
-    from ftx.precision import resolve_dtype
 
     compute = cfg.compute_dtype if cfg.compute_dtype != "auto" else ("bf16" if bf16 else "fp32")
     if cfg.mode == "int8":

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 from ftx.errors import DataError
+from ftx.eval.heldout import autocast
+from ftx.runs import atomic_write_text, read_jsonl
 
 
 def split_prompts(examples: list[dict], tok, index: dict) -> list[dict]:
@@ -47,8 +49,6 @@ def last_user_text(prompt_ids: list[int], tok) -> str:
 def read_prompt_file(path_str: str, key: str, need: tuple[str, ...]) -> list[dict]:
     """A JSONL file of prompts; every line must hold the fields in `need` (errors name file:line)."""
     from ftx.data.sources import resolve_path
-    from ftx.runs import read_jsonl
-
     path = resolve_path(path_str)
     if not path.is_file():
         raise DataError(f"{key}: file not found: {path}")
@@ -90,8 +90,6 @@ def generate(model, tok, prompt_ids: list[list[int]], gen_cfg, bf16: bool) -> li
     """Batched generation, left-padded; returns the decoded new text of each prompt."""
     import torch
 
-    from ftx.eval.heldout import autocast
-
     if not prompt_ids:
         return []
     was_training = model.training
@@ -122,8 +120,6 @@ def generate(model, tok, prompt_ids: list[list[int]], gen_cfg, bf16: bool) -> li
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
-    from ftx.runs import atomic_write_text
-
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 

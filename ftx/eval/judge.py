@@ -17,6 +17,8 @@ import importlib
 from typing import Optional, Protocol
 
 from ftx.errors import ConfigError
+from ftx.engine.model import load_tokenizer
+from ftx.eval.metrics import token_f1
 
 RUBRIC = ("You are grading an answer.\nQuestion: {prompt}\nReference answer: {reference}\n"
           "Candidate answer: {prediction}\nIs the candidate answer correct and consistent with the "
@@ -33,8 +35,6 @@ class ReferenceJudge:
     name = "reference"
 
     def score(self, items: list[dict]) -> list[float]:
-        from ftx.eval.metrics import token_f1
-
         return [token_f1(it["prediction"], it["answers"]) for it in items]
 
 
@@ -92,8 +92,6 @@ def load_judge(cfg, context: dict) -> Optional[Judge]:
     if cfg.kind == "lm":
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from ftx.engine.model import load_tokenizer
 
         path = cfg.model or context["path"]
         tok = load_tokenizer(context["model_cfg"], path) if cfg.model is None else AutoTokenizer.from_pretrained(path)

@@ -18,6 +18,7 @@ from typing import Optional
 from ftx.eval import generate as gen
 from ftx.eval.heldout import loss_pass, own_precision, summarize
 from ftx.eval.metrics import aggregate, contains, exact_match
+from ftx.eval.judge import load_judge
 
 log = logging.getLogger("ftx")
 GEN_METRICS = ("exact_match", "contains", "token_f1", "rouge_l", "bleu")
@@ -115,8 +116,6 @@ class Evaluator:
         if self.cfg.judge.kind == "none" or name == "offdomain" or not rows:
             return
         if self._judge is None:
-            from ftx.eval.judge import load_judge
-
             self._judge = load_judge(self.cfg.judge, self.model_context)
         scores = self._judge.score([{"prompt": r["prompt"], "prediction": r["prediction"], "answers": r["answers"]}
                                     for r in rows])

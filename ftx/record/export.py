@@ -15,6 +15,9 @@ from pathlib import Path
 from ftx.errors import RunError
 from ftx.record.rundir import read_config
 from ftx.runs import write_json
+from ftx.engine import model as model_mod
+from ftx.precision import resolve_dtype
+from ftx.spec.model import ModelConfig
 
 log = logging.getLogger("ftx")
 
@@ -38,10 +41,6 @@ def export(run_dir: Path, adapter: Path, out: Path, dtype: str = "fp32", verify:
     import torch
     from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ftx.engine import model as model_mod
-    from ftx.precision import resolve_dtype
-    from ftx.spec.model import ModelConfig
 
     # Only the model section matters here; reading just it keeps runs of older ftx versions exportable.
     recorded = read_config(run_dir)

@@ -19,6 +19,7 @@ from ftx.record.card import (
     training_section,
 )
 from ftx.record.rundir import RunRecord, load_run
+from ftx.runs import atomic_write_text
 
 
 def _plt():
@@ -153,8 +154,6 @@ def to_html(markdown: str, folder: Path, title: str) -> str:
 
 
 def write_report(run_dir: Path, html: bool = False, out_dir: Optional[Path] = None) -> Path:
-    from ftx.runs import atomic_write_text
-
     r = load_run(run_dir)
     out_dir = Path(out_dir) if out_dir else r.path / "report"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,12 @@ from pathlib import Path
 from ftx.errors import RunError
 from ftx.record.rundir import load_run, run_spec
 from ftx.runs import flatten
+from ftx.engine import model as model_mod, quant as quant_mod
+from ftx.engine.build import base_dtype
+from ftx.eval.suite import Evaluator
+from ftx.precision import use_bf16
+from ftx.runs import read_json, write_json
+from ftx.track import tracker as track
 
 log = logging.getLogger("ftx")
 
@@ -28,10 +34,6 @@ def load_models(spec, run_dir: Path, train_bf16: bool):
     The base is loaded as training loaded it (ftx.engine.build.build_model minus the PEFT wrap): the same
     weight dtype, quantisation and k-bit preparation, so the numbers can match."""
     from dataclasses import replace
-
-    from ftx.engine import model as model_mod
-    from ftx.engine import quant as quant_mod
-    from ftx.engine.build import base_dtype
 
     path = model_mod.resolve_model_path(spec.model)
     tok = model_mod.load_tokenizer(spec.model, path)
@@ -75,9 +77,6 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> dict:
 
     from ftx.data.build import prepare
     from ftx.data.format import prepare_tokenizer
-    from ftx.eval.suite import Evaluator
-    from ftx.precision import use_bf16
-    from ftx.runs import write_json
 
     record = load_run(run_dir, finished=True)
     spec, stored, manifest = run_spec(record, overrides), record.metrics, record.manifest
@@ -127,8 +126,6 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> dict:
 def publish(spec, run_dir: Path, result: dict) -> None:
     """Re-evaluation into W&B: `ftx.track.tracker.log_eval(tracking_cfg, run_dir, result)` when the tracking
     module offers it, else a small session of our own that resumes the run's W&B id (tracking.json)."""
-    from ftx.track import tracker as track
-
     hook = getattr(track, "log_eval", None)
     if hook is not None:
         hook(spec.tracking, run_dir, result)
@@ -137,10 +134,7 @@ def publish(spec, run_dir: Path, result: dict) -> None:
 
 
 def _wandb_summary(cfg, run_dir: Path, result: dict) -> None:
-    from ftx.runs import read_json
-    from ftx.track.tracker import resolve_mode
-
-    mode = resolve_mode(cfg)
+    mode = track.resolve_mode(cfg)
     if mode == "disabled":
         return
     info = read_json(run_dir / "tracking.json") if (run_dir / "tracking.json").is_file() else {}

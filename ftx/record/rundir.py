@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ftx.errors import RunError
+from ftx.runs import MetricsLog, read_json
 
 FINISHED = ("config.yaml", "metrics.json", "adapter")
 """What `ftx eval` needs of a run."""
@@ -80,8 +81,6 @@ def load_run(path: Path, finished: bool = False) -> RunRecord:
     """Read a run directory. A damaged optional file reads as empty (reports work on partial runs);
     `finished=True` (`ftx eval`) needs config.yaml, metrics.json and adapter/, and a damaged
     metrics.json or manifest.json is a one-line RunError."""
-    from ftx.runs import MetricsLog, read_json
-
     path = Path(path)
     if finished:
         if not path.is_dir():

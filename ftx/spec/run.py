@@ -30,6 +30,7 @@ from ftx.spec.quant import QuantConfig
 from ftx.spec.tracking import TrackingConfig
 from ftx.spec.train import TrainConfig
 from ftx.spec.zero import ZeroConfig
+from ftx.spec.cpt import resolve
 
 
 class Direction(Choice):
@@ -215,7 +216,6 @@ def build_spec(cfg: DictConfig) -> RunSpec:
     except OmegaConfBaseException as e:
         raise ConfigError(explain(e)) from None
     spec.check()
-    from ftx.spec.cpt import resolve
 
     resolve(spec)  # train.objective=cpt → data-plan settings, visible in config.yaml and the hash
     return spec

@@ -15,6 +15,7 @@ class Objective(Choice):
 
 
 CHOICE_MESSAGES = {"train.objective": EITHER}
+from ftx.spec.cpt import check_objective
 
 
 @dataclass
@@ -61,8 +62,6 @@ class TrainConfig:
     """For metrics.json cost/estimated_cost = device-hours × this (your currency; 0: not priced)."""
 
     def check(self) -> None:
-        from ftx.spec.cpt import check_objective
-
         check_objective(self)
         require(self.price_per_device_hour >= 0, "train.price_per_device_hour",
                 f"must be >= 0, got {self.price_per_device_hour}")

@@ -19,6 +19,8 @@ from ftx.runs import flatten
 from ftx.secrets import redact
 from ftx.spec.tracking import TrackingConfig
 from ftx.track.progress import configure_progress, progress_mode
+from ftx.runs import read_json, write_json
+from ftx.track.progress import progress_callback
 
 log = logging.getLogger("ftx")
 
@@ -135,7 +137,6 @@ class Tracker:
     def start(self, spec, run_dir: Path, overrides: list[str], resolved: Optional[dict] = None) -> None:
         """After the spec is recorded: progress display for this process, then W&B on the main process
         (`resolved`: the spec as plain data, when the caller has it already)."""
-        from ftx.runs import read_json, write_json
         from ftx.spec.run import as_dict, spec_hash
 
         configure_progress(self.cfg.progress, self.cfg.progress_interval)
@@ -212,8 +213,6 @@ class Tracker:
     def attach(self, trainer) -> None:
         """Per-step curves to W&B, and the Trainer's progress bar made log-friendly."""
         from transformers.trainer_callback import ProgressCallback
-
-        from ftx.track.progress import progress_callback
 
         if self.run is not None:
             trainer.add_callback(_curves_callback(self))

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from ftx.runs import atomic_write_text  # a killed report never leaves half a best_overrides.txt
+from hydra_plugins.ftx_sweeper._space import param_overrides
 
 log = logging.getLogger("ftx.track.sweep")
 
@@ -33,8 +34,6 @@ PLOTS = {  # file stem → optuna.visualization function name
 def override_line(study, trial) -> str:
     """`ftx train <fixed overrides> <trial params>`: the command that reruns a trial as a single run
     (the trial's own overrides as launched, less the sweep bookkeeping)."""
-    from ._space import param_overrides
-
     attrs = study.user_attrs
     args = trial.user_attrs.get("overrides") or list(attrs.get("ftx:fixed", [])) + param_overrides(
         trial.params, attrs.get("ftx:prefixes", {}), attrs.get("ftx:encoded", []))

@@ -27,6 +27,9 @@ from ftx.runs import atomic_write_text
 
 from . import _space, _study
 from . import config as _config  # noqa: F401  (registers hydra/sweeper=ftx)
+from ftx.spec.run import build_spec, explain
+from ftx.track.sweep import describe_storage, job_storage_ref, make_pruner, open_storage
+from hydra_plugins.ftx_sweeper.report import write_report
 
 log = logging.getLogger("ftx.track.sweep")
 class FtxSweeper(Sweeper):
@@ -62,8 +65,6 @@ class FtxSweeper(Sweeper):
 
     def _sweep(self, arguments: List[str]) -> List[Any]:
         import optuna
-
-        from ftx.track.sweep import describe_storage, job_storage_ref, make_pruner, open_storage
 
         cfg = self.config
         if "ftx_sweep_file_error" in cfg:
@@ -126,8 +127,6 @@ class FtxSweeper(Sweeper):
         self._bookkeeping = dict(study=name, storage=job_storage_ref(url))
         returns = self._loop(study, space, n_trials)
 
-        from .report import write_report
-
         out = write_report(study, sweep_dir, plots=self.plots)
         counts = _study.counts(study)
         log.info("sweep done: %s; report in %s", ", ".join(f"{v} {k}" for k, v in counts.items()), out)
@@ -178,8 +177,6 @@ class FtxSweeper(Sweeper):
         """Compose and validate one job's config in this process: bad overrides fail before any run."""
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
-
-        from ftx.spec.run import build_spec, explain
 
         try:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))

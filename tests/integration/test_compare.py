@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ftx.record.card import fmt
-from tests.conftest import run_ftx, write_jsonl
+from tests.helpers import run_ftx, write_jsonl
 
 WORDS = "request header status cache proxy cookie server client method body token route".split()
 

@@ -20,7 +20,7 @@ import ftx.cli.main as cli
 from ftx.errors import RunError
 from ftx.runs import MetricsLog, atomic_write_text, write_json
 from ftx.spec.tree import compose
-from tests.conftest import ftx_env, write_jsonl
+from tests.helpers import ftx_env, write_jsonl
 
 FULL = "no space left on device (the previous version, if any, is intact; free some space and run again)"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ftx.secrets import check_no_secrets, redact, secret_values
-from tests.conftest import ftx_env, write_jsonl
+from tests.helpers import ftx_env, write_jsonl
 
 SECRETS = {"WANDB_API_KEY": "wb0123456789abcdefSECRET", "HF_TOKEN": "hf_SECRETtokenvalue42",
            "MY_SERVICE_SECRET": "s3cr3t-service-value", "DB_PASSWORD": "hunter2hunter2",

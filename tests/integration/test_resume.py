@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import ftx_env
+from tests.helpers import ftx_env
 from tests.engine_helpers import read_metrics, step_losses, tiny_args
 
 LOOP = ["train.max_steps=40", "train.save_steps=5", "train.eval_steps=20", "train.save_total_limit=2",

@@ -16,7 +16,7 @@ import optuna
 import pytest
 import yaml
 
-from tests.conftest import ftx_env, write_jsonl
+from tests.helpers import ftx_env, write_jsonl
 
 pytestmark = pytest.mark.slow
 

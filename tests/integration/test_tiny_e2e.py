@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from tests.conftest import only_run_dir
+from tests.helpers import only_run_dir
 
 
 def test_tiny_run_writes_a_complete_run_dir(ftx):

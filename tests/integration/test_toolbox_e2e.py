@@ -9,7 +9,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 TOPICS = "cache cookie header proxy status redirect etag range socket token".split()
 

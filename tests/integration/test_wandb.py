@@ -13,7 +13,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import ftx_env, run_ftx
+from tests.helpers import ftx_env, run_ftx
 from tests.integration.test_compare import tiny_data
 
 pytestmark = pytest.mark.slow  # a two-trial multirun: ~20 s idle, more under load

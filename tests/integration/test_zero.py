@@ -12,7 +12,7 @@ import pytest
 import yaml
 from safetensors import safe_open
 
-from tests.conftest import ROOT, ftx_env
+from tests.helpers import ROOT, ftx_env
 from tests.engine_helpers import read_metrics, tiny_args
 
 LAUNCH = ROOT / "launch"

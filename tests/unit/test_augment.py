@@ -13,10 +13,8 @@ from ftx.engine.model import load_model, load_tokenizer
 from ftx.errors import ConfigError
 from ftx.spec.curation import CurationConfig
 from ftx.spec.data import DataConfig, FormatConfig, SourceConfig
-from ftx.spec.model import ModelConfig
-from tests.conftest import write_jsonl
+from tests.helpers import TINY, write_jsonl
 
-TINY = ModelConfig(source="tiny", dtype="fp32")
 TOPICS = "cache cookie header proxy status redirect etag range socket token".split()
 
 
@@ -82,17 +80,3 @@ def test_synthetic_records_carry_mark_and_weight_to_the_loss_and_stay_out_of_val
     assert all(e["weight"] == 1.0 for i, e in train.items() if i.startswith("d") and "~" not in i)
     report = json.loads((tmp_path / "curation" / "report.json").read_text())
     assert report["synthetic"]["in"] == 31  # the synthetic records went through the same curation stages
-
-
-@pytest.mark.slow
-def test_ftx_augment_cli_writes_a_usable_source(ftx):
-    src = write_jsonl(ftx.cwd / "d.jsonl", real(3))
-    r = ftx("augment", "model=tiny_llama", f"data.sources.http.path={src}", "~data.sources.general",
-            "data.augment.max_new_tokens=8", "data.augment.min_chars=1", "data.augment.require_question=false", "--out", "synth.jsonl")
-    assert r.returncode == 0, r.stderr
-    stats = json.loads((ftx.cwd / "synth.stats.json").read_text())
-    assert stats["source_records"] == 3 and stats["kinds"]["paraphrase"]["generated"] == 3
-    lines = [json.loads(x) for x in (ftx.cwd / "synth.jsonl").read_text().splitlines()]
-    assert len(lines) == sum(k["written"] for k in stats["kinds"].values())
-    r = ftx("augment", "model=tiny_llama")
-    assert r.returncode == 2 and "--out FILE is required" in r.stderr

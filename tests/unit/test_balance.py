@@ -16,7 +16,7 @@ from ftx.errors import ConfigError, DataError
 from ftx.spec.curation import CurationConfig
 from ftx.spec.data import DataConfig, FormatConfig, SourceConfig
 from ftx.spec.model import ModelConfig
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 
 def rec(i, label, answer="It sets the header."):

@@ -23,7 +23,7 @@ import pytest
 import ftx.cli.main as cli
 from ftx.spec import tree
 from ftx.spec.tree import compose
-from tests.conftest import ROOT, run_ftx, write_jsonl
+from tests.helpers import ROOT, run_ftx, write_jsonl
 
 
 @dataclass

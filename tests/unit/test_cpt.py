@@ -11,9 +11,7 @@ from ftx.engine.build import load_init_adapter
 from ftx.engine.model import load_model, load_tokenizer
 from ftx.errors import ConfigError, ModelError
 from ftx.spec.data import FormatConfig
-from ftx.spec.model import ModelConfig
-
-TINY = ModelConfig(source="tiny", dtype="fp32")
+from tests.helpers import TINY
 
 
 def wrapped(r=4, seed=0):
@@ -54,14 +52,14 @@ def test_init_adapter_loads_the_first_stage_weights(tmp_path):
         load_init_adapter(second, str(tmp_path))
 
 
-def test_objective_cpt_sets_the_data_plan_and_rejects_conflicts():
+def test_objective_cpt_sets_the_data_plan_and_rejects_conflicts(default_spec):
     from ftx.spec.run import build_spec
     from ftx.spec.tree import compose
 
     spec = build_spec(compose(["train.objective=cpt", "train.cpt_general_share=0.1"]))
     f = spec.data.format
     assert f.raw_text and f.packing and spec.data.mix.domain_ratio == pytest.approx(0.9)
-    assert not build_spec(compose([])).data.format.raw_text  # sft leaves the plan alone
+    assert not default_spec.data.format.raw_text  # sft leaves the plan alone
     with pytest.raises(ConfigError, match="no data source has role=general"):
         build_spec(compose(["train.objective=cpt", "~data.sources.general"]))
     with pytest.raises(ConfigError, match="data.mix.domain_ratio"):

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from ftx.cli.main import main
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 from tests.unit.test_curate import HTTP
 from tests.unit.test_curate_relevance import doc, labelled
 
@@ -161,10 +161,3 @@ def test_cli_flag_errors(tmp_path, capsys):
     assert code == 2 and "unknown flag '--frobnicate'" in err
     code, _, err = curate_cli("curation.stages=[normalize,dedupe]", "curation.enabled=true", capsys=capsys)
     assert code == 2 and "unknown stage 'dedupe'" in err
-
-
-def test_one_line_error_from_the_real_command(ftx, tmp_path):
-    bad = write_jsonl(tmp_path / "x.jsonl", [{"text": "ok text"}])
-    bad.write_text(bad.read_text() + "{oops\n")
-    r = ftx("curate", f"data.sources.http.path={bad}", "--out", "o", timeout=120)
-    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "x.jsonl:2: malformed JSON" in r.stderr

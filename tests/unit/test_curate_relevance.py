@@ -81,27 +81,6 @@ def test_calibrated_threshold_meets_target_precision_on_held_out_data(tmp_path, 
             assert d["reason"] == "off_domain" and d["score"] < art["threshold"]
 
 
-def test_calibration_holds_across_independent_draws():
-    """Not luck: over 20 dev/held-out draws the confidence-bounded threshold meets the target on held-out
-    data nearly always, while the plain dev-precision threshold does so only about half the time."""
-    from ftx.data.curate.scorers import fit
-    from ftx.spec.curation import RelevanceConfig
-
-    rng = random.Random(7)
-    seed_texts = [doc(rng, 1.0) for _ in range(20)]
-    met = {None: 0, 0.95: 0}
-    for k in range(20):
-        dev, held = labelled(100 + k, 300), labelled(200 + k, 1000)
-        scorer = fit(RelevanceConfig(), seed_texts, [r["text"] for r in held])
-        ds, hs = scorer([r["text"] for r in dev]), scorer([r["text"] for r in held])
-        dy, hy = np.array([r["label"] for r in dev]), np.array([r["label"] for r in held])
-        for confidence in met:
-            t, _ = calibrate(ds, dy, 0.9, confidence)
-            met[confidence] += hy[hs >= t].mean() >= 0.9
-    assert met[0.95] >= 17, met
-    assert met[None] < met[0.95], met
-
-
 def test_calibration_reports_unreachable_targets_and_one_class_dev_sets():
     scores = np.array([0.1, 0.2, 0.3, 0.4])
     t, curve = calibrate(scores, np.array([0, 1, 0, 1]), 0.6)  # precision at 0.1: 1/2, at 0.2: 2/3

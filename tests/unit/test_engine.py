@@ -42,7 +42,14 @@ def test_quant_zero_precision_combinations_compose():
     """All verified to train on CPU (tests/integration/test_zero*.py); config must refuse none of them."""
     precisions = ("auto", "bf16", "fp32")
     for i, (quant, zero) in enumerate((q, z) for q in ("none", "int8", "nf4") for z in sorted(ZERO)):
-        build_spec(compose([f"quant={quant}", f"zero={zero}", f"train.precision={precisions[i % 3]}"]))
+        spec = build_spec(compose([f"quant={quant}", f"zero={zero}", f"train.precision={precisions[i % 3]}"]))
+        combo = f"quant={quant} zero={zero} train.precision={precisions[i % 3]}"
+        # each group option really lands in the spec (none silently dropped or overridden by another)
+        assert (spec.quant.mode, spec.quant.enabled, spec.train.precision) == (quant, quant != "none",
+                                                                              precisions[i % 3]), combo
+        z = spec.zero
+        assert (z.stage, z.offload_optimizer, z.offload_param) == ZERO[zero], combo
+        assert (deepspeed_config(z, bf16=True) is None) == (zero == "none"), combo
 
 
 @pytest.mark.parametrize("overrides,needle", [
@@ -193,11 +200,11 @@ def test_non_reentrant_checkpointing_gives_lora_the_same_gradients():
     assert all(torch.allclose(plain[k], ckpt[k], atol=1e-6) and ckpt[k].abs().sum() > 0 for k in plain)
 
 
-def test_base_dtype_follows_precision_and_method():
+def test_base_dtype_follows_precision_and_method(default_spec):
     from ftx.engine.build import base_dtype
 
-    assert base_dtype(build_spec(compose([])), bf16=True) == "bf16"
-    assert base_dtype(build_spec(compose([])), bf16=False) == "fp32"
+    assert base_dtype(default_spec, bf16=True) == "bf16"
+    assert base_dtype(default_spec, bf16=False) == "fp32"
     assert base_dtype(build_spec(compose(["lora=full"])), bf16=True) == "fp32"  # fp32 master weights
     assert base_dtype(build_spec(compose(["model.dtype=bf16", "lora=full"])), bf16=True) == "bf16"
 
@@ -252,10 +259,10 @@ def test_resume_errors_are_one_line(tmp_path):
         resume_path(str(tmp_path / "nope"), tmp_path)
 
 
-def test_resume_refuses_a_run_dir_written_by_another_spec(tmp_path, caplog):
+def test_resume_refuses_a_run_dir_written_by_another_spec(tmp_path, caplog, default_spec):
     from ftx.engine.trainer import resume_checkpoint
 
-    spec = build_spec(compose([]))
+    spec = default_spec
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(as_dict(spec)))
     ckpt = _checkpoint(tmp_path, 5)
     same = build_spec(compose(["train.resume=auto"]))

@@ -15,7 +15,7 @@ from ftx.record.rerun import reproduction
 from ftx.spec.eval import EvalConfig
 from ftx.spec.run import build_spec
 from ftx.spec.tree import compose
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 
 def _cfg(**kw) -> EvalConfig:

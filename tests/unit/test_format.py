@@ -13,8 +13,7 @@ from ftx.engine.model import load_model, load_tokenizer
 from ftx.errors import ConfigError, DataError
 from ftx.spec.data import FormatConfig
 from ftx.spec.model import ModelConfig
-
-TINY = ModelConfig(source="tiny", dtype="fp32")
+from tests.helpers import TINY
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,7 @@ from ftx.data import format as fmt
 from ftx.data.plan import assign_weights, curriculum
 from ftx.engine.model import load_model, load_tokenizer
 from ftx.spec.data import DataConfig, FormatConfig, SourceConfig
-from ftx.spec.model import ModelConfig
-
-TINY = ModelConfig(source="tiny", dtype="fp32")
+from tests.helpers import TINY
 
 
 @pytest.fixture(scope="module")

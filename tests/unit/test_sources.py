@@ -8,7 +8,7 @@ from ftx.data.plan import assign_weights
 from ftx.data.sources import load_sources, read_source
 from ftx.errors import DataError
 from ftx.spec.data import DataConfig, FieldMap, SourceConfig
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 
 def test_trust_scores_and_clusters_travel_with_records(tmp_path):

@@ -5,16 +5,14 @@ from __future__ import annotations
 import io
 import json
 import socket
-import subprocess
 import threading
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from ftx.secrets import redact
-from ftx.spec.run import as_dict, build_spec
+from ftx.spec.run import build_spec
 from ftx.spec.tracking import TrackingConfig
 from ftx.spec.tree import compose
 from ftx.track import progress as progress_mod
@@ -22,31 +20,6 @@ from ftx.track import tracker as track
 from ftx.track.tracker import Tracker, override_tags, resolve_mode
 
 FAKE_KEY = "fakeWandbKey0123456789abcdefghijklmnopqrst"
-
-
-@pytest.fixture
-def no_wandb_env(monkeypatch, tmp_path):
-    """No key, no WANDB_MODE, no netrc, W&B's own folders under tmp.
-
-    wandb.init puts WANDB_SERVICE (its service's address) into os.environ; set-then-delete makes
-    monkeypatch remove it afterwards, so later `ftx` subprocesses start their own W&B service."""
-    monkeypatch.setenv("WANDB_SERVICE", "")
-    monkeypatch.delenv("WANDB_SERVICE")
-    for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_DISABLED", "WANDB_BASE_URL", "WANDB_IDENTITY_TOKEN_FILE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
-    for var, sub in (("WANDB_CONFIG_DIR", "cfg"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_DATA_DIR", "data")):
-        monkeypatch.setenv(var, str(tmp_path / "wb" / sub))
-    return monkeypatch
-
-
-def wandb_summary(run_dir: Path) -> dict:
-    """The offline run as wandb's own tool reads it."""
-    info = json.loads((run_dir / "tracking.json").read_text())
-    out = subprocess.run(["wandb", "leet", "inspect", "--summary", "--json", str(run_dir / info["wandb_dir"])],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def tiny_spec(*overrides: str):
@@ -131,34 +104,6 @@ def test_override_tags_skip_bookkeeping_and_fit_wandb_limit():
 
 # ---------------------------------------------------------------- the W&B session
 
-def test_offline_session_groups_sweep_trials_and_each_trial_gets_its_own_run(no_wandb_env, tmp_path):
-    """A crashed trial is finished as failed in `__exit__`; the next trial gets a new run (multirun safety)."""
-    no_wandb_env.setenv("WANDB_MODE", "offline")
-    spec = tiny_spec()
-    spec.sweep = {"study": "lr-study", "trial": 0}
-    first = tmp_path / "sweep" / "0"
-    with pytest.raises(RuntimeError):
-        with Tracker(spec.tracking) as t:
-            t.start(spec, first, ["experiment=tiny_smoke", "optimizer.lr=1e-3", "++sweep.trial=0"])
-            t.log({"train/global_step": 1, "train/loss": 2.0})
-            raise RuntimeError("trial crashed")
-    second = tmp_path / "sweep" / "1"
-    with Tracker(spec.tracking) as t:
-        t.start(spec, second, ["experiment=tiny_smoke", "optimizer.lr=2e-3"])
-        t.summary({"tuned": {"val_loss": 1.5}, "data": {"big": 1}}, second)
-    a, b = json.loads((first / "tracking.json").read_text()), json.loads((second / "tracking.json").read_text())
-    assert a["run_id"] != b["run_id"]
-    assert a["group"] == b["group"] == "lr-study" and a["job_type"] == "sweep" and a["mode"] == "offline"
-    sa, sb = wandb_summary(first), wandb_summary(second)
-    assert (sa["state"], sa["exit_code"], sa["summary"]["ftx_state"]) == ("failed", 1, "failed")
-    assert (sb["state"], sb["exit_code"]) == ("finished", 0) and sb["summary"]["tuned/val_loss"] == 1.5
-    assert "data/big" not in sb["summary"]
-    assert sa["tags"] == ["experiment=tiny_smoke", "optimizer.lr=1e-3"]
-    expected = as_dict(spec)
-    got = {k: v for k, v in sb["config"].items() if k not in ("_wandb", "ftx_run")}
-    assert got == json.loads(json.dumps(expected)), "the resolved config, as is"
-
-
 def test_unreachable_server_falls_back_to_offline_quickly(no_wandb_env, tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -211,8 +156,8 @@ def test_tracking_failure_never_stops_the_run(no_wandb_env, tmp_path, monkeypatc
     assert t.mode == "disabled" and t.run is None
 
 
-def test_backend_none_starts_nothing(no_wandb_env, tmp_path):
-    spec = build_spec(compose(["experiment=tiny_smoke"]))
+def test_backend_none_starts_nothing(no_wandb_env, tmp_path, tiny_smoke_spec):
+    spec = tiny_smoke_spec
     with Tracker(spec.tracking) as t:
         t.start(spec, tmp_path / "run", [])
     assert t.run is None and not (tmp_path / "run" / "wandb").exists()
@@ -326,16 +271,3 @@ def test_resumed_training_continues_the_same_wandb_run(no_wandb_env, tmp_path):
     with Tracker(resumed.tracking) as t:  # … a resumed one continues it
         t.start(resumed, tmp_path / "run", [])
         assert t.run.id == run_id
-
-
-def test_a_pruned_sweep_trial_is_finished_as_pruned_not_crashed(no_wandb_env, tmp_path):
-    import optuna
-
-    no_wandb_env.setenv("WANDB_MODE", "offline")
-    spec = tiny_spec()
-    with pytest.raises(optuna.TrialPruned):
-        with Tracker(spec.tracking) as t:
-            t.start(spec, tmp_path / "run", [])
-            raise optuna.TrialPruned()
-    s = wandb_summary(tmp_path / "run")
-    assert (s["state"], s["exit_code"], s["summary"]["ftx_state"]) == ("finished", 0, "pruned")

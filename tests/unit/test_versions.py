@@ -12,7 +12,7 @@ from ftx.engine.model import load_tokenizer
 from ftx.spec.curation import CurationConfig
 from ftx.spec.data import DataConfig, FormatConfig, SourceConfig
 from ftx.spec.model import ModelConfig
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 
 def records(n=8):

@@ -28,6 +28,7 @@ from ftx.data.ledger import Ledger
 from ftx.data.sources import text_view
 from ftx.errors import DataError
 from ftx.spec.curation import CurationConfig
+from ftx.data.curate.report import write_report
 
 log = logging.getLogger(__name__)
 PREFIX = "curate:"
@@ -169,7 +170,5 @@ def curate(records: list[dict], cfg: CurationConfig, ledger: Ledger,
         return records
     result = run(records, cfg, ledger)
     if out_dir is not None:
-        from ftx.data.curate.report import write_report
-
         write_report(result, ledger, cfg, Path(out_dir))
     return result.kept

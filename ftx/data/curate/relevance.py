@@ -21,6 +21,7 @@ from ftx.data.sources import file_sha256, read_source, resolve_path, text_view
 from ftx.errors import DataError
 from ftx.spec.curation import CurationConfig, RelevanceConfig
 from ftx.spec.data import SourceConfig
+from ftx.data.curate.embed import use_bf16
 
 VERSION = "1"
 POSITIVE = {"1", "true", "yes", "relevant", "domain", "in", "pos", "positive"}
@@ -120,8 +121,6 @@ def fingerprint(cfg: CurationConfig) -> dict:
               for k, v in _files(cfg.relevance).items()}
     fp = {"version": VERSION, **asdict(cfg.relevance), "file_hashes": hashes}
     if "embedding" in (cfg.relevance.scorer, cfg.relevance.features):
-        from ftx.data.curate.embed import use_bf16
-
         fp["bf16"] = use_bf16(cfg.relevance.embedding_precision)  # "auto" resolves per machine
     return fp
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from ftx.errors import DataError
 from ftx.spec.curation import RelevanceConfig
+from ftx.data.curate.embed import embed
 
 HASH_FEATURES = 2**20
 
@@ -39,8 +40,6 @@ class EmbeddingFeatures:
         self.cfg = cfg
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        from ftx.data.curate.embed import embed
-
         return embed(texts, self.cfg.embedding_model, self.cfg.embedding_batch_size, self.cfg.embedding_precision)
 
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.conftest import only_run_dir, write_jsonl
+from tests.helpers import only_run_dir, write_jsonl
 
 TOPICS = "cache cookie header proxy status redirect etag range socket token".split()
 

@@ -1,0 +1,46 @@
+"""Helpers shared by the tests (import them from here; tests/conftest.py holds only fixtures):
+run the ftx CLI in a subprocess, tiny data files, offline everything."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ftx.spec.model import ModelConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+TINY = ModelConfig(source="tiny", dtype="fp32")  # the randomly initialised tiny llama, for in-process tests
+
+
+def ftx_env(**extra: str) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("FTX_CONF", None)  # the checkout's own ftx/conf, found beside the package as when installed
+    env.update(extra)
+    return env
+
+
+def run_ftx(args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m ftx ARGS` from this checkout, in `cwd`."""
+    return subprocess.run([sys.executable, "-m", "ftx", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env or ftx_env())
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def only_run_dir(root: Path) -> Path:
+    """The single run directory under outputs/runs (fails if there are none or several)."""
+    dirs = [p.parent for p in (root / "outputs" / "runs").glob("*/*/manifest.json")]
+    assert len(dirs) == 1, f"expected one run dir, found {dirs}"
+    return dirs[0]
