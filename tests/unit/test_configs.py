@@ -7,6 +7,7 @@ config.yaml's defaults list): a value equal to what the file would get without i
 from __future__ import annotations
 
 import shutil
+from enum import Enum
 from pathlib import Path
 
 import pytest
@@ -164,7 +165,10 @@ def _schema_child(node: DictConfig, key: str):
 
 
 def _raw(node):
-    return OmegaConf.to_container(node, resolve=False) if isinstance(node, (DictConfig, ListConfig)) else node._value()
+    if isinstance(node, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(node, resolve=False, enum_to_str=True)
+    value = node._value()
+    return value.value if isinstance(value, Enum) else value  # a choice field holds its enum member
 
 
 def _copied_defaults(body: DictConfig, base: DictConfig, resolved: DictConfig, prefix: str = "") -> list[str]:
