@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import field as _field
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
@@ -271,7 +271,10 @@ class DataConfig:
     """All data for one run."""
 
     name: str = "custom"
-    sources: Dict[str, SourceConfig] = field(default_factory=dict)
+    sources: Dict[str, Any] = field(default_factory=dict, metadata={"items": SourceConfig})
+    """name → SourceConfig. Typed as Any while composing so `+data.sources.NAME.path=…` can add a source
+    from the command line (OmegaConf 2.3 cannot add an entry to a Dict[str, dataclass]); build_spec
+    validates each entry into a SourceConfig (`items`), with the same one-line errors."""
     split: SplitConfig = field(default_factory=SplitConfig)
     mix: MixConfig = field(default_factory=MixConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
