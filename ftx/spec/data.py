@@ -27,6 +27,25 @@ class SourceKind(Choice):
     text = "text"
 
 
+class SourceFormat(Choice):
+    auto = "auto"
+    jsonl = "jsonl"
+    json = "json"
+    csv = "csv"
+    tsv = "tsv"
+    parquet = "parquet"
+    arrow = "arrow"
+    text = "text"
+    hub = "hub"
+
+
+class DeclaredSplit(Choice):
+    auto = "auto"
+    train = "train"
+    val = "val"
+    test = "test"
+
+
 class OnBadRecord(Choice):
     error = "error"
     skip = "skip"
@@ -158,6 +177,8 @@ class FieldMap:
     """Optional per-record system prompt field."""
     weight: Optional[str] = None
     """Optional per-record trust field (a number >= 0) that multiplies the example's loss weight."""
+    split: Optional[str] = "split"
+    """Optional per-record split field: train | val | validation | test (absent or auto: the content-hash split)."""
 
 
 @dataclass
@@ -165,7 +186,14 @@ class SourceConfig:
     """One input file."""
 
     path: str = MISSING
-    """A .jsonl file; `asset:demo/x.jsonl` names a file shipped inside ftx."""
+    """A file (.jsonl, .jsonl.gz, .json, .csv, .tsv, .parquet, .arrow), a `datasets` save_to_disk folder, a folder
+    or glob of .txt/.md files (one record per file), or a hub dataset id; `asset:demo/x.jsonl` names a file
+    shipped inside ftx. A relative path is resolved against the folder the run starts in."""
+    format: SourceFormat = SourceFormat.auto
+    """auto (by extension / folder contents) | jsonl | json | csv | tsv | parquet | arrow | text | hub."""
+    split: DeclaredSplit = DeclaredSplit.auto
+    """auto (the content-hash split, data.split) | train | val | test: the whole source is that split, as given
+    (val/test: never trained on; training records that overlap it are dropped, see data.split.decontaminate)."""
     enabled: bool = True
     """false leaves the source out (an A/B switch, e.g. with and without synthetic data)."""
     role: Role = Role.domain
