@@ -357,6 +357,28 @@ def read_source(name: str, src: SourceConfig, ledger: Optional[Ledger] = None,
                         f"{' or every line was bad' if src.on_bad_record == 'skip' else ''})")
 
 
+def absolutize(sources: dict, cwd: Optional[Path] = None) -> dict:
+    """Make every local relative source path absolute (against `cwd`, the folder the run started in), so a
+    run directory stands alone; `asset:` paths and hub ids stay. Returns {name: path as written} of those
+    changed, kept on each source as `path_as_written` for the lineage."""
+    cwd = Path(cwd or os.getcwd())
+    changed = {}
+    for name, src in sources.items():
+        raw = str(src.path)
+        if raw.startswith("asset:") or str(src.format) == "hub":
+            continue
+        expanded = Path(os.path.expanduser(raw))
+        if expanded.is_absolute() and raw == str(expanded):
+            continue
+        if not expanded.is_absolute() and not (cwd / expanded).exists() and not glob.has_magic(raw) \
+                and HUB_ID.match(raw) and _suffix(expanded) not in SUFFIXES:
+            continue  # a hub id
+        src.path = str(expanded if expanded.is_absolute() else (cwd / expanded).absolute())
+        src.path_as_written = raw
+        changed[name] = raw
+    return changed
+
+
 def load_sources(sources: dict, ledger: Optional[Ledger] = None) -> tuple[list[dict], dict]:
     """All records of all sources, plus {name: {path, sha256, records}} for lineage."""
     records: list[dict] = []
