@@ -183,7 +183,7 @@ class FieldMap:
 
 @dataclass
 class SourceConfig:
-    """One input file."""
+    """One input: a file, a folder, a glob or a hub dataset (see docs/data.md#formats)."""
 
     path: str = MISSING
     """A file (.jsonl, .jsonl.gz, .json, .csv, .tsv, .parquet, .arrow), a `datasets` save_to_disk folder, a folder
