@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence
 
 from ftx.data.build import prepare
 from ftx.data.format import Collator
+from ftx.data.sources import absolutize
 from ftx.engine import dist
 from ftx.engine import lora as lora_mod
 from ftx.engine import model as model_mod
@@ -187,6 +188,9 @@ def run(cfg, finishers: Sequence[Finisher] = ()) -> float:
     from hydra.core.hydra_config import HydraConfig
 
     spec = build_spec(cfg)
+    # Relative source paths → absolute, against the folder the run started in: config.yaml then reads the
+    # same data from anywhere (`ftx eval RUN --check`); the lineage keeps the path as written.
+    absolutize(spec.data.sources, HydraConfig.get().runtime.cwd if HydraConfig.initialized() else None)
     dist.submitit_ranks()
     if not dist.is_main_process():  # only rank 0 writes into the run dir, logs included
         for h in [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]:

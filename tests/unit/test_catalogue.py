@@ -108,8 +108,28 @@ CATALOGUE = [
     # --- data files
     Entry("missing-file", "a data file that does not exist", data("{d}/missing.jsonl"),
           "ftx: data error: data.sources.http.path: file not found: {d}/missing.jsonl"),
-    Entry("directory", "a directory where a data file belongs", data("{d}"),
-          "ftx: data error: data.sources.http.path: {d} is a directory, expected a .jsonl file"),
+    Entry("directory", "a folder that is neither a save_to_disk dataset nor holds .txt/.md files",
+          data("{d}/checkpoint-4"),
+          "ftx: data error: data.sources.http.path: {d}/checkpoint-4 is a directory with neither a datasets "
+          "save_to_disk dataset nor .txt/.md files (a folder source is one of those two)"),
+    Entry("unreadable-format", "a file format ftx cannot read", data("{d}/faq.xlsx"),
+          "ftx: data error: data.sources.http.path: cannot read {d}/faq.xlsx (.xlsx); readable: .jsonl, .jsonl.gz, "
+          ".json, .csv, .tsv, .parquet, .arrow, a datasets save_to_disk folder, a folder or glob of .txt/.md files, "
+          "or a hub dataset id (or set data.sources.http.format)"),
+    Entry("csv-columns", "a CSV without the mapped columns", data("{d}/faq.csv"),
+          "ftx: data error: {d}/faq.csv: no column 'messages', 'prompt'+'response' or 'text'; columns: question, "
+          "answer (map yours with data.sources.http.fields.*)"),
+    Entry("parquet-type", "a Parquet column of the wrong type", data("{d}/number.parquet"),
+          "ftx: data error: {d}/number.parquet: column 'prompt' is int64, expected string"),
+    Entry("glob-empty", "a glob that matches nothing", data("{d}/notes/*.md"),
+          "ftx: data error: data.sources.http.path: no file matches {d}/notes/*.md"),
+    Entry("hub-offline", "a hub dataset id on an offline machine", data("no-such-org/no-such-dataset"),
+          "ftx: data error: data.sources.http.path: hub dataset 'no-such-org/no-such-dataset' is not in the local "
+          "cache and this machine is offline (HF_HUB_OFFLINE=1); download it once online, or give a local file"),
+    Entry("source-from-the-command-line-typo", "a typo'd key of a source added from the command line",
+          ["spec", "+data.sources.mine.path=faq.csv", "+data.sources.mine.rol=domain"],
+          "ftx: config error: unknown key 'data.sources.mine.rol' (valid keys of data.sources.mine: path, format, "
+          "split, enabled, role, kind, fields, weight, synthetic, max_records, on_bad_record)"),
     Entry("empty-file", "an empty data file", data("{d}/empty.jsonl"),
           "ftx: data error: data.sources.http.path: {d}/empty.jsonl holds no records (empty file)"),
     Entry("truncated-file", "a data file cut off mid-record", data("{d}/truncated.jsonl"),
@@ -278,6 +298,11 @@ def files(tmp_path_factory):
     (d / "array.jsonl").write_text("[1, 2]\n")
     write_jsonl(d / "notext.jsonl", [{"id": "a", "body": "x"}])
     write_jsonl(d / "number.jsonl", [{"prompt": 3, "response": "x"}])
+    (d / "faq.xlsx").write_bytes(b"PK\x03\x04")
+    (d / "faq.csv").write_text("question,answer\nWhat is a header?,Metadata.\n")
+    import pandas as pd
+
+    pd.DataFrame([{"prompt": 3, "response": "x"}]).to_parquet(d / "number.parquet")
     pickle_model(d / "pickle_model")
     (d / "checkpoint-4").mkdir()
     (d / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4}')

