@@ -160,11 +160,12 @@ curation:
         f"conf/sweep/{SWEEP}.yaml": f"""\
 # @package _global_
 # ftx train -m +sweep={SWEEP}
-# A small seeded TPE search over learning rate and LoRA rank on your data, best validation loss wins.
-# `ftx sweep-report outputs/sweeps/{SWEEP}` prints the best trial as an override line.
+# A small seeded TPE search over learning rate and LoRA rank on your data and curation (the
+# experiment {EXPERIMENT}), best validation loss wins. `ftx sweep-report outputs/sweeps/{SWEEP}` prints
+# the best trial as an override line.
 defaults:
   - override /hydra/sweeper: ftx
-  - override /data: {name}
+  - override /experiment: {EXPERIMENT}
   - _self_
 
 name: {SWEEP}
