@@ -134,6 +134,8 @@ random model.
 # Your data. `path` is relative to the folder you run ftx from (this project); keys are documented in
 # ftx's docs/data.md, and `ftx spec data={name} --data` prints the plan with record counts. The
 # schema's defaults apply to the rest: 15% validation split by content hash, no mix, no packing.
+# Use it through experiment={EXPERIMENT}, which also sets curation for it: with `data={name}` alone,
+# ftx's default curation filters for relevance to its own HTTP demo and would drop these records.
 name: {name}
 sources:
   {name}:
