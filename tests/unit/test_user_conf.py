@@ -209,3 +209,14 @@ def test_init_into_an_empty_current_folder(tmp_path, monkeypatch, capsys):
     code, out, err = run_main(["init"], capsys)
     assert code == 0 and (tmp_path / "conf" / "data" / f"{init.DATA_NAME}.yaml").is_file(), err
     assert "next: ftx spec experiment=first_run" in out
+
+
+@pytest.mark.parametrize("module", ["spec", "curate", "augment", "train"])
+def test_commands_that_compose_take_config_dir(module):
+    import importlib
+
+    from ftx.cli.args import parse
+
+    mod = importlib.import_module(f"ftx.cli.{module}")
+    extra = ["--out", "x.jsonl"] if module == "augment" else []
+    assert parse(mod.parser(), ["--config-dir", "my/conf", "data=mine", *extra]).config_dir == "my/conf"
