@@ -210,8 +210,13 @@ def cmd_init(args: list[str]) -> None:
     written = files(DATA_NAME)
     for rel, text in written.items():
         path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "x", encoding="utf-8") as f:  # "x": never overwrite, even if a file appeared meanwhile
-            f.write(text)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "x", encoding="utf-8") as f:  # "x": never overwrite, even if a file appeared meanwhile
+                f.write(text)
+        except FileExistsError:
+            raise ConfigError(f"ftx init: {path} appeared while writing the project; not overwritten") from None
+        except OSError as e:
+            raise ConfigError(f"ftx init: cannot create {path} ({e.strerror or e})") from None
     where = "" if ns.dir == "." else f"cd {ns.dir} && "
     print(f"wrote {len(written)} files into {root}; next: {where}ftx spec experiment={EXPERIMENT}  (README.md has the rest)")

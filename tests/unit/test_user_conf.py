@@ -202,6 +202,9 @@ def test_init_refuses_a_non_empty_folder_and_writes_nothing(tmp_path, monkeypatc
     assert [p.name for p in (tmp_path / "proj").iterdir()] == ["notes.txt"]
     code, _, err = run_main(["init", "proj/notes.txt"], capsys)
     assert code == 2 and err == "ftx: config error: ftx init: proj/notes.txt is a file (give a new or empty folder)\n"
+    code, _, err = run_main(["init", "proj/notes.txt/sub"], capsys)  # under a file: cannot be created
+    assert code == 2 and err.startswith("ftx: config error: ftx init: cannot create proj/notes.txt/sub/") and \
+        err.endswith("(Not a directory)\n"), err
 
 
 def test_init_into_an_empty_current_folder(tmp_path, monkeypatch, capsys):
