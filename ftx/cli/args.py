@@ -63,6 +63,13 @@ def command_parser(command: str, usage: str, description: str, overrides: bool =
     return p
 
 
+def add_config_dir(p: argparse.ArgumentParser) -> None:
+    """`--config-dir DIR`: the user's folder of config options, searched before ftx's (ftx.spec.tree.layers)."""
+    p.add_argument("--config-dir", metavar="DIR", dest="config_dir",
+                   help="your folder of config options (data/, experiment/, sweep/ …), searched before ftx's; "
+                        "default: $FTX_CONF, else ./conf if it exists")
+
+
 def add_out(p: argparse.ArgumentParser, help: str, metavar: str = "DIR", required: bool = False) -> None:
     """`--out PATH`, the same flag on every command that writes somewhere."""
     p.add_argument("--out", metavar=metavar, required=required, help=help)

@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from ftx.cli.args import add_out, command_parser, parse
+from ftx.cli.args import add_config_dir, add_out, command_parser, parse
 from ftx.data.augment import augment
 from ftx.data.sources import load_sources
 from ftx.engine.model import load_model, load_tokenizer, resolve_model_path
@@ -21,13 +21,14 @@ def parser():
                        "Synthetic records (paraphrases, back-translations) from the domain sources, written by "
                        "the base model;\nuse the output as a source with role: synthetic.", overrides=True)
     add_out(p, "where to write the synthetic .jsonl (FILE.stats.json beside it)", metavar="FILE", required=True)
+    add_config_dir(p)
     return p
 
 
 def cmd_augment(args: list[str]) -> None:
     """`ftx augment [overrides] --out FILE`: synthetic records from the domain sources, written by the model."""
     ns = parse(parser(), args)
-    spec = build_spec(compose(ns.overrides))
+    spec = build_spec(compose(ns.overrides, ns.config_dir))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     domain = {k: s for k, s in spec.data.sources.items() if s.role == "domain"}
     records, _ = load_sources(domain)

@@ -12,7 +12,7 @@ import logging
 import time
 from pathlib import Path
 
-from ftx.cli.args import add_out, command_parser, parse
+from ftx.cli.args import add_config_dir, add_out, command_parser, parse
 from ftx.errors import ConfigError, DataError
 from ftx.data import versions
 from ftx.data.ledger import Ledger
@@ -23,6 +23,7 @@ def parser():
     p = command_parser("curate", "ftx curate [key=value …] [--out DIR]", __doc__.split("\n\n", 1)[1].strip(),
                        overrides=True)
     add_out(p, "output folder, new or empty (default: outputs/curate/<date>/<time>)")
+    add_config_dir(p)
     return p
 
 
@@ -37,7 +38,7 @@ def cmd_curate(args: list[str]) -> None:
     from ftx.spec.tree import compose
 
     out = Path(ns.out) if ns.out else Path("outputs/curate") / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S")
-    spec = build_spec(compose(ns.overrides))
+    spec = build_spec(compose(ns.overrides, ns.config_dir))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out}: directory exists and is not empty (choose a new one)")

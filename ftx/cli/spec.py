@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ftx.cli.args import command_parser, parse
+from ftx.cli.args import add_config_dir, command_parser, parse
 from ftx.spec.run import as_dict, build_spec, spec_hash
-from ftx.spec.tree import compose
+from ftx.spec.tree import compose_choices
 from ftx.engine.model import load_tokenizer
 
 
@@ -13,6 +13,7 @@ def parser():
                        "Print the composed, validated run spec, its hash and the data plan.", overrides=True)
     p.add_argument("--data", action="store_true",
                    help="load, split, tokenise and mix the data for real (no model weights): record counts")
+    add_config_dir(p)
     return p
 
 
@@ -20,13 +21,14 @@ def cmd_spec(args: list[str]) -> None:
     from omegaconf import OmegaConf
 
     ns = parse(parser(), args)
-    spec = build_spec(compose(ns.overrides))
+    cfg, choices, where = compose_choices(ns.overrides, ns.config_dir)
+    spec = build_spec(cfg)
     resolved = as_dict(spec)
     print(OmegaConf.to_yaml(OmegaConf.create(resolved)), end="")
     print(f"# spec hash: {spec_hash(resolved)}")
     from ftx.data.build import describe, describe_counts
 
-    lines = describe(spec.data)
+    lines = where.describe(choices) + describe(spec.data)
     if ns.data:
         from ftx.data.build import prepare
 

@@ -66,8 +66,7 @@ def _check_run_dir(overrides: list[str]) -> None:
                 raise ConfigError(f"hydra.run.dir: cannot create {path} ({e.strerror or e})") from None
 
 
-HYDRA_ONLY = ("hydra_help", "shell_completion", "info", "config_path", "config_name", "config_dir",
-              "experimental_rerun")
+HYDRA_ONLY = ("hydra_help", "shell_completion", "info", "config_path", "config_name", "experimental_rerun")
 """Hydra flags after which ftx does not validate the default config up front: Hydra answers them itself, or they
 change which config is composed (the task validates the composed one)."""
 
@@ -83,6 +82,9 @@ def _hydra_actions() -> list:
         if not action.option_strings or action.dest == "help":
             continue  # the overrides positional and --help are ftx's own
         action = copy.copy(action)
+        if action.dest == "config_dir":  # ftx's own meaning: in front of ftx's configs (ftx.spec.tree.layers)
+            action.help = ("your folder of config options (data/, experiment/, sweep/ …), searched before ftx's; "
+                           "default: $FTX_CONF, else ./conf if it exists")
         if not isinstance(action.help, str):  # --shell-completion's help is rendered lazily by Hydra
             action.help = "install or uninstall shell completion (Hydra's --shell-completion)"
         out.append(action)
@@ -105,8 +107,8 @@ def _hydra_argv(p, ns) -> list[str]:
     """The Hydra flags given, as Hydra's parser reads them."""
     argv = []
     for action in p._actions:
-        if not action.option_strings or action.dest in ("help",):
-            continue
+        if not action.option_strings or action.dest in ("help", "config_dir"):
+            continue  # --config-dir is ftx's: Hydra's would search it after ftx's tree, not before
         value = getattr(ns, action.dest, None)
         if value is None or value is False:
             continue
@@ -121,15 +123,20 @@ def cmd_train(args: list[str]) -> None:
     import hydra
 
     overrides, flags, multirun = ns.overrides, _hydra_argv(p, ns), ns.multirun
+    where = tree.layers(ns.config_dir)
+    where.activate()  # the user's folder in front of ftx's, for Hydra's run and every sweep job
     if multirun:  # a malformed sweep (e.g. empty choice()) is one line, not Hydra's parser report
         check_overrides(overrides)
     if not multirun:  # validate before Hydra sets anything up; sweeps validate per job
         if not any(getattr(ns, k, None) for k in HYDRA_ONLY):
-            build_spec(tree.compose(overrides))
+            build_spec(tree.compose(overrides, ns.config_dir))
         overrides = _distributed_run_dir(overrides)
         _check_run_dir(overrides)
 
-    @hydra.main(config_path=str(tree.CONF_DIR), config_name="config", version_base="1.3")
+    if not where.base.is_dir():
+        raise ConfigError(f"config directory not found: {where.base} (set FTX_CONF to your conf/ folder)")
+
+    @hydra.main(config_path=str(where.base), config_name="config", version_base="1.3")
     def _app(cfg):
         return _task(cfg)
 

@@ -91,12 +91,12 @@ def test_train_help_points_at_hydra_and_hydra_flags_pass_through(capsys, monkeyp
         seen["validated"] = True
 
     monkeypatch.setattr(train, "build_spec", fake_validate)
-    monkeypatch.setattr(train.tree, "compose", lambda overrides: seen.setdefault("overrides", overrides))
+    monkeypatch.setattr(train.tree, "compose", lambda overrides, config_dir=None: seen.setdefault("overrides", overrides))
     p = train.parser()
     ns = train.parse(p, ["-m", "lora.r=4,8", "--cfg", "job", "-cd", "/x", "--info", "--resolve", "-cn", "c"])
     assert ns.overrides == ["lora.r=4,8"]
-    assert train._hydra_argv(p, ns) == ["--cfg=job", "--resolve", "--multirun", "--config-name=c",
-                                        "--config-dir=/x", "--info=all"]
+    assert train._hydra_argv(p, ns) == ["--cfg=job", "--resolve", "--multirun", "--config-name=c", "--info=all"]
+    assert ns.config_dir == "/x"  # ftx's own: searched before ftx's configs (ftx.spec.tree.layers), not passed on
     code, _, err = run_main(capsys, "train", "--cfgg", "job")
     assert code == 2 and err.startswith("ftx: config error: ftx train: unknown flag '--cfgg'") and "validated" not in seen
 

@@ -1,12 +1,15 @@
 """`pip install` of the built wheel works on its own: the configs ship inside it (ftx/conf), so the
-installed `ftx` composes, trains and sweeps from a folder that is not a checkout.
+installed `ftx` composes, trains and sweeps from a folder that is not a checkout; and a project written by
+`ftx init` runs there as a new user would run it (its conf/ layered over ftx's, found in the working
+directory: no FTX_CONF).
 
 The wheel is built from a copy of this checkout (an in-tree build would leave build/ behind in it),
 offline (`--no-build-isolation`: the installed setuptools builds it). The venv sees the system
 site-packages (torch and friends are not reinstalled), where an editable ftx may point at another
 checkout: `--force-reinstall --no-deps` puts the wheel's ftx into the venv, which shadows it, and
-one test checks the venv's copy is the one that runs. Under a minute in all (build and install
-~6 s, the run ~10 s, the 2-trial sweep ~16 s on 2 shared cores), so not marked slow.
+one test checks the venv's copy is the one that runs. Measured on 2 shared, loaded cores: build and
+install ~28 s, each tiny train ~36-39 s, each 2-trial sweep ~57-63 s, ~4.5 min for the module (idle:
+well under half that); not marked slow, so `make test-fast` still checks the installed wheel.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from ftx.cli.init import DATA_FILE, DATA_NAME, EXPERIMENT, SWEEP
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.skipif(not (ROOT / "pyproject.toml").is_file(), reason="needs the source checkout")
@@ -62,7 +66,8 @@ def test_wheel_carries_the_config_tree(installed):
     wheel, _ = installed
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("ftx/conf/__init__.py", "ftx/conf/config.yaml", "ftx/conf/sweep/tiny.yaml",
-                 "ftx/conf/experiment/tiny_smoke.yaml", "hydra_plugins/ftx_sweeper/config.py"):
+                 "ftx/conf/experiment/tiny_smoke.yaml", "hydra_plugins/ftx_sweeper/config.py",
+                 "hydra_plugins/ftx_searchpath/__init__.py", "ftx/cli/init.py"):
         assert name in names, name
     shipped = {n for n in names if n.startswith("ftx/conf/") and n.endswith(".yaml")}
     in_tree = {f"ftx/conf/{p.relative_to(ROOT / 'ftx' / 'conf').as_posix()}" for p in (ROOT / "ftx" / "conf").rglob("*.yaml")}
@@ -105,4 +110,54 @@ def test_installed_sweep(installed, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     trials = sorted((tmp_path / "sweep").glob("*/metrics.json"))
     assert len(trials) == 2 and all((t.parent / "adapter" / "adapter_model.safetensors").is_file() for t in trials)
+    assert "sweep done: 2 complete" in r.stderr + r.stdout
+
+
+# --- a project of the user's own: `ftx init proj`, then everything from inside proj
+
+@pytest.fixture(scope="module")
+def project(installed, tmp_path_factory):
+    _, venv = installed
+    root = tmp_path_factory.mktemp("user")
+    r = _run([venv / "bin" / "ftx", "init", "proj"], root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "cd proj && ftx spec" in r.stdout
+    r = _run([venv / "bin" / "ftx", "init", "proj"], root)  # never overwrites
+    assert r.returncode == 2 and r.stderr.strip().endswith("ftx init: proj is not empty (ftx init never overwrites; "
+                                                           "give a new or empty folder)"), r.stderr
+    return root / "proj"
+
+
+def test_installed_init_spec(installed, project):
+    _, venv = installed
+    r = _run([venv / "bin" / "ftx", "spec", f"experiment={EXPERIMENT}", "model=tiny_llama", "--data"], project)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    site = next(l for l in lines if l.startswith("# config folders, first match wins: "))
+    assert site.startswith(f"# config folders, first match wins: ./conf = {(project / 'conf').resolve()} "
+                           "(the working directory), then ftx = ")
+    assert Path(site.rsplit(" = ", 1)[1]).resolve().is_relative_to((venv / "lib").resolve()), site
+    assert f"# data={DATA_NAME}: ./conf" in lines and f"# experiment={EXPERIMENT}: ./conf" in lines
+    assert "# lora=lora: ftx" in lines and any(l.startswith("#   records per split: train ") for l in lines)
+
+
+def test_installed_init_train(installed, project):
+    _, venv = installed
+    r = _run([venv / "bin" / "ftx", "train", f"experiment={EXPERIMENT}", *TINY, "train.max_steps=2",
+              "hydra.run.dir=runs/first"], project)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = project / "runs" / "first"
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+    config = (run / "config.yaml").read_text()
+    assert f"name: {EXPERIMENT}" in config and DATA_FILE in config and "source: tiny" in config
+
+
+def test_installed_init_sweep(installed, project):
+    _, venv = installed
+    r = _run([venv / "bin" / "ftx", "train", "-m", f"+sweep={SWEEP}", "hydra.sweeper.n_trials=2", *TINY,
+              "train.max_steps=4", "hydra.sweeper.plots=none", "hydra.sweep.dir=sweeps/s"], project)
+    assert r.returncode == 0, r.stderr[-3000:]
+    trials = sorted((project / "sweeps" / "s").glob("*/config.yaml"))
+    assert len(trials) == 2 and all((t.parent / "adapter" / "adapter_model.safetensors").is_file() for t in trials)
+    assert all(DATA_FILE in t.read_text() and f"name: {SWEEP}" in t.read_text() for t in trials)
     assert "sweep done: 2 complete" in r.stderr + r.stdout

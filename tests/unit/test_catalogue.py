@@ -102,6 +102,20 @@ CATALOGUE = [
           "ftx: config error: no viable alternative at input '[1'"),
     Entry("malformed-yaml", "malformed YAML in a user experiment file", ["spec", "experiment=broken"],
           "ftx: config error: {conf}/experiment/broken.yaml:5:14: malformed YAML (mapping values are not allowed here)"),
+    # --- the user's own config folder, layered in front of ftx's (docs/architecture.md: the search path)
+    Entry("user-conf-unknown-option", "an option in neither your config folder nor ftx's",
+          ["spec", "--config-dir", "{d}/userconf", "data=nope"],
+          "ftx: config error: unknown option 'nope' for group 'data' (yours in {d}/userconf/data: broken, mine; "
+          "ftx's: http_demo, http_mix)"),
+    Entry("user-conf-malformed-yaml", "malformed YAML in your own config folder",
+          ["spec", "--config-dir", "{d}/userconf", "data=broken"],
+          "ftx: config error: {d}/userconf/data/broken.yaml:4:12: malformed YAML (mapping values are not allowed here)"),
+    Entry("config-dir-missing", "`--config-dir` naming a folder that does not exist",
+          ["spec", "--config-dir", "{d}/no_such_conf"],
+          "ftx: config error: --config-dir {d}/no_such_conf: no such folder (give the folder holding your config "
+          "groups: data/, experiment/, sweep/ …; `ftx init` writes one)"),
+    Entry("init-not-empty", "`ftx init` into a folder that is not empty", ["init", "{d}"],
+          "ftx: config error: ftx init: {d} is not empty (ftx init never overwrites; give a new or empty folder)"),
     Entry("secret-override", "a token passed as an override", ["spec", "+wandb.api_key=0123456789abcdef"],
           "ftx: config error: wandb.api_key: looks like a secret; ftx never takes secrets as overrides because "
           "overrides are written to the run directory (set WANDB_API_KEY / HF_TOKEN in the environment)"),
@@ -304,6 +318,10 @@ def files(tmp_path_factory):
 
     pd.DataFrame([{"prompt": 3, "response": "x"}]).to_parquet(d / "number.parquet")
     pickle_model(d / "pickle_model")
+    user = d / "userconf" / "data"
+    user.mkdir(parents=True)
+    (user / "mine.yaml").write_text("# ftx train data=mine\nsources:\n  mine:\n    path: mine.jsonl\n")
+    (user / "broken.yaml").write_text("# ftx train data=broken\nsources:\n  mine:\n    path: a: b\n")
     (d / "checkpoint-4").mkdir()
     (d / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4}')
     (d / "checkpoint-4" / "optimizer.pt").write_bytes(b"PK\x03\x04 cut short by a full disk")

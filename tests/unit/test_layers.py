@@ -21,6 +21,7 @@ LAYERS = {
     "ftx": 0, "ftx.errors": 0, "ftx.runs": 0, "ftx.secrets": 0, "ftx.precision": 0,
     "ftx.spec": 1,
     "ftx.data": 2, "ftx.engine": 2, "ftx.eval": 2, "ftx.track": 2,
+    "hydra_plugins.ftx_searchpath": 0,  # imports nothing of ftx: it reads $FTX_CONF_LAYER only
     "ftx.pipeline": 3, "hydra_plugins.ftx_sweeper": 3,
     "ftx.record": 4,
     "ftx.cli": 5, "ftx.__main__": 5,
