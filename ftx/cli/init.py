@@ -7,6 +7,8 @@ Refuses to write into a folder that is not empty: it never overwrites a file.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -16,8 +18,14 @@ from ftx.errors import ConfigError
 DATA_NAME = "my_data"
 """The data option `ftx init` writes (conf/data/my_data.yaml) and the stem of its sample file."""
 
-DATA_FILE = f"data/{DATA_NAME}.jsonl"
-"""The sample data file, relative to the project (the one place its name is written)."""
+DATA_FILE = f"data/{DATA_NAME}.csv"
+"""The sample training data, relative to the project (the one place its name is written)."""
+
+VAL_FILE = f"data/{DATA_NAME}_val.csv"
+"""The sample's own validation file, declared `split: val`: evaluated as given, never trained on."""
+
+VAL_RECORDS = 4
+"""How many of the sample's records go to the validation file (the last ones)."""
 
 EXPERIMENT, SWEEP = "first_run", "my_sweep"
 
@@ -96,10 +104,18 @@ SAMPLE = [
 
 
 def files(name: str) -> dict[str, str]:
-    """The project's files: relative path → text. Each opens with the command that uses it (the JSON Lines
-    files have no comment syntax: the config that names them says how they are used)."""
-    data = "".join(json.dumps({"id": f"{name}-{i:04d}", "prompt": p, "response": r}) + "\n"
-                   for i, (p, r) in enumerate(SAMPLE, 1))
+    """The project's files: relative path → text. Each opens with the command that uses it (the data files
+    have no comment syntax: the config that names them says how they are used)."""
+    rows = [{"id": f"{name}-{i:04d}", "prompt": p, "response": r} for i, (p, r) in enumerate(SAMPLE, 1)]
+
+    def table(part: list[dict]) -> str:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=["id", "prompt", "response"], lineterminator="\n")
+        w.writeheader()
+        w.writerows(part)
+        return buf.getvalue()
+
+    data, val = table(rows[:-VAL_RECORDS]), table(rows[-VAL_RECORDS:])
     dev = "".join(json.dumps(r) + "\n" for r in (
         {"text": "REPLACE: an example your model should learn from (in your domain)", "label": 1},
         {"text": "REPLACE: an example from nearby but off your domain, that relevance should drop", "label": 0}))
@@ -123,7 +139,8 @@ random model.
 | file | what |
 |---|---|
 | `conf/data/{name}.yaml` | your data: `data={name}`; point `path` at your own file |
-| `{DATA_FILE}` | a sample to replace: JSON Lines, one `prompt`/`response` record a line |
+| `{DATA_FILE}` | a sample to replace: CSV with `prompt` and `response` columns (JSON Lines, JSON, Parquet, a `datasets` folder or a folder of .txt/.md files work too: docs/data.md) |
+| `{VAL_FILE}` | your own validation set (`split: val`): evaluated as given, never trained on |
 | `conf/experiment/{EXPERIMENT}.yaml` | a bundle of choices: `experiment={EXPERIMENT}` |
 | `conf/sweep/{SWEEP}.yaml` | a search space: `ftx train -m +sweep={SWEEP}` |
 | `relevance/seeds.jsonl` | in-domain examples for the relevance filter (empty: fill it, then see the experiment file) |
@@ -133,13 +150,17 @@ random model.
 # ftx train data={name}
 # Your data. `path` is relative to the folder you run ftx from (this project); keys are documented in
 # ftx's docs/data.md, and `ftx spec data={name} --data` prints the plan with record counts. The
-# schema's defaults apply to the rest: 15% validation split by content hash, no mix, no packing.
+# validation set is your own file (`split: val`; without one, ftx holds out 15% by content hash), and
+# training records that near-duplicate it are dropped from train with a reason in the ledger.
 # Use it through experiment={EXPERIMENT}, which also sets curation for it: with `data={name}` alone,
 # ftx's default curation filters for relevance to its own HTTP demo and would drop these records.
 name: {name}
 sources:
   {name}:
-    path: {DATA_FILE}             # role: domain (the default); records: prompt/response, messages or text
+    path: {DATA_FILE}             # role: domain (the default); columns: prompt/response (or messages, text)
+  {name}_val:
+    path: {VAL_FILE}
+    split: val
 format:
   max_length: 256
 """,
@@ -186,6 +207,7 @@ hydra:
       lora.r: choice(4, 8, 16)
 """,
         DATA_FILE: data,
+        VAL_FILE: val,
         "relevance/seeds.jsonl": "",
         "relevance/dev.jsonl": dev,
     }

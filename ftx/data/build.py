@@ -136,10 +136,14 @@ def describe(data: DataConfig) -> list[str]:
     for name, s in data.sources.items():
         w = s.weight if s.weight is not None else getattr(data.weights, s.role)
         trust = f" × record field {s.fields.weight!r}" if s.fields.weight else ""
-        lines.append(f"  source {name}: role={s.role} weight={w:g}{trust} path={s.path}")
+        declared = f" split={s.split} (as given)" if str(s.split) != "auto" else ""
+        lines.append(f"  source {name}: role={s.role} weight={w:g}{trust}{declared} path={s.path}")
     sp = data.split
-    lines.append(f"  split: by content hash of near-duplicate clusters (seed {sp.seed}): domain val {sp.val:g}, "
-                 f"test {sp.test:g}; general held out {data.general_eval_fraction:g} for forgetting")
+    given = sorted({str(s.split) for s in data.sources.values() if str(s.split) in ("val", "test")})
+    hashed = [f"{k} {getattr(sp, k):g}" for k in ("val", "test") if k not in given]
+    lines.append(f"  split: by content hash of near-duplicate clusters (seed {sp.seed}): domain "
+                 f"{', '.join(hashed) or 'nothing'}{'; ' + ', '.join(given) + ' as declared by sources' if given else ''}"
+                 f"; general held out {data.general_eval_fraction:g} for forgetting")
     lines.append(f"  decontaminate: val/test/general_eval vs train, {sp.ngram}-gram overlap >= {sp.overlap:g}"
                  if sp.decontaminate else "  decontaminate: off")
     m = data.mix

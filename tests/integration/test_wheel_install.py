@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from ftx.cli.init import DATA_FILE, DATA_NAME, EXPERIMENT, SWEEP
+from ftx.cli.init import DATA_FILE, DATA_NAME, EXPERIMENT, SWEEP, VAL_FILE, VAL_RECORDS
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.skipif(not (ROOT / "pyproject.toml").is_file(), reason="needs the source checkout")
@@ -150,6 +150,11 @@ def test_installed_init_train(installed, project):
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
     config = (run / "config.yaml").read_text()
     assert f"name: {EXPERIMENT}" in config and DATA_FILE in config and "source: tiny" in config
+    # validated on the project's own validation file, as given: its records and nothing else, none in train
+    val_ids = {line.split(",", 1)[0] for line in (project / VAL_FILE).read_text().splitlines()[1:]}
+    split = json.loads((run / "data" / "split_manifest.json").read_text())
+    assert len(val_ids) == VAL_RECORDS and {e["id"] for e in split["val"]} == val_ids
+    assert not val_ids & {e["id"] for e in split["train"]}
 
 
 def test_installed_init_sweep(installed, project):
