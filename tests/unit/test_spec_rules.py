@@ -67,7 +67,7 @@ def test_rules_run_from_build_spec():
 
 @pytest.mark.parametrize("override, message", [
     ("lora.method=x", "lora.method: must be one of lora, dora, rslora, full; got 'x'"),
-    ("objective.direction=up", "objective.direction: must be minimize or maximize; got 'up'"),
+    ("objective.direction=up", "objective.direction: must be auto, minimize or maximize; got 'up'"),
     ("quant.compute_dtype=fp16", "quant.compute_dtype: must be auto, bf16 or fp32; got 'fp16'"),
     ("train.objective=dpo", "train.objective: must be sft or cpt; got 'dpo'"),
     ("tracking.backend=mlflow", "tracking.backend: must be none or wandb; got 'mlflow'"),
