@@ -83,9 +83,7 @@ def metric_direction(metric: str) -> str:
 
 def produced_metrics(ev) -> list[str]:
     """The flat keys evaluation writes under base/tuned/delta for this eval config."""
-    from ftx.spec.eval import SPLITS
-
-    out = [f"{s}_{k}" for s in SPLITS for k in ("loss", "ppl")]
+    out = [f"{s}_{k}" for s in _eval.SPLITS for k in ("loss", "ppl")]
     gen = ("exact_match", "contains", "token_f1", "rouge_l", "bleu")
     judge = ("judge", "judge_pass") if ev.judge.kind != "none" else ()
     if ev.generation.enabled:
@@ -148,8 +146,6 @@ def rule_embedded_gguf_needs_no_remote_code(spec: RunSpec) -> None:
 def rule_objective_is_measured(spec: RunSpec) -> None:
     """An objective on base/tuned/delta must name a metric this eval config produces (other paths, such as
     train/seconds or cost/device_hours, are checked when the run ends)."""
-    from ftx.spec.eval import SPLITS
-
     metric, ev = spec.objective.metric, spec.eval
     side, _, key = metric.partition("/")
     if metric == "auto" or side not in ("base", "tuned", "delta"):
@@ -158,7 +154,7 @@ def rule_objective_is_measured(spec: RunSpec) -> None:
             f"{metric!r} needs the base model measured (eval.base_vs_tuned=false); use tuned/{key}")
     if key in produced_metrics(ev):
         return
-    split = next((s for s in sorted(SPLITS, key=len, reverse=True) if key.startswith(s + "_")), "")
+    split = next((s for s in sorted(_eval.SPLITS, key=len, reverse=True) if key.startswith(s + "_")), "")
     why = ""
     if split and key[len(split) + 1:] in ("exact_match", "contains", "token_f1", "rouge_l", "bleu", "judge",
                                           "judge_pass"):
