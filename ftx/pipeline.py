@@ -24,6 +24,7 @@ from ftx.engine.build import build_model
 from ftx.engine.trainer import make_trainer_class, resume_checkpoint, training_arguments
 from ftx.engine.zero import prepare_deepspeed
 from ftx.errors import ConfigError, RunError
+from ftx.eval.select import select_callback, select_key
 from ftx.eval.suite import Evaluator, summary_table
 from ftx.precision import use_bf16
 from ftx.runs import MetricsLog, as_disk_full, atomic_write_text, environment, read_json, write_json
@@ -100,9 +101,17 @@ class Recipe:
     def train(self) -> None:
         spec, data = self.spec, self.data
         prepare_deepspeed(spec.zero)
-        args = training_arguments(spec, self.run_dir, self.bf16)
-        callbacks = [metrics_callback(MetricsLog(self.run_dir / "metrics.jsonl")),
-                     *trial_callbacks(spec)]  # sweep jobs: report/prune
+        mlog = MetricsLog(self.run_dir / "metrics.jsonl")
+        selecting = spec.train.early_stopping_patience > 0 or spec.train.keep_best
+        key = select_key(self.evaluator.primary) if selecting and self.evaluator.selects_by_task() else None
+        args = training_arguments(spec, self.run_dir, self.bf16, key)
+        callbacks = [metrics_callback(mlog), *trial_callbacks(spec)]  # sweep jobs: report/prune
+        if key:  # before early stopping: it reads the metric this callback adds
+            callbacks.append(select_callback(self.evaluator.select_score, key, mlog.log if self.main else None))
+            log.info("checkpoints chosen by %s on %d validation prompts (eval.select)", key,
+                     len(self.evaluator.select_items()))
+        self.metrics["select"] = {"metric": key or "eval_loss", "sample": len(self.evaluator.select_items()) if key
+                                  else None, "keep_best": bool(selecting)}
         if spec.train.early_stopping_patience:
             from transformers import EarlyStoppingCallback
 
@@ -120,6 +129,9 @@ class Recipe:
         seconds = time.time() - t_train
         tokens = data.stats["train"]["tokens"] * max((result.metrics.get("epoch") or 0.0) - epoch0, 0.0)
         self.trainer, self.train_seconds, self.train_tokens = trainer, seconds, int(tokens)
+        if selecting and trainer.state.best_model_checkpoint:
+            self.metrics["select"].update(best_checkpoint=Path(trainer.state.best_model_checkpoint).name,
+                                          best_metric=trainer.state.best_metric)
         self.metrics["train"] = {"seconds": round(seconds, 2), "steps": result.global_step,
                                  "loss": result.training_loss, "tokens": int(tokens),
                                  "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}

@@ -130,6 +130,32 @@ class Evaluator:
         flat[f"{name}_judge"] = sum(scores) / len(scores)
         flat[f"{name}_judge_pass"] = sum(s >= self.cfg.judge.threshold for s in scores) / len(scores)
 
+    # -- checkpoint selection during training ---------------------------------------------------------
+    def select_items(self) -> list[dict]:
+        """The fixed validation sample generated at every evaluation during training (the first N prompts)."""
+        return self.prompts.get("val", [])[: self.cfg.select.sample]
+
+    def select_score(self, model) -> float:
+        """The primary metric (on val) of greedy answers to `select_items`: what checkpoints are chosen by."""
+        items = self.select_items()
+        if not items:
+            return 0.0
+        metric = parse_primary(self.primary)[1]
+        preds = gen.generate(model, self.tok, [it["prompt_ids"] for it in items], self.cfg.generation, self.bf16)
+        if metric == "judge":
+            if self._judge is None:
+                self._judge = load_judge(self.cfg.judge, self.model_context)
+            scores = self._judge.score([{"prompt": it.get("prompt"), "prediction": p, "answers": it["answers"]}
+                                        for it, p in zip(items, preds)])
+            return sum(scores) / len(scores)
+        summary, _ = aggregate(preds, [it["answers"] for it in items])
+        return summary[metric]
+
+    def selects_by_task(self) -> bool:
+        """eval.select.metric: task, or auto with accepted answers on the validation records."""
+        s = self.cfg.select.metric
+        return bool(self.select_items()) and (s == "task" or (s == "auto" and self.has_answers))
+
     # -- comparison -------------------------------------------------------------------------------
     def compare(self) -> dict:
         base = self.results.get("base", {}).get("flat", {})
