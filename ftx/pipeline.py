@@ -226,8 +226,11 @@ def print_summary(metrics: dict, run_dir: Path) -> None:
     lines = summary_table(metrics)
     tr = metrics["train"]
     lines.append(f"train: {tr['steps']} steps in {tr['seconds']:.1f}s, {tr['tokens_per_s']:.0f} tokens/s; "
-                 f"objective {metrics['objective']['metric']} = {metrics['objective']['value']:.4f} "
-                 f"({metrics['objective'].get('direction', 'minimize')})")
+                 f"objective {metrics['objective']['metric']} = {metrics['objective'].get('raw', metrics['objective']['value']):.4f} "
+                 f"({metrics['objective'].get('direction', 'minimize')}"
+                 + (f"; returned {metrics['objective']['value']:.6g} with the tuned/val_loss tie-break"
+                    if "tie_breaker" in metrics["objective"] else "")
+                 + ("; flagged" if metrics["objective"].get("flagged") else "") + ")")
     lines.append(f"run dir: {run_dir}")
     print("\n".join(lines), flush=True)
 
