@@ -280,3 +280,20 @@ def test_answers_survive_curation_and_formatting_into_every_generation_metric(tm
     without = aggregate([f"{it['answers'][2]}" for it in items], [it["answers"][:1] for it in items])[0]
     assert without["exact_match"] == 0.0  # the response text alone would not accept the short answer
     assert ev.golden[0]["answers"] == ["2001/tcp"]
+
+
+def test_ftx_compare_ranks_by_the_resolved_objective_and_never_marks_a_flagged_run_best(tmp_path):
+    from ftx.record.compare import compare as compare_runs
+    from tests.unit.test_track_reports import make_run
+
+    flag = "val_contains 0.60 → 0.20 (paired, p=0.001, n=40)"
+    for name, value, flags in (("a", 0.30, []), ("b", 0.90, [flag]), ("c", 0.50, [])):
+        run = make_run(tmp_path / name, direction="auto", extra_cfg={"objective": {"metric": "auto",
+                                                                                   "direction": "auto"}})
+        (run / "metrics.json").write_text(json.dumps({
+            "tuned": {"val_loss": 1.0, "val_contains": value}, "flags": flags,
+            "objective": {"metric": "tuned/val_contains", "direction": "maximize", "value": value}}))
+    c = compare_runs([str(tmp_path)])
+    assert (c.rank_metric, c.direction) == ("objective/value", "maximize")
+    assert c.labels[c.best] == "c"
+    assert list(c.table["flags"]) == ["", flag, ""]
