@@ -9,6 +9,7 @@ What the record layer adds at the end of a run (the model card) comes in as `fin
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -23,11 +24,12 @@ from ftx.engine import optim as optim_mod
 from ftx.engine.build import build_model
 from ftx.engine.trainer import make_trainer_class, resume_checkpoint, training_arguments
 from ftx.engine.zero import prepare_deepspeed
-from ftx.errors import ConfigError
+from ftx.errors import ConfigError, RunError
+from ftx.eval.select import select_callback, select_key
 from ftx.eval.suite import Evaluator, summary_table
 from ftx.precision import use_bf16
 from ftx.runs import MetricsLog, as_disk_full, atomic_write_text, environment, read_json, write_json
-from ftx.spec.run import RunSpec, as_dict, build_spec, spec_hash
+from ftx.spec.run import RunSpec, as_dict, build_spec, metric_direction, spec_hash
 from ftx.track.cost import account
 from ftx.track.sweep import trial_callbacks
 from ftx.track.tracker import Tracker, metrics_callback
@@ -100,9 +102,17 @@ class Recipe:
     def train(self) -> None:
         spec, data = self.spec, self.data
         prepare_deepspeed(spec.zero)
-        args = training_arguments(spec, self.run_dir, self.bf16)
-        callbacks = [metrics_callback(MetricsLog(self.run_dir / "metrics.jsonl")),
-                     *trial_callbacks(spec)]  # sweep jobs: report/prune
+        mlog = MetricsLog(self.run_dir / "metrics.jsonl")
+        selecting = spec.train.early_stopping_patience > 0 or spec.train.keep_best
+        key = select_key(self.evaluator.primary) if selecting and self.evaluator.selects_by_task() else None
+        args = training_arguments(spec, self.run_dir, self.bf16, key)
+        callbacks = [metrics_callback(mlog), *trial_callbacks(spec)]  # sweep jobs: report/prune
+        if key:  # before early stopping: it reads the metric this callback adds
+            callbacks.append(select_callback(self.evaluator.select_score, key, mlog.log if self.main else None))
+            log.info("checkpoints chosen by %s on %d validation prompts (eval.select)", key,
+                     len(self.evaluator.select_items()))
+        self.metrics["select"] = {"metric": key or "eval_loss", "sample": len(self.evaluator.select_items()) if key
+                                  else None, "keep_best": bool(selecting)}
         if spec.train.early_stopping_patience:
             from transformers import EarlyStoppingCallback
 
@@ -120,6 +130,9 @@ class Recipe:
         seconds = time.time() - t_train
         tokens = data.stats["train"]["tokens"] * max((result.metrics.get("epoch") or 0.0) - epoch0, 0.0)
         self.trainer, self.train_seconds, self.train_tokens = trainer, seconds, int(tokens)
+        if selecting and trainer.state.best_model_checkpoint:
+            self.metrics["select"].update(best_checkpoint=Path(trainer.state.best_model_checkpoint).name,
+                                          best_metric=trainer.state.best_metric)
         self.metrics["train"] = {"seconds": round(seconds, 2), "steps": result.global_step,
                                  "loss": result.training_loss, "tokens": int(tokens),
                                  "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}
@@ -135,8 +148,8 @@ class Recipe:
         if not self.main:
             return float("nan")
         self.tok.save_pretrained(str(self.run_dir / "adapter"))
-        value = objective(spec, m)
-        m["objective"] = {"metric": spec.objective.metric, "value": value}
+        m["objective"] = resolve_objective(spec, m, self.evaluator)
+        value = m["objective"]["value"]
         write_json(self.run_dir / "metrics.json", m)
         self.manifest.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), data_sources=self.data.lineage)
         write_json(self.run_dir / "manifest.json", self.manifest)
@@ -159,21 +172,66 @@ class Recipe:
             return self.record()
 
 
-def objective(spec, metrics: dict) -> float:
+TIE_BREAK = ("tuned/val_loss", 1e-6)
+"""objective.metric=auto on a task metric: value = metric − 1e-6 × tuned/val_loss, so runs with the same task
+score (a multiple of 1/n) rank by loss, and the loss never outweighs one example (n < 10⁴, loss < 100)."""
+
+
+def objective(spec, metrics: dict, metric: Optional[str] = None) -> float:
+    metric = metric or spec.objective.metric
     node = metrics
-    for part in spec.objective.metric.split("/"):
+    for part in metric.split("/"):
         if not isinstance(node, dict) or part not in node:
-            raise ConfigError(f"objective.metric: {spec.objective.metric!r} is not in metrics.json "
+            raise ConfigError(f"objective.metric: {metric!r} is not in metrics.json "
                               f"(e.g. tuned/val_loss, delta/val_loss)")
         node = node[part]
     return float(node)
+
+
+def auto_metric(spec, metrics: dict, evaluator) -> tuple[str, str]:
+    """objective.metric=auto → (metric, why): tuned/<eval.primary> when the validation records carry accepted
+    answers and the primary metric was measured, else tuned/val_loss."""
+    primary = getattr(evaluator, "primary", None)
+    if getattr(evaluator, "has_answers", False) and primary in metrics.get("tuned", {}):
+        return f"tuned/{primary}", f"validation records carry accepted answers; eval.primary {primary}"
+    why = "no accepted answers on the validation records" if not getattr(evaluator, "has_answers", False) else \
+        f"{primary} not measured"
+    return "tuned/val_loss", why
+
+
+def resolve_objective(spec, metrics: dict, evaluator=None) -> dict:
+    """metrics.json `objective`: the resolved metric and direction, the value returned to Hydra (tie-broken
+    and, with on_regression=penalize, penalised) and the run's flags."""
+    o = spec.objective
+    metric, why = (o.metric, "objective.metric") if o.metric != "auto" else auto_metric(spec, metrics, evaluator)
+    direction = str(o.direction) if o.direction != "auto" else metric_direction(metric)
+    study = (spec.sweep or {}).get("direction")
+    if study and study != direction:
+        raise RunError(f"objective.metric: resolved to {metric} ({direction}, {why}) but the sweep's study "
+                       f"{study}s; set objective.metric (and hydra.sweeper.direction) explicitly for this sweep")
+    raw = objective(spec, metrics, metric)
+    value, out = raw, {"metric": metric, "direction": direction, "why": why}
+    if o.metric == "auto" and direction == "maximize" and metric != TIE_BREAK[0]:
+        loss = metrics.get("tuned", {}).get("val_loss")
+        if isinstance(loss, (int, float)) and math.isfinite(loss):
+            value = raw - TIE_BREAK[1] * loss
+            out["tie_breaker"] = {"metric": TIE_BREAK[0], "weight": TIE_BREAK[1]}
+    flags = list(metrics.get("flags", []))
+    if flags and o.on_regression == "penalize":
+        value = value - (abs(value) + 1) if direction == "maximize" else value + (abs(value) + 1)
+    out.update(raw=raw, value=value, on_regression=str(o.on_regression), flagged=bool(flags))
+    return out
 
 
 def print_summary(metrics: dict, run_dir: Path) -> None:
     lines = summary_table(metrics)
     tr = metrics["train"]
     lines.append(f"train: {tr['steps']} steps in {tr['seconds']:.1f}s, {tr['tokens_per_s']:.0f} tokens/s; "
-                 f"objective {metrics['objective']['metric']} = {metrics['objective']['value']:.4f}")
+                 f"objective {metrics['objective']['metric']} = {metrics['objective'].get('raw', metrics['objective']['value']):.4f} "
+                 f"({metrics['objective'].get('direction', 'minimize')}"
+                 + (f"; returned {metrics['objective']['value']:.6g} with the tuned/val_loss tie-break"
+                    if "tie_breaker" in metrics["objective"] else "")
+                 + ("; flagged" if metrics["objective"].get("flagged") else "") + ")")
     lines.append(f"run dir: {run_dir}")
     print("\n".join(lines), flush=True)
 

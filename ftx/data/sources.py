@@ -403,3 +403,13 @@ def load_sources(sources: dict, ledger: Optional[Ledger] = None) -> tuple[list[d
             rec["id"] = f"{rec['source']}:{rec['id']}"
         seen[rec["id"]] = True
     return records, lineage
+
+
+def carry_answers(sources: dict) -> bool:
+    """Whether any enabled domain source's records carry accepted `answers` (what objective.metric=auto keys
+    on before a sweep starts; a run decides on its own held-out records)."""
+    for name, src in sources.items():
+        if getattr(src, "enabled", True) and src.role != "general":
+            if any(r.get("answers") for r in read_source(name, src, None)):
+                return True
+    return False

@@ -137,7 +137,9 @@ def resume_checkpoint(spec, run_dir: Path, resolved: Optional[dict] = None) -> O
     return ckpt
 
 
-def training_arguments(spec, run_dir: Path, bf16: bool):
+def training_arguments(spec, run_dir: Path, bf16: bool, select_metric: Optional[str] = None):
+    """`select_metric`: a Trainer metric (e.g. eval_val_contains, higher is better) that chooses the best
+    checkpoint and drives early stopping instead of eval_loss."""
     import torch
     from transformers import TrainingArguments
 
@@ -159,7 +161,7 @@ def training_arguments(spec, run_dir: Path, bf16: bool):
         save_total_limit=t.save_total_limit, logging_steps=t.logging_steps, logging_first_step=True,
         seed=t.seed, data_seed=t.seed, report_to=[], remove_unused_columns=False,
         dataloader_num_workers=t.dataloader_workers, disable_tqdm=False,
-        load_best_model_at_end=t.early_stopping_patience > 0, metric_for_best_model="eval_loss",
-        greater_is_better=False, deepspeed=deepspeed_config(spec.zero, bf16), save_only_model=False,
+        load_best_model_at_end=t.early_stopping_patience > 0 or t.keep_best,
+        metric_for_best_model=select_metric or "eval_loss", greater_is_better=select_metric is not None, deepspeed=deepspeed_config(spec.zero, bf16), save_only_model=False,
     )
     return TrainingArguments(**kwargs)

@@ -19,6 +19,8 @@ from ftx.eval import generate as gen
 from ftx.eval.heldout import loss_pass, own_precision, summarize
 from ftx.eval.metrics import aggregate, contains, exact_match
 from ftx.eval.judge import load_judge
+from ftx.eval.paired import describe, task_comparison
+from ftx.spec.eval import parse_primary
 
 log = logging.getLogger("ftx")
 GEN_METRICS = ("exact_match", "contains", "token_f1", "rouge_l", "bleu")
@@ -43,6 +45,10 @@ class Evaluator:
                 items = gen.split_prompts(gen.cap(getattr(data, split), g.max_examples), tok, index)
                 if items:
                     self.prompts[split] = items
+        self.primary, self.primary_reason = resolve_primary(self.cfg, self.prompts)
+        val_ids = {it["id"] for it in self.prompts.get("val", [])} or {ex.get("id") for ex in data.val}
+        self.has_answers = any(i in index for i in val_ids) if g.enabled else False
+        """The validation records carry accepted `answers`: objective.metric=auto judges by the task metric."""
         self.golden: list[dict] = []
         if gen.optional_path(self.cfg.golden.path):
             rows = gen.cap(gen.read_prompt_file(self.cfg.golden.path, "eval.golden.path", ("prompt", "answers")),
@@ -124,12 +130,43 @@ class Evaluator:
         flat[f"{name}_judge"] = sum(scores) / len(scores)
         flat[f"{name}_judge_pass"] = sum(s >= self.cfg.judge.threshold for s in scores) / len(scores)
 
+    # -- checkpoint selection during training ---------------------------------------------------------
+    def select_items(self) -> list[dict]:
+        """The fixed validation sample generated at every evaluation during training (the first N prompts)."""
+        return self.prompts.get("val", [])[: self.cfg.select.sample]
+
+    def select_score(self, model) -> float:
+        """The primary metric (on val) of greedy answers to `select_items`: what checkpoints are chosen by."""
+        items = self.select_items()
+        if not items:
+            return 0.0
+        metric = parse_primary(self.primary)[1]
+        preds = gen.generate(model, self.tok, [it["prompt_ids"] for it in items], self.cfg.generation, self.bf16)
+        if metric == "judge":
+            if self._judge is None:
+                self._judge = load_judge(self.cfg.judge, self.model_context)
+            scores = self._judge.score([{"prompt": it.get("prompt"), "prediction": p, "answers": it["answers"]}
+                                        for it, p in zip(items, preds)])
+            return sum(scores) / len(scores)
+        summary, _ = aggregate(preds, [it["answers"] for it in items])
+        return summary[metric]
+
+    def selects_by_task(self) -> bool:
+        """eval.select.metric: task, or auto with accepted answers on the validation records."""
+        s = self.cfg.select.metric
+        return bool(self.select_items()) and (s == "task" or (s == "auto" and self.has_answers))
+
     # -- comparison -------------------------------------------------------------------------------
     def compare(self) -> dict:
         base = self.results.get("base", {}).get("flat", {})
         tuned = self.results["tuned"]["flat"]
-        out = compare(base, tuned, self.cfg, self.bf16, self._golden_detail(), self._probe_detail())
+        task = None
+        if "base" in self.results:
+            task = task_comparison(self.results["base"]["rows"], self.results["tuned"]["rows"],
+                                   self.cfg.significance, seed=self.spec.train.seed)
+        out = compare(base, tuned, self.cfg, self.bf16, self._golden_detail(), self._probe_detail(), task)
         out["eval"]["seconds"] = dict(self.seconds)
+        out["eval"]["primary"] = {"metric": self.primary, "reason": self.primary_reason}
         return out
 
     def _golden_detail(self) -> Optional[dict]:
@@ -158,6 +195,30 @@ class Evaluator:
         return out
 
 
+def resolve_primary(cfg, prompts: dict) -> tuple[str, str]:
+    """eval.primary → (`<split>_<metric>`, why). auto: contains for short accepted answers (median ≤ 5
+    words: a short answer is right when the output names it), token F1 for longer ones (a paragraph is
+    never contained verbatim), on val (or the first generated split)."""
+    if cfg.primary != "auto":
+        return cfg.primary, "eval.primary"
+    g = cfg.generation
+    split = "val" if "val" in g.splits or not g.splits else g.splits[0]
+    answers = [a for it in prompts.get(split, []) for a in it["answers"][1:] or it["answers"][:1]]
+    if not answers:
+        return f"{split}_contains", "auto: no generated prompts"
+    words = sorted(len(a.split()) for a in answers)
+    median = words[len(words) // 2]
+    metric = "contains" if median <= 5 else "token_f1"
+    return f"{split}_{metric}", f"auto: median accepted answer {median} words ({'≤' if median <= 5 else '>'} 5)"
+
+
+def task_flags(task: dict) -> tuple[list[str], list[str]]:
+    """(regression flags, improvement notes) from the paired comparisons, in metrics.json order."""
+    regressions = [describe(k, r) for k, r in task.items() if r["verdict"] == "regression"]
+    improvements = [describe(k, r) for k, r in task.items() if r["verdict"] == "improvement"]
+    return regressions, improvements
+
+
 def confident_nonsense(ids: list, base: list[dict], tuned: list[dict], margin: float) -> list:
     """Probes whose answer loss rose by more than `margin` nats/token while confidence rose too: the
     tuned model became surer of itself and more wrong on text outside its domain."""
@@ -169,8 +230,10 @@ def confident_nonsense(ids: list, base: list[dict], tuned: list[dict], margin: f
     return out
 
 
-def compare(base: dict, tuned: dict, cfg, bf16: bool, golden: Optional[dict], probe: Optional[dict]) -> dict:
-    """delta (tuned − base), the eval section (forgetting, golden, off-domain) and the run's flags."""
+def compare(base: dict, tuned: dict, cfg, bf16: bool, golden: Optional[dict], probe: Optional[dict],
+            task: Optional[dict] = None) -> dict:
+    """delta (tuned − base), the eval section (forgetting, golden, off-domain, paired task metrics) and the
+    run's flags. `task`: metric → paired result (ftx.eval.paired); a significant drop is a flag."""
     delta = {k: tuned[k] - base[k] for k in tuned
              if isinstance(tuned[k], (int, float)) and isinstance(base.get(k), (int, float))}
     flags: list[str] = []
@@ -202,6 +265,10 @@ def compare(base: dict, tuned: dict, cfg, bf16: bool, golden: Optional[dict], pr
             flags.append(f"offdomain: {probe['confident_nonsense']}/{probe['prompts']} prompts answered with "
                          f"confident nonsense, above max_rate {cfg.offdomain.max_rate:.0%}")
         out_eval["offdomain"] = probe
+    if task:
+        regressions, improvements = task_flags(task)
+        flags += regressions
+        out_eval["task"] = {"significance": cfg.significance, "metrics": task, "improvements": improvements}
     if cfg.judge.kind != "none":
         out_eval["judge"] = {"kind": cfg.judge.kind, "threshold": cfg.judge.threshold}
     for f in flags:
@@ -235,6 +302,8 @@ def summary_table(metrics: dict) -> list[str]:
     if "relative_change" in f:
         lines.append(f"forgetting: general_eval_loss {f['relative_change']:+.1%} (budget "
                      f"{'none' if f['budget'] is None else format(f['budget'], '.0%')})")
+    for note in ev.get("task", {}).get("improvements", []):
+        lines.append(f"IMPROVED {note}")
     for flag in metrics.get("flags", []):
         lines.append(f"REGRESSION {flag}")
     return lines

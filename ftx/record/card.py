@@ -115,6 +115,8 @@ def evaluation_section(r: RunRecord) -> str:
     base, tuned, delta = (r.metrics.get(k) or {} for k in ("base", "tuned", "delta"))
     keys = [k for k in dict.fromkeys([*tuned, *base]) if isinstance(tuned.get(k, base.get(k)), (int, float))]
     parts = [f"> **Flag:** {f}" for f in r.metrics.get("flags") or []]  # regressions the evaluation raised
+    task = (r.metrics.get("eval") or {}).get("task") or {}
+    parts += [f"> **Improved:** {note}" for note in task.get("improvements") or []]
     if keys:
         def diff(k):
             b, t = base.get(k), tuned.get(k)
@@ -123,10 +125,18 @@ def evaluation_section(r: RunRecord) -> str:
 
         rows = [[k, base.get(k), tuned.get(k), diff(k)] for k in keys]
         parts.append(md_table(["metric", "base", "tuned", "delta"], rows))
+    if task.get("metrics"):
+        level = task.get("significance", 0.05)
+        rows = [[k, t["n"], t["base"], t["tuned"], t["diff"], f"[{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}]", t["test"],
+                 f"{t['p']:.3g}", t["verdict"]] for k, t in task["metrics"].items()]
+        parts.append(f"Paired per-example tests, base vs tuned (significance {level}; "
+                     f"{100 * (1 - level):.0f}% bootstrap CI of the difference):\n\n"
+                     + md_table(["metric", "n", "base", "tuned", "diff", "CI", "test", "p", "verdict"], rows))
     obj = r.metrics.get("objective") or {}
     if obj:
         parts.append(f"Objective `{obj.get('metric')}` = **{fmt(obj.get('value'))}** "
-                     f"({r.config.get('objective', {}).get('direction', 'minimize')}).")
+                     f"({obj.get('direction') or r.config.get('objective', {}).get('direction', 'minimize')}"
+                     + (f"; {obj['why']}" if obj.get("why") else "") + ").")
     extra = {k: v for k, v in r.metrics.items() if k not in CORE_SECTIONS and isinstance(v, dict)}
     for name, section in extra.items():  # sections other stages add (generation metrics, forgetting, …)
         flat = {k: v for k, v in flatten(section).items() if isinstance(v, (int, float, str, bool))}

@@ -99,8 +99,13 @@ class Comparison:
 
 def ranking(runs: list[RunRecord], metric: Optional[str], direction: Optional[str]) -> tuple[str, str]:
     """What decides the best run: --metric, else the runs' shared objective, else tuned/val_loss."""
-    objectives = {(r.config.get("objective", {}).get("metric"), r.config.get("objective", {}).get("direction"))
-                  for r in runs}
+    def resolved(r):  # metrics.json records what objective.metric/direction=auto resolved to
+        obj, cfg = r.metrics.get("objective") or {}, r.config.get("objective", {})
+        metric = obj.get("metric") or cfg.get("metric")
+        direction = obj.get("direction") or (cfg.get("direction") if cfg.get("direction") != "auto" else None)
+        return metric, direction
+
+    objectives = {resolved(r) for r in runs}
     shared = next(iter(objectives)) if len(objectives) == 1 else (None, None)
     if metric:
         if direction is None:
@@ -124,7 +129,10 @@ def compare(targets: list[str], metrics: Optional[list[str]] = None, metric: Opt
     if rank_metric not in wanted:
         wanted.insert(0, rank_metric)
     scores = [_number(r.get(rank_metric)) for r in runs]
+    flagged = [bool(r.metrics.get("flags")) for r in runs]
     valid = [i for i, s in enumerate(scores) if s is not None]
+    if any(not flagged[i] for i in valid):  # a run with a flagged regression is never the best
+        valid = [i for i in valid if not flagged[i]]
     best = (min if direction == "minimize" else max)(valid, key=lambda i: scores[i]) if valid else None
     rows = []
     for i, (r, name) in enumerate(zip(runs, names)):
@@ -132,7 +140,8 @@ def compare(targets: list[str], metrics: Optional[list[str]] = None, metric: Opt
         row = {"run": name}
         row.update({k: _cell(flat.get(k)) for k in keys})
         row.update({m: r.get(m) if not isinstance(r.get(m), dict) else None for m in wanted})
-        row.update(best="*" if i == best else "", status="finished" if r.finished else "incomplete",
+        row.update(best="*" if i == best else "", flags="; ".join(r.metrics.get("flags") or []),
+                   status="finished" if r.finished else "incomplete",
                    path=str(r.path))
         rows.append(row)
     return Comparison(runs, names, keys, wanted, rank_metric, direction, best, pd.DataFrame(rows))

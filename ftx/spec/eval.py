@@ -23,6 +23,22 @@ class EvalPrecision(Choice):
 CHOICE_MESSAGES = {"eval.golden.match": EITHER}
 
 SPLITS = ("val", "test", "general_eval")
+TASK_METRICS = ("exact_match", "contains", "token_f1", "rouge_l", "judge")
+"""Per-example generation metrics a primary metric (eval.primary) can name, as `<split>_<metric>`."""
+
+
+class SelectMetric(Choice):
+    auto = "auto"
+    loss = "loss"
+    task = "task"
+
+
+def parse_primary(name: str) -> tuple[str, str]:
+    """`val_contains` → ("val", "contains"); ("", "") when it names no split/metric pair."""
+    for split in sorted(SPLITS, key=len, reverse=True):
+        if name.startswith(split + "_") and name[len(split) + 1:] in TASK_METRICS:
+            return split, name[len(split) + 1:]
+    return "", ""
 
 
 @dataclass
@@ -97,6 +113,17 @@ class JudgeConfig:
 
 
 @dataclass
+class SelectConfig:
+    """Checkpoint selection and early stopping during training (train.keep_best, train.early_stopping_patience)."""
+
+    metric: SelectMetric = SelectMetric.auto
+    """auto (task when the held-out records carry accepted answers, else loss) | loss (eval_loss) |
+    task (eval.primary, measured by greedy generation on `sample` validation prompts at every evaluation)."""
+    sample: int = 32
+    """Validation prompts generated at each evaluation during training (the first N, fixed for the run)."""
+
+
+@dataclass
 class EvalConfig:
     """What is measured after (and before) training."""
 
@@ -111,6 +138,15 @@ class EvalConfig:
     golden: GoldenConfig = field(default_factory=GoldenConfig)
     offdomain: ProbeConfig = field(default_factory=ProbeConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    primary: str = "auto"
+    """The task metric that judges a run: `<split>_<metric>` (val_contains, val_token_f1, test_exact_match,
+    …; metric: exact_match | contains | token_f1 | rouge_l | judge) or auto: val_contains when the
+    validation answers are short (median ≤ 5 words), else val_token_f1. Used by objective.metric=auto and
+    eval.select.metric=task."""
+    significance: float = 0.05
+    """Level of the paired base-vs-tuned tests (McNemar / paired bootstrap) that flag task-metric
+    regressions and report improvements; also 1 − the confidence of their intervals."""
     precision: EvalPrecision = EvalPrecision.train
     """Evaluation precision: train (bf16 autocast when training used bf16, else fp32) | bf16 | fp32."""
     reproduce_rtol: float = 1e-3
@@ -138,4 +174,16 @@ class EvalConfig:
         require(j.kind in ("none", "reference", "lm") or ":" in j.kind, "eval.judge.kind",
                 f"must be none, reference, lm or package.module:factory; got {j.kind!r}")
         require(0.0 <= j.threshold <= 1.0, "eval.judge.threshold", f"must be in [0, 1], got {j.threshold}")
+        require(0.0 < self.significance < 1.0, "eval.significance",
+                f"must be in (0, 1) (0.05 = 5% level), got {self.significance}")
+        require(self.select.sample > 0, "eval.select.sample", f"must be > 0, got {self.select.sample}")
+        if self.primary != "auto":
+            split, metric = parse_primary(self.primary)
+            require(bool(split), "eval.primary", f"must be auto or <split>_<metric> with split one of "
+                    f"{', '.join(SPLITS)} and metric one of {', '.join(TASK_METRICS)}; got {self.primary!r}")
+            require(g.enabled and split in g.splits, "eval.primary",
+                    f"={self.primary}: split {split!r} is not generated (eval.generation.enabled={str(g.enabled).lower()}, "
+                    f"eval.generation.splits=[{', '.join(g.splits)}])")
+            require(metric != "judge" or j.kind != "none", "eval.primary",
+                    f"={self.primary} needs a judge (eval.judge.kind is none)")
         require(self.reproduce_rtol >= 0, "eval.reproduce_rtol", f"must be >= 0, got {self.reproduce_rtol}")

@@ -34,8 +34,15 @@ from ftx.spec.cpt import resolve
 
 
 class Direction(Choice):
+    auto = "auto"
     minimize = "minimize"
     maximize = "maximize"
+
+
+class OnRegression(Choice):
+    fail = "fail"
+    penalize = "penalize"
+    ignore = "ignore"
 
 
 CHOICE_MESSAGES = {"objective.direction": EITHER, **_curation.CHOICE_MESSAGES, **_data.CHOICE_MESSAGES,
@@ -48,10 +55,44 @@ CHOICE_MESSAGES = {"objective.direction": EITHER, **_curation.CHOICE_MESSAGES, *
 class ObjectiveConfig:
     """What a run returns to a sweeper."""
 
-    metric: str = "tuned/val_loss"
-    """Path into metrics.json (tuned/val_loss, delta/val_loss, tuned/val_ppl, …)."""
-    direction: Direction = Direction.minimize
-    """minimize | maximize."""
+    metric: str = "auto"
+    """Path into metrics.json (tuned/val_contains, tuned/val_loss, delta/val_loss, …) or auto: the task
+    metric tuned/<eval.primary> (maximised, tuned/val_loss as tie-breaker) when the validation records
+    carry accepted answers and are generated, else tuned/val_loss. The resolved metric is recorded in
+    metrics.json `objective`."""
+    direction: Direction = Direction.auto
+    """auto (follows the metric: losses, perplexities, seconds and costs are minimised, generation
+    metrics maximised) | minimize | maximize."""
+    on_regression: OnRegression = OnRegression.fail
+    """What a sweep is told about a flagged run (a significant task-metric regression, forgetting, golden
+    or off-domain flags): fail (the trial is FAILED with the flags as its error; not counted against
+    hydra.sweeper.max_failures) | penalize (the objective is pushed past every unflagged value:
+    ±(|value| + 1)) | ignore."""
+
+
+MINIMIZED = ("_loss", "_ppl", "seconds", "device_hours", "estimated_cost", "offdomain_confidence", "rate")
+
+
+def metric_direction(metric: str) -> str:
+    """The direction a metrics.json path is optimised in when objective.direction=auto."""
+    last = metric.rsplit("/", 1)[-1]
+    if last == "golden_pass_rate" or last.endswith("judge_pass"):
+        return "maximize"
+    return "minimize" if last.endswith(MINIMIZED) or last == "loss" else "maximize"
+
+
+def produced_metrics(ev) -> list[str]:
+    """The flat keys evaluation writes under base/tuned/delta for this eval config."""
+    out = [f"{s}_{k}" for s in _eval.SPLITS for k in ("loss", "ppl")]
+    gen = ("exact_match", "contains", "token_f1", "rouge_l", "bleu")
+    judge = ("judge", "judge_pass") if ev.judge.kind != "none" else ()
+    if ev.generation.enabled:
+        out += [f"{s}_{k}" for s in ev.generation.splits for k in gen + judge]
+    if ev.golden.path not in (None, "", "null"):
+        out += ["golden_passed", "golden_pass_rate", *(f"golden_{k}" for k in judge)]
+    if ev.offdomain.path not in (None, "", "null"):
+        out += [f"offdomain_{k}" for k in ("loss", "ppl", "confidence", "accuracy")]
+    return out
 
 
 @dataclass
@@ -102,8 +143,43 @@ def rule_embedded_gguf_needs_no_remote_code(spec: RunSpec) -> None:
             "is not needed for the embedded GGUF model; leave it false")
 
 
+def rule_objective_is_measured(spec: RunSpec) -> None:
+    """An objective on base/tuned/delta must name a metric this eval config produces (other paths, such as
+    train/seconds or cost/device_hours, are checked when the run ends)."""
+    metric, ev = spec.objective.metric, spec.eval
+    side, _, key = metric.partition("/")
+    if metric == "auto" or side not in ("base", "tuned", "delta"):
+        return
+    require(side == "tuned" or ev.base_vs_tuned, "objective.metric",
+            f"{metric!r} needs the base model measured (eval.base_vs_tuned=false); use tuned/{key}")
+    if key in produced_metrics(ev):
+        return
+    split = next((s for s in sorted(_eval.SPLITS, key=len, reverse=True) if key.startswith(s + "_")), "")
+    why = ""
+    if split and key[len(split) + 1:] in ("exact_match", "contains", "token_f1", "rouge_l", "bleu", "judge",
+                                          "judge_pass"):
+        why = (" (eval.generation.enabled=false)" if not ev.generation.enabled else
+               f" (judge off: eval.judge.kind=none)" if "judge" in key and ev.judge.kind == "none" else
+               f" (eval.generation.splits=[{', '.join(ev.generation.splits)}])")
+    elif key.startswith("golden_"):
+        why = " (no golden set: eval.golden.path is null)"
+    elif key.startswith("offdomain_"):
+        why = " (no off-domain probe: eval.offdomain.path is null)"
+    produced = [k for k in produced_metrics(ev) if not k.endswith("_ppl")]
+    raise ConfigError(f"objective.metric: {metric!r} is not produced by this eval config{why}; "
+                      f"{side}/ takes: {', '.join(produced)}")
+
+
+def rule_task_selection_needs_generation(spec: RunSpec) -> None:
+    g = spec.eval.generation
+    require(spec.eval.select.metric != "task" or (g.enabled and "val" in g.splits), "eval.select.metric",
+            "=task (early stopping and train.keep_best by eval.primary, generated on validation prompts) needs "
+            f"generation on val (eval.generation.enabled={str(g.enabled).lower()}, eval.generation.splits="
+            f"[{', '.join(g.splits)}]); use eval.select.metric=loss or enable generation on val")
+
+
 RULES = (rule_quantised_weights_cannot_train_in_full, rule_mixout_needs_unpartitioned_weights,
-         rule_embedded_gguf_needs_no_remote_code)
+         rule_embedded_gguf_needs_no_remote_code, rule_objective_is_measured, rule_task_selection_needs_generation)
 
 
 def _schema_fields(cls: Any) -> dict:

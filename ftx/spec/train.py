@@ -50,7 +50,10 @@ class TrainConfig:
     hydra.run.dir=…) | if_present (auto, or a fresh start: for requeued jobs) | a checkpoint
     folder. Restores weights, optimizer, scheduler, RNG and data position."""
     early_stopping_patience: int = 0
-    """Stop after N evaluations without validation-loss improvement (0: off)."""
+    """Stop after N evaluations without improvement of the selection metric (eval.select.metric: the
+    task metric when answers exist, else validation loss; 0: off). Restores the best checkpoint."""
+    keep_best: bool = False
+    """Restore the best checkpoint by eval.select.metric at the end (on with early stopping)."""
     dataloader_workers: int = 0
     objective: Objective = Objective.sft
     """sft (loss on responses) | cpt (continued pre-training: raw text, every token, packed; ftx/spec/cpt.py)."""
@@ -77,7 +80,7 @@ class TrainConfig:
         require(self.logging_steps >= 1, "train.logging_steps", f"must be >= 1, got {self.logging_steps}")
         require(self.dataloader_workers >= 0, "train.dataloader_workers", f"must be >= 0, got {self.dataloader_workers}")
         require(bool(self.resume), "train.resume", "must be none, auto, if_present or a checkpoint folder")
-        if self.early_stopping_patience:
+        if self.early_stopping_patience or self.keep_best:
             # Early stopping restores the best checkpoint: the Trainer needs a checkpoint at every evaluation.
             require((self.eval_steps == 0) == (self.save_steps == 0), "train.save_steps",
                     f"={self.save_steps} with train.eval_steps={self.eval_steps}: early stopping needs both 0 "

@@ -53,7 +53,8 @@ def progress(study):
     retried = interrupted(study)
     done = [t for t in trials if t.state.is_finished() and t.number not in retried]
     running = [t for t in trials if t.state.name == "RUNNING"]
-    return done, running, [t for t in done if t.state.name == "FAIL"]
+    # a trial failed for a flagged regression (objective.on_regression=fail) is a verdict, not a crash
+    return done, running, [t for t in done if t.state.name == "FAIL" and not t.user_attrs.get("flagged")]
 
 
 def counts(study) -> dict:
@@ -61,6 +62,7 @@ def counts(study) -> dict:
     out = {}
     for t in done:
         key = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}[t.state.name]
+        key = "flagged" if key == "failed" and t.user_attrs.get("flagged") else key
         out[key] = out.get(key, 0) + 1
     requeued = len(interrupted(study))
     if requeued:

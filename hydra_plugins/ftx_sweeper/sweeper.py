@@ -27,7 +27,8 @@ from ftx.runs import atomic_write_text
 
 from . import _space, _study
 from . import config as _config  # noqa: F401  (registers hydra/sweeper=ftx)
-from ftx.spec.run import build_spec, explain
+from ftx.data.sources import carry_answers
+from ftx.spec.run import build_spec, explain, metric_direction
 from ftx.track.sweep import describe_storage, job_storage_ref, make_pruner, open_storage
 from hydra_plugins.ftx_sweeper.report import write_report
 
@@ -75,8 +76,8 @@ class FtxSweeper(Sweeper):
                               "file or on the command line, e.g. 'optimizer.lr=tag(log, interval(1e-5, 1e-2))'")
         _space.check(space, cfg, self.hydra_context.config_loader)
         self._check_settings()
-        directions = self._directions()
-        self._compose(space.fixed, "the sweep's fixed overrides")
+        fixed = self._compose(space.fixed, "the sweep's fixed overrides")
+        directions = self._directions(fixed)
         if self.pruner_conf.get("name", "none") != "none":
             if len(directions) > 1:
                 raise ConfigError("hydra.sweeper.pruner: pruning needs a single objective (Optuna cannot prune "
@@ -125,6 +126,7 @@ class FtxSweeper(Sweeper):
         log.info("study %s in %s: %d trials wanted, %d already there%s", name, describe_storage(url), n_trials,
                  resumed, f"; sampler seed offset by {resumed}" if resumed else "")
         self._bookkeeping = dict(study=name, storage=job_storage_ref(url))
+        self._direction = directions[0] if len(directions) == 1 and not self.objectives else None
         returns = self._loop(study, space, n_trials)
 
         out = write_report(study, sweep_dir, plots=self.plots)
@@ -154,13 +156,14 @@ class FtxSweeper(Sweeper):
             raise ConfigError(f"hydra.sweeper.sampler.name: must be one of tpe, random, grid, nsgaii; "
                               f"got {self.sampler_conf.get('name')!r}")
 
-    def _directions(self) -> List[str]:
+    def _directions(self, spec=None) -> List[str]:
         d = self.direction
         if d is None:
             n = len(self.objectives or [None])
             if n > 1:
                 raise ConfigError(f"hydra.sweeper.direction: give one direction per objective ({n} objectives)")
-            d = [str(OmegaConf.select(self.config, "objective.direction", default="minimize"))]
+            d = [objective_direction(spec) if spec is not None else
+                 str(OmegaConf.select(self.config, "objective.direction", default="minimize"))]
         d = [d] if isinstance(d, str) else list(d)
         for x in d:
             if x not in ("minimize", "maximize"):
@@ -186,7 +189,7 @@ class FtxSweeper(Sweeper):
             raise ConfigError(f"{what}: {msg}") from None
         except OmegaConfBaseException as e:
             raise ConfigError(f"{what}: {explain(e)}") from None
-        build_spec(cfg)
+        return build_spec(cfg)
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -212,7 +215,8 @@ class FtxSweeper(Sweeper):
                 overrides = space.overrides(t.params) + (
                     [f"tracking.group={_space.encode(self._bookkeeping['study'])}"] if group_null else []) + [
                     f"++sweep.study={_space.encode(self._bookkeeping['study'])}", f"++sweep.trial={t.number}",
-                    f"++sweep.trial_id={t._trial_id}", f"++sweep.storage={_space.encode(self._bookkeeping['storage'])}"]
+                    f"++sweep.trial_id={t._trial_id}", f"++sweep.storage={_space.encode(self._bookkeeping['storage'])}"] + (
+                    [f"++sweep.direction={self._direction}"] if self._direction else [])
                 try:
                     self._compose(overrides, f"trial {t.number}")
                 except FtxError as e:
@@ -255,6 +259,15 @@ class FtxSweeper(Sweeper):
         if run_dir:
             trial.set_user_attr("run_dir", str(run_dir))
         if ret.status == JobStatus.COMPLETED:
+            flags = _flags(run_dir)
+            if flags is not None:
+                trial.set_user_attr("flagged", flags["flags"])
+                if flags["on_regression"] == "fail":
+                    trial.set_user_attr("error", "flagged: " + "; ".join(flags["flags"]))
+                    log.warning("trial %d failed: flagged regression: %s (objective.on_regression=fail)",
+                                trial.number, "; ".join(flags["flags"]))
+                    study.tell(trial, state=State.FAIL)
+                    return
             try:
                 values = self._values(ret._return_value, run_dir)
             except RunError as e:
@@ -303,6 +316,33 @@ class FtxSweeper(Sweeper):
     def _last_error(study) -> str:
         failed = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("error")]
         return f"trial {failed[-1].number}: {failed[-1].user_attrs['error']}" if failed else "none recorded"
+
+
+def objective_direction(spec) -> str:
+    """The study direction for a run spec's objective: objective.direction, or what `auto` resolves to — the
+    task metric is maximised when the domain sources carry accepted answers and val is generated (the rule
+    of ftx.pipeline.auto_metric), else tuned/val_loss is minimised. Each job checks it resolved the same way."""
+    o = spec.objective
+    if o.direction != "auto":
+        return str(o.direction)
+    if o.metric != "auto":
+        return metric_direction(o.metric)
+    g = spec.eval.generation
+    answers = g.enabled and "val" in g.splits and carry_answers(spec.data.sources)
+    return "maximize" if answers else "minimize"
+
+
+def _flags(run_dir: Optional[str]) -> Optional[dict]:
+    """metrics.json `objective` of a flagged run ({flags, on_regression}), None when not flagged or unreadable."""
+    path = Path(run_dir or ".") / "metrics.json"
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    obj = m.get("objective") or {}
+    if not m.get("flags") or obj.get("on_regression", "fail") == "ignore":
+        return None
+    return {"flags": list(m["flags"]), "on_regression": obj.get("on_regression", "fail")}
 
 
 def _plain(node) -> dict:

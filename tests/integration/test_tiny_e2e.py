@@ -52,3 +52,32 @@ def test_multirun_runs_each_job(ftx):
     assert len(runs) == 2
     ranks = sorted(json.loads(p.read_text())["params"]["trainable"] for p in runs)
     assert ranks[0] < ranks[1]
+
+
+def test_records_with_answers_make_the_task_metric_judge_the_run(ftx, tmp_path):
+    """Held-out records carrying `answers`: the objective resolves to tuned/val_contains (maximised), the
+    checkpoint is chosen by eval_val_contains generated at every evaluation, the paired base-vs-tuned tests
+    land in metrics.json and on the model card."""
+    from tests.helpers import write_jsonl
+
+    words = ["amber", "basalt", "cedar", "delta", "ember", "fjord", "garnet", "harbor", "indigo", "juniper"]
+    write_jsonl(tmp_path / "qa.jsonl", [
+        {"id": f"p{i}", "prompt": f"Which port does the {words[i % 10]} {words[(i // 10) % 10]} {i} daemon use?",
+         "response": f"Port {2000 + i}.", "answers": [f"{2000 + i}", f"port {2000 + i}"]} for i in range(80)])
+    r = ftx("train", "experiment=tiny_smoke", "curation=none", f"data.sources.http.path={tmp_path}/qa.jsonl",
+            "train.keep_best=true", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = only_run_dir(ftx.cwd)
+    metrics = json.loads((run / "metrics.json").read_text())
+    obj = metrics["objective"]
+    assert (obj["metric"], obj["direction"]) == ("tuned/val_contains", "maximize")
+    assert obj["raw"] == metrics["tuned"]["val_contains"]
+    assert obj["value"] == obj["raw"] - 1e-6 * metrics["tuned"]["val_loss"]
+    assert metrics["eval"]["primary"]["metric"] == "val_contains"
+    assert metrics["select"]["metric"] == "eval_val_contains" and metrics["select"]["best_checkpoint"]
+    steps = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps if "eval_val_contains" in s] == [s["step"] for s in steps if "eval_loss" in s]
+    task = metrics["eval"]["task"]["metrics"]
+    assert task["val_contains"]["test"] == "mcnemar" and task["val_contains"]["n"] > 0
+    assert "Paired per-example tests" in (run / "adapter" / "README.md").read_text()
+    assert "objective tuned/val_contains" in r.stdout and "(maximize" in r.stdout

@@ -85,6 +85,21 @@ CATALOGUE = [
           "ftx: config error: train.batch_size: must be > 0, got 0"),
     Entry("bad-choice", "a value outside a key's choices", ["spec", "train.precision=fp16"],
           "ftx: config error: train.precision: must be one of auto, bf16, fp32; got 'fp16'"),
+    Entry("objective-not-measured", "an objective naming a metric the eval config does not produce",
+          ["spec", "eval=loss_only", "objective.metric=tuned/val_contains"],
+          "ftx: config error: objective.metric: 'tuned/val_contains' is not produced by this eval config "
+          "(eval.generation.enabled=false); tuned/ takes: val_loss, test_loss, general_eval_loss"),
+    Entry("significance-range", "a significance level outside (0, 1)", ["spec", "eval.significance=1.5"],
+          "ftx: config error: eval.significance: must be in (0, 1) (0.05 = 5% level), got 1.5"),
+    Entry("primary-not-generated", "a primary metric on a split without generation",
+          ["spec", "eval.primary=general_eval_contains"],
+          "ftx: config error: eval.primary: =general_eval_contains: split 'general_eval' is not generated "
+          "(eval.generation.enabled=true, eval.generation.splits=[val, test])"),
+    Entry("select-task-no-generation", "early stopping on a task metric with generation disabled",
+          ["spec", "eval=loss_only", "eval.select.metric=task", "train.early_stopping_patience=2"],
+          "ftx: config error: eval.select.metric: =task (early stopping and train.keep_best by eval.primary, "
+          "generated on validation prompts) needs generation on val (eval.generation.enabled=false, "
+          "eval.generation.splits=[val, test]); use eval.select.metric=loss or enable generation on val"),
     Entry("quant-full", "quantisation with full fine-tuning", ["spec", "quant.mode=nf4", "lora.method=full"],
           "ftx: config error: quant.mode: =nf4 cannot train with lora.method=full (quantised weights are frozen); "
           "use quant=none or a LoRA method"),

@@ -14,14 +14,72 @@ from ftx.errors import ConfigError
 from ftx.spec.choices import Choice
 from ftx.spec.lora import LoraMethod
 from ftx.spec.run import (RULES, TOOL_ONLY, RunSpec, as_dict, build_spec, rule_embedded_gguf_needs_no_remote_code,
-                          rule_mixout_needs_unpartitioned_weights, rule_quantised_weights_cannot_train_in_full,
-                          spec_hash)
+                          rule_mixout_needs_unpartitioned_weights, rule_objective_is_measured,
+                          rule_quantised_weights_cannot_train_in_full, rule_task_selection_needs_generation,
+                          metric_direction, spec_hash)
 from ftx.spec.tree import compose
 
 
 def test_rules_are_all_run_by_check():
     assert set(RULES) == {rule_quantised_weights_cannot_train_in_full, rule_mixout_needs_unpartitioned_weights,
-                          rule_embedded_gguf_needs_no_remote_code}
+                          rule_embedded_gguf_needs_no_remote_code, rule_objective_is_measured,
+                          rule_task_selection_needs_generation}
+
+
+def test_rule_objective_is_measured():
+    spec = RunSpec()
+    for ok in ("auto", "tuned/val_contains", "delta/val_loss", "train/seconds", "tuned/test_token_f1"):
+        spec.objective.metric = ok
+        rule_objective_is_measured(spec)
+    spec.objective.metric = "tuned/val_contains"
+    spec.eval.generation.enabled = False
+    with pytest.raises(ConfigError, match=r"^objective.metric: 'tuned/val_contains' is not produced by this eval "
+                                          r"config \(eval.generation.enabled=false\); tuned/ takes: val_loss, "):
+        rule_objective_is_measured(spec)
+    spec.eval.generation.enabled = True
+    spec.objective.metric = "tuned/general_eval_contains"
+    with pytest.raises(ConfigError, match=r"\(eval.generation.splits=\[val, test\]\)"):
+        rule_objective_is_measured(spec)
+    spec.objective.metric = "tuned/golden_pass_rate"
+    with pytest.raises(ConfigError, match=r"no golden set"):
+        rule_objective_is_measured(spec)
+    spec.objective.metric, spec.eval.base_vs_tuned = "delta/val_contains", False
+    with pytest.raises(ConfigError, match=r"needs the base model measured"):
+        rule_objective_is_measured(spec)
+
+
+def test_rule_task_selection_needs_generation():
+    spec = RunSpec()
+    spec.eval.select.metric = "task"
+    rule_task_selection_needs_generation(spec)
+    spec.eval.generation.splits = ["test"]
+    with pytest.raises(ConfigError, match=r"^eval.select.metric: =task .* needs generation on val"):
+        rule_task_selection_needs_generation(spec)
+    spec.eval.select.metric = "auto"  # auto falls back to the loss
+    rule_task_selection_needs_generation(spec)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("eval.significance=0", "eval.significance: must be in (0, 1) (0.05 = 5% level), got 0.0"),
+    ("eval.significance=1", "eval.significance: must be in (0, 1) (0.05 = 5% level), got 1.0"),
+    ("eval.primary=val_bogus", "eval.primary: must be auto or <split>_<metric> with split one of val, test, "
+                               "general_eval and metric one of exact_match, contains, token_f1, rouge_l, judge; "
+                               "got 'val_bogus'"),
+    ("eval.primary=general_eval_contains", "eval.primary: =general_eval_contains: split 'general_eval' is not "
+                                           "generated (eval.generation.enabled=true, eval.generation.splits=[val, test])"),
+    ("eval.primary=val_judge", "eval.primary: =val_judge needs a judge (eval.judge.kind is none)"),
+])
+def test_eval_task_settings_fail_as_one_line(override, message):
+    with pytest.raises(ConfigError) as e:
+        build_spec(compose([override]))
+    assert str(e.value) == message
+
+
+def test_metric_direction_follows_the_metric():
+    assert [metric_direction(m) for m in ("tuned/val_loss", "delta/val_ppl", "tuned/val_contains", "train/seconds",
+                                          "tuned/golden_pass_rate", "tuned/val_judge_pass", "cost/device_hours",
+                                          "tuned/test_token_f1")] == \
+        ["minimize", "minimize", "maximize", "minimize", "maximize", "maximize", "minimize", "maximize"]
 
 
 def test_rule_quantised_weights_cannot_train_in_full():
@@ -67,7 +125,7 @@ def test_rules_run_from_build_spec():
 
 @pytest.mark.parametrize("override, message", [
     ("lora.method=x", "lora.method: must be one of lora, dora, rslora, full; got 'x'"),
-    ("objective.direction=up", "objective.direction: must be minimize or maximize; got 'up'"),
+    ("objective.direction=up", "objective.direction: must be auto, minimize or maximize; got 'up'"),
     ("quant.compute_dtype=fp16", "quant.compute_dtype: must be auto, bf16 or fp32; got 'fp16'"),
     ("train.objective=dpo", "train.objective: must be sft or cpt; got 'dpo'"),
     ("tracking.backend=mlflow", "tracking.backend: must be none or wandb; got 'mlflow'"),

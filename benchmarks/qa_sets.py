@@ -1,0 +1,173 @@
+"""Real QA sets nobody here wrote, built from this machine's Debian package metadata (issue 21, item 4).
+
+    python benchmarks/qa_sets.py --out qa/                      # every set, 230 train + 70 held-out each
+    python benchmarks/qa_sets.py --out qa/ --sets commands --train 230 --heldout 70 --seed 0
+
+Sets (each a folder with train.jsonl, heldout.jsonl and manifest.json; records are
+{"id", "prompt", "response", "answers"}, so ftx's evaluation accepts every listed answer):
+
+  commands   short answers: "Which Debian package provides the command `xzcat`?" → xz-utils.
+             From /var/lib/dpkg/info/*.list (the files each installed package owns): executables in
+             /usr/bin, /usr/sbin, /bin, /sbin owned by exactly one package, whose name differs from the
+             package's (otherwise the question answers itself).
+  sections   short answers: "In which Debian archive section is the package `libssl3` filed?" → libs.
+             From /var/lib/dpkg/status (Package, Section).
+  synopsis   long answers: "What is the Debian package `gzip`?" → its one-line Description synopsis
+             (token F1 / ROUGE-L territory: the auto primary metric picks val_token_f1 for these).
+
+Reproducible: candidates are sorted, then sampled with --seed; manifest.json records the sha256 of
+every metadata file read, the candidate count and the seed, so the same machine image gives the same
+set byte for byte. Train and held-out questions never share a package (no answer leaks across).
+Train on a set with ftx: train.jsonl as the domain source (ftx splits val/test off it by content hash)
+and heldout.jsonl as a golden set (its records carry prompt + answers), so the 70 held-out questions of
+other packages are answered and paired base vs tuned as well:
+
+    ftx train data.sources.http.path=qa/commands/train.jsonl eval.golden.path=qa/commands/heldout.jsonl \
+        eval.generation.max_examples=0 curation=none
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+from pathlib import Path
+
+DPKG = Path("/var/lib/dpkg")
+BIN_DIRS = ("/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_status(path: Path = DPKG / "status") -> list[dict]:
+    """Installed packages' stanzas from dpkg's status file (RFC 822 style; continuation lines folded)."""
+    out, cur, key = [], {}, None
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            if cur:
+                out.append(cur)
+            cur, key = {}, None
+        elif line[0] in " \t" and key:
+            cur[key] += "\n" + line.strip()
+        elif ":" in line:
+            key, _, value = line.partition(":")
+            cur[key] = value.strip()
+    if cur:
+        out.append(cur)
+    return [p for p in out if "install ok installed" in p.get("Status", "")]
+
+
+def commands(info: Path = DPKG / "info") -> tuple[list[dict], list[Path]]:
+    """(one record per command owned by exactly one package, the .list files read)."""
+    owners: dict[str, set] = {}
+    lists = sorted(info.glob("*.list"))
+    for lst in lists:
+        pkg = lst.name[: -len(".list")].split(":")[0]  # libfoo:amd64.list → libfoo
+        for line in lst.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith(BIN_DIRS) and line.count("/") == line.rstrip("/").count("/") and "/" in line:
+                name = line.rsplit("/", 1)[1]
+                if name and "/" not in name and line[: -len(name)] in BIN_DIRS:
+                    owners.setdefault(name, set()).add(pkg)
+    recs = []
+    for cmd in sorted(owners):
+        pkgs = owners[cmd]
+        if len(pkgs) != 1:
+            continue
+        pkg = next(iter(pkgs))
+        if cmd == pkg or cmd.startswith(pkg) and len(cmd) - len(pkg) <= 1:
+            continue  # `gzip` from gzip: the question would answer itself
+        recs.append({"key": pkg, "prompt": f"Which Debian package provides the command `{cmd}`?",
+                     "response": pkg, "answers": [pkg]})
+    return recs, lists
+
+
+def sections(status: list[dict]) -> list[dict]:
+    recs = []
+    for p in sorted(status, key=lambda p: p["Package"]):
+        section = p.get("Section", "")
+        if not section:
+            continue
+        short = section.rsplit("/", 1)[-1]  # contrib/net → net
+        recs.append({"key": p["Package"], "prompt": f"In which Debian archive section is the package "
+                                                    f"`{p['Package']}` filed?",
+                     "response": short, "answers": sorted({short, section})})
+    return recs
+
+
+def synopses(status: list[dict]) -> list[dict]:
+    recs = []
+    for p in sorted(status, key=lambda p: p["Package"]):
+        synopsis = p.get("Description", "").split("\n", 1)[0].strip()
+        if len(synopsis.split()) < 3:
+            continue
+        text = synopsis[0].upper() + synopsis[1:]
+        recs.append({"key": p["Package"], "prompt": f"What is the Debian package `{p['Package']}`?",
+                     "response": text + ("" if text.endswith(".") else "."), "answers": [synopsis]})
+    return recs
+
+
+def split(recs: list[dict], n_train: int, n_heldout: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """Sample by package (a package's questions land on one side only), then cap each side."""
+    keys = sorted({r["key"] for r in recs})
+    random.Random(seed).shuffle(keys)
+    by_key: dict[str, list[dict]] = {}
+    for r in recs:
+        by_key.setdefault(r["key"], []).append(r)
+    train, held = [], []
+    for k in keys:
+        side = held if len(held) < n_heldout else train if len(train) < n_train else None
+        if side is None:
+            break
+        side.extend(by_key[k])
+    return train[:n_train], held[:n_heldout]
+
+
+def write_set(out: Path, name: str, recs: list[dict], args, sources: dict) -> dict:
+    train, held = split(recs, args.train, args.heldout, args.seed)
+    d = out / name
+    d.mkdir(parents=True, exist_ok=True)
+    for fname, rows in (("train.jsonl", train), ("heldout.jsonl", held)):
+        with open(d / fname, "w", encoding="utf-8") as f:
+            for i, r in enumerate(rows):
+                f.write(json.dumps({"id": f"{name}-{fname[0]}{i:04d}", "prompt": r["prompt"], "response": r["response"],
+                                    "answers": r["answers"]}, ensure_ascii=False) + "\n")
+    manifest = {"set": name, "candidates": len(recs), "train": len(train), "heldout": len(held), "seed": args.seed,
+                "sources": sources}
+    (d / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--sets", default="commands,sections,synopsis")
+    ap.add_argument("--train", type=int, default=230)
+    ap.add_argument("--heldout", type=int, default=70)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    wanted = [s.strip() for s in args.sets.split(",") if s.strip()]
+    unknown = sorted(set(wanted) - {"commands", "sections", "synopsis"})
+    if unknown:
+        print(f"qa_sets: unknown set(s) {', '.join(unknown)} (commands, sections, synopsis)", file=sys.stderr)
+        return 2
+    status_path = DPKG / "status"
+    status = read_status(status_path) if {"sections", "synopsis"} & set(wanted) else []
+    status_src = {str(status_path): sha256(status_path)} if status else {}
+    for name in wanted:
+        if name == "commands":
+            recs, lists = commands()
+            src = {"dpkg_info_lists": len(lists), "lists_sha256": hashlib.sha256(
+                b"".join(sha256(p).encode() for p in lists)).hexdigest()}
+        else:
+            recs, src = (sections(status) if name == "sections" else synopses(status)), status_src
+        m = write_set(args.out, name, recs, args, src)
+        print(f"{name}: {m['train']} train + {m['heldout']} held-out of {m['candidates']} candidates → {args.out / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
