@@ -235,8 +235,7 @@ def output_dir(target, what: str = "--out", overwrite: bool = False, inputs: Ite
     folder is removed; one left by a killed process is replaced by the next run of the command."""
     target = Path(target).expanduser()
     check_not_input(target, inputs, what)
-    if target.exists() and not target.is_dir():
-        raise ConfigError(f"{what}: {target} is a file, not a folder (give a new folder path)")
+    usable_dir(target, what, create=False)  # not a file, nor under one
     parent = usable_dir(target.parent, what)
     with hold_lock(target, what):
         if _nonempty(target) and not overwrite:
@@ -276,6 +275,9 @@ def output_file(target, what: str = "--out", overwrite: bool = False, inputs: It
         check_not_input(path, inputs, what)
         if path.is_dir():
             raise ConfigError(f"{what}: {path} is a folder, not a file (give a file path)")
+    blocker = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"{what}: cannot create {target}: {blocker} is a file, not a folder")
     usable_dir(target.parent, what)
     with hold_lock(target, what):
         existing = [p for p in (target, *map(Path, also)) if p.exists()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ftx.cli.args import command_parser, parse
+from ftx.cli.preflight import check_paths
 from ftx.spec.run import as_dict, build_spec, spec_hash
 from ftx.spec.tree import compose
 from ftx.engine.model import load_tokenizer
@@ -21,6 +22,8 @@ def cmd_spec(args: list[str]) -> None:
 
     ns = parse(parser(), args)
     spec = build_spec(compose(ns.overrides))
+    if ns.data:  # --data loads the tokenizer (model cache) and may curate (curation cache)
+        check_paths(spec, model=True)
     resolved = as_dict(spec)
     print(OmegaConf.to_yaml(OmegaConf.create(resolved)), end="")
     print(f"# spec hash: {spec_hash(resolved)}")
