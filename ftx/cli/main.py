@@ -26,6 +26,7 @@ from typing import Optional
 from ftx.cli.args import strip_local_rank
 from ftx.errors import FtxError
 from ftx.runs import INTERRUPTED, as_disk_full
+from ftx.track.progress import close_bars
 
 COMMANDS = {
     "train": "ftx.cli.train:cmd_train",
@@ -58,6 +59,8 @@ def interrupted() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting adds no traceback
     except ValueError:  # not the main thread
         pass
+    close_bars()  # a bar's final redraw at exit would come after the line
+    sys.stdout.flush()
     print(f"ftx: {INTERRUPTED}", file=sys.stderr, flush=True)
     sys.exit(130)
 

@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 
 from ftx.cli.args import command_parser, parse
+from ftx.cli.main import interrupted
 from ftx.cli.preflight import check_paths
 from ftx.errors import ConfigError, FtxError
 from ftx.record.card import write_card
-from ftx.runs import INTERRUPTED, earlier_run, usable_dir
+from ftx.runs import earlier_run, usable_dir
 from ftx.spec import tree
 from ftx.spec.run import build_spec
 from ftx.track.sweep import check_overrides
@@ -162,8 +163,7 @@ def _task(cfg):
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise
         logging.getLogger("ftx").error("interrupted")
-        print(f"ftx: {INTERRUPTED}", file=sys.stderr, flush=True)
-        sys.exit(130)
+        interrupted()
     except FtxError as e:
         logging.getLogger("ftx").error("%s: %s", e.kind, e)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
