@@ -115,7 +115,7 @@ def test_a_closed_stdout_is_not_a_traceback(tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import ftx_env
+    from tests.helpers import ftx_env
 
     import os
 
