@@ -129,6 +129,9 @@ def cmd_train(args: list[str]) -> None:
     overrides, flags, multirun = ns.overrides, _hydra_argv(p, ns), ns.multirun
     if multirun:  # a malformed sweep (e.g. empty choice()) is one line, not Hydra's parser report
         check_overrides(overrides)
+        for o in overrides:  # Hydra reports a failed mkdir of the sweep dir as a traceback
+            if o.startswith("hydra.sweep.dir="):
+                usable_dir(o.split("=", 1)[1], "hydra.sweep.dir", create=False)
     if not multirun:  # validate before Hydra sets anything up; sweeps validate per job
         spec = None
         if not any(getattr(ns, k, None) for k in HYDRA_ONLY):

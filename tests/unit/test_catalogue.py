@@ -202,6 +202,10 @@ CATALOGUE = [
           "ftx: config error: hydra.run.dir: {d}/run_yaml holds a finished run (config.yaml, manifest.json, "
           "metrics.json, adapter); a run dir takes one run: continue an interrupted one with train.resume=auto, "
           "or choose a new hydra.run.dir"),
+    Entry("sweep-dir-uncreatable", "`ftx train -m hydra.sweep.dir=S` under a path that is a file",
+          ["train", "-m", *TINY, "lora.r=2,4", "hydra.sweep.dir={d}/empty.jsonl/sweep"],
+          "ftx: config error: hydra.sweep.dir: cannot create {d}/empty.jsonl/sweep: {d}/empty.jsonl is a file, "
+          "not a folder"),
     Entry("run-dir-is-file", "`ftx train hydra.run.dir=R` where R is a file",
           ["train", *TINY, *DATA, "data.sources.http.path={d}/good.jsonl", "hydra.run.dir={d}/empty.jsonl"],
           "ftx: config error: hydra.run.dir: {d}/empty.jsonl is a file, not a folder (give a folder path)"),
