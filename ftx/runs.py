@@ -163,7 +163,8 @@ def hold_lock(target, what: str) -> Iterator[Path]:
     and is removed on exit. A second process gets one line naming the holder's pid. The OS drops the
     lock of a killed process, so a crash never leaves `target` locked."""
     target = Path(target).expanduser()
-    lock = target.parent / f".{target.name}.lock"
+    where = target.resolve()  # `.` has no name: lock the folder by its real one
+    lock = where.parent / f".{where.name}.lock"
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, FILE_MODE)
