@@ -28,7 +28,8 @@ from ftx.errors import ConfigError, RunError
 from ftx.eval.select import select_callback, select_key
 from ftx.eval.suite import Evaluator, summary_table
 from ftx.precision import use_bf16
-from ftx.runs import MetricsLog, as_disk_full, atomic_write_text, environment, read_json, write_json
+from ftx.runs import (MetricsLog, as_disk_full, atomic_write_text, earlier_run, environment, hold_lock, read_json,
+                      write_json)
 from ftx.spec.run import RunSpec, as_dict, build_spec, metric_direction, spec_hash
 from ftx.track.cost import account
 from ftx.track.sweep import trial_callbacks
@@ -69,6 +70,10 @@ class Recipe:
         """Run dir, resume point (read before config.yaml is rewritten), spec record, threads, precision."""
         self.t0 = time.time()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.main and self.spec.train.resume == "none":  # other ranks join the dir rank 0 is writing
+            reused = earlier_run(self.run_dir)
+            if reused:
+                raise ConfigError(f"hydra.run.dir: {reused}")
         self.resume = resume_checkpoint(self.spec, self.run_dir, self.resolved)
         if self.main:
             self.manifest = record_spec(self.spec, self.cfg, self.run_dir, self.overrides, self.resolved)
@@ -257,7 +262,10 @@ def run(cfg, finishers: Sequence[Finisher] = ()) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir) if hydra else Path(cfg.get("run_dir") or ".")
     overrides = list(HydraConfig.get().overrides.task) if hydra else []
     try:
-        return execute(spec, cfg, run_dir, overrides, finishers)
+        if not dist.is_main_process():
+            return execute(spec, cfg, run_dir, overrides, finishers)
+        with hold_lock(run_dir, "hydra.run.dir"):  # one process per run dir (its other ranks excepted)
+            return execute(spec, cfg, run_dir, overrides, finishers)
     except Exception as e:  # a full disk while saving a checkpoint surfaces as a library's RuntimeError
         full = as_disk_full(e, run_dir.resolve())
         if full is None:

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import errno
 import gzip
+import fcntl
 import hashlib
 import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
-from ftx.errors import DataError, RunError
+from ftx.errors import ConfigError, DataError, FtxError, RunError
 from ftx.secrets import redact_text
 
 TRACKED_PACKAGES = ("ftx", "torch", "transformers", "peft", "accelerate", "bitsandbytes", "deepspeed",
@@ -27,6 +30,19 @@ TRACKED_PACKAGES = ("ftx", "torch", "transformers", "peft", "accelerate", "bitsa
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 MAX_RECORD_BYTES = 8 * 1024 * 1024  # per JSONL line
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it; restored at once (at import, before any thread runs)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
+FILE_MODE = 0o666 & ~UMASK
+"""The mode `open(path, "w")` gives a new file: atomic writes match it (mkstemp alone gives 0600)."""
+DIR_MODE = 0o777 & ~UMASK
+"""The mode `mkdir` gives a new folder: temporary output folders get it before they are renamed into place."""
 
 
 def disk_full(path: Path) -> "Exception":
@@ -63,6 +79,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             raise disk_full(path) from None
         raise
     try:
+        os.fchmod(fd, FILE_MODE)  # teammates read shared runs as they would any file this user writes
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(redact_text(text))
             f.flush()
@@ -76,6 +93,215 @@ def atomic_write_text(path: Path, text: str) -> None:
         if isinstance(e, OSError) and e.errno in DISK_FULL:
             raise disk_full(path) from None
         raise
+
+
+# ---------------------------------------------------------------- output targets: paths, locks, temp-then-rename
+
+COMPLETE = ".ftx-complete"
+"""The completion marker of an output folder: written last, inside the temporary sibling, before the rename."""
+
+INTERRUPTED = "interrupted; rerun the same command (with train.resume=auto for training) to continue"
+"""What the CLI prints (after `ftx: `) on Ctrl-C or SIGTERM; exit code 130."""
+
+
+def _problem(e: OSError) -> str:
+    return e.strerror or type(e).__name__
+
+
+def usable_dir(path, what: str, create: bool = True) -> Path:
+    """`path` as a folder ftx can write into, created (with parents) when `create`; else a one-line
+    ConfigError naming `what` (the key or flag it came from): a file in the way, a parent that is a
+    file, no permission. Call it before any work starts."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what}: {path} is a file, not a folder (give a folder path)")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"{what}: cannot create {path}: {blocker} is a file, not a folder")
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            if e.errno in DISK_FULL:
+                raise disk_full(path) from None
+            raise ConfigError(f"{what}: cannot create {path} ({_problem(e)})") from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError(f"{what}: cannot write into {path} (permission denied)")
+    return path
+
+
+def check_not_input(target, inputs: Iterable, what: str) -> None:
+    """Refuse an output `target` that is one of the command's own inputs, or a folder holding one:
+    writing it would replace the data the command reads."""
+    t = Path(target).expanduser().resolve()
+    for src in inputs:
+        if src is None:
+            continue
+        s = Path(src).expanduser().resolve()
+        if s == t:
+            raise ConfigError(f"{what}: {target} is one of this command's inputs (writing it would replace "
+                              "them); choose another output path")
+        if t in s.parents:
+            raise ConfigError(f"{what}: {target} holds {src}, one of this command's inputs (writing it would "
+                              "replace them); choose another output path")
+
+
+def _holder(lock: Path) -> str:
+    for _ in range(20):  # the holder writes its pid right after taking the lock
+        try:
+            pid = lock.read_text().strip()
+        except OSError:
+            pid = ""
+        if pid:
+            return pid
+        time.sleep(0.05)
+    return "unknown"
+
+
+@contextmanager
+def hold_lock(target, what: str) -> Iterator[Path]:
+    """An exclusive lock on `target` for this process: the file `.<name>.lock` beside it holds our pid
+    and is removed on exit. A second process gets one line naming the holder's pid. The OS drops the
+    lock of a killed process, so a crash never leaves `target` locked."""
+    target = Path(target).expanduser()
+    where = target.resolve()  # `.` has no name: lock the folder by its real one
+    lock = where.parent / f".{where.name}.lock"
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except OSError as e:
+            raise ConfigError(f"{what}: cannot create {target} ({_problem(e)})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunError(f"{what}: {target} is being written by another ftx process (pid {_holder(lock)}); "
+                           "wait for it to finish or choose another path") from None
+        try:  # the previous holder may have removed the file between our open and our lock: lock the new one
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield lock
+    finally:
+        try:
+            os.unlink(lock)  # before unlocking: a waiter that opened it sees the inode change and retries
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def _nonempty(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _rename_paths(e: BaseException, tmp: Path, target: Path) -> BaseException:
+    """An FtxError raised while writing names the temporary folder; the user asked for `target`."""
+    if isinstance(e, FtxError) and str(tmp) in str(e):
+        new = type(e)(str(e).replace(str(tmp), str(target)))
+        return new
+    return e
+
+
+@contextmanager
+def output_dir(target, what: str = "--out", overwrite: bool = False, inputs: Iterable = (),
+               command: str = "") -> Iterator[Path]:
+    """The one way ftx writes an output folder:
+
+        with output_dir(out, "--out", overwrite=ns.overwrite, inputs=[...]) as tmp:
+            write everything into tmp
+
+    Before any work: `target` must not be one of `inputs` (or hold one), must be creatable (a one-line
+    ConfigError otherwise), and not be a non-empty folder unless `overwrite`; the lock beside it keeps a
+    second process out. Everything is written into the temporary sibling `.<name>.partial`, which gets
+    the completion marker and is renamed into place only when the block ends without an error; so
+    `target` is either absent, its previous self, or complete. On an error or an interrupt the temporary
+    folder is removed; one left by a killed process is replaced by the next run of the command."""
+    target = Path(target).expanduser()
+    check_not_input(target, inputs, what)
+    usable_dir(target, what, create=False)  # not a file, nor under one
+    parent = usable_dir(target.parent, what)
+    with hold_lock(target, what):
+        if _nonempty(target) and not overwrite:
+            raise ConfigError(f"{what} {target}: directory exists and is not empty "
+                              "(choose a new one, or pass --overwrite to replace it)")
+        tmp, old = parent / f".{target.name}.partial", parent / f".{target.name}.old"
+        for leftover in (tmp, old):  # a killed earlier run's: incomplete by construction
+            if leftover.exists():
+                shutil.rmtree(leftover)
+        try:
+            tmp.mkdir()
+            os.chmod(tmp, DIR_MODE)
+            yield tmp
+            atomic_write_text(tmp / COMPLETE, json.dumps({"command": command, "pid": os.getpid(),
+                                                          "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
+            if target.exists():
+                target.rename(old)  # a crash between the two renames leaves no target: the rerun writes it
+            tmp.rename(target)
+            _fsync_dir(parent)
+            shutil.rmtree(old, ignore_errors=True)
+        except BaseException as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            new = _rename_paths(e, tmp, target)
+            if new is not e:
+                raise new from None
+            raise
+
+
+@contextmanager
+def output_file(target, what: str = "--out", overwrite: bool = False, inputs: Iterable = (),
+                also: Iterable = ()) -> Iterator[Path]:
+    """An output file (and the files `also` written beside it), checked and locked before any work:
+    not one of `inputs`, creatable, not an existing file unless `overwrite`. Write each with
+    atomic_write_text inside the block."""
+    target = Path(target).expanduser()
+    for path in (target, *also):
+        check_not_input(path, inputs, what)
+        if path.is_dir():
+            raise ConfigError(f"{what}: {path} is a folder, not a file (give a file path)")
+    blocker = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"{what}: cannot create {target}: {blocker} is a file, not a folder")
+    usable_dir(target.parent, what)
+    with hold_lock(target, what):
+        existing = [p for p in (target, *map(Path, also)) if p.exists()]
+        if existing and not overwrite:
+            raise ConfigError(f"{what}: {existing[0]} exists (choose a new path, or pass --overwrite to replace it)")
+        yield target
+
+
+RUN_FILES = ("config.yaml", "manifest.json", "metrics.jsonl", "metrics.json", "adapter", "checkpoints")
+"""What a run writes into its run dir; any of them there means the dir holds an earlier run."""
+
+
+def earlier_run(run_dir) -> Optional[str]:
+    """Why `run_dir` cannot take a new run (it holds an earlier one), or None when it is new or empty of runs.
+    An earlier run with metrics.json finished; one without it was interrupted (resumable)."""
+    run_dir = Path(run_dir)
+    found = [n for n in RUN_FILES if (run_dir / n).exists()]
+    if not found:
+        return None
+    state = "a finished run" if (run_dir / "metrics.json").exists() else "an interrupted run (no metrics.json)"
+    return (f"{run_dir} holds {state} ({', '.join(found)}); a run dir takes one run: continue an interrupted "
+            "one with train.resume=auto, or choose a new hydra.run.dir")
 
 
 def _jsonable(v: Any) -> Any:
@@ -254,3 +480,28 @@ class MetricsLog:
         if not self.path.exists():
             return []
         return [obj for _, obj in read_jsonl(self.path, tolerant=True)]  # skips a line cut by a crash mid-write
+
+
+def input_paths(resolved: dict) -> list[Path]:
+    """Every existing file or folder a resolved spec names (data sources, seeds, dev and golden sets,
+    prompt files, caches…): what an output path must not be, nor hold. Found by walking every string
+    value, so a key added later is covered without a list to keep up to date."""
+    out = []
+
+    def walk(v):
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str) and v and ("/" in v or "." in v.strip(".")) and "\n" not in v and len(v) < 4096:
+            try:
+                p = Path(v).expanduser()
+                if p.exists():
+                    out.append(p)
+            except (OSError, ValueError):
+                pass
+
+    walk(resolved)
+    return out

@@ -71,8 +71,15 @@ def add_config_dir(p: argparse.ArgumentParser) -> None:
 
 
 def add_out(p: argparse.ArgumentParser, help: str, metavar: str = "DIR", required: bool = False) -> None:
-    """`--out PATH`, the same flag on every command that writes somewhere."""
+    """`--out PATH` and `--overwrite`, the same flags on every command that writes somewhere."""
     p.add_argument("--out", metavar=metavar, required=required, help=help)
+    add_overwrite(p)
+
+
+def add_overwrite(p: argparse.ArgumentParser) -> None:
+    """`--overwrite`: replace an existing, non-empty output (without it, ftx refuses to)."""
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the output if it exists (it is replaced only once the new one is complete)")
 
 
 def parse(p: Parser, args: list[str]) -> argparse.Namespace:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ftx.cli.args import add_out, command_parser, parse
 from ftx.record.compare import compare, default_out, plot_curves
-from ftx.runs import atomic_write_text
+from ftx.runs import atomic_write_text, output_dir
 
 
 def parser():
@@ -16,7 +16,8 @@ def parser():
     p.add_argument("--metric", help="rank by this metric path (default: the runs' objective)")
     p.add_argument("--direction", choices=("minimize", "maximize"))
     p.add_argument("--metrics", help="comma-separated metric columns (default: objective and losses)")
-    add_out(p, "folder for compare.csv and loss_curves.png")
+    add_out(p, "folder for compare.csv and loss_curves.png, new or empty unless --overwrite "
+               "(default: ./compare, or SWEEP_DIR/compare for one sweep dir)")
     return p
 
 
@@ -26,9 +27,11 @@ def cmd_compare(args: list[str]) -> None:
 
     c = compare(a.runs, a.metrics.split(",") if a.metrics else None, a.metric, a.direction)
     out = Path(a.out) if a.out else default_out(a.runs)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "compare.csv", c.table.to_csv(index=False))
-    png = plot_curves(c, out / "loss_curves.png")
+    with output_dir(out, "--out", overwrite=a.overwrite, inputs=[Path(p) for p in c.table["path"]],
+                    command="ftx compare") as tmp:
+        atomic_write_text(tmp / "compare.csv", c.table.to_csv(index=False))
+        png = plot_curves(c, tmp / "loss_curves.png")
+    png = out / png.name if png else png
     shown = c.table.drop(columns=["path"])
     with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 60):
         print(shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))

@@ -13,16 +13,18 @@ import time
 from pathlib import Path
 
 from ftx.cli.args import add_config_dir, add_out, command_parser, parse
-from ftx.errors import ConfigError, DataError
+from ftx.cli.preflight import check_paths
+from ftx.errors import DataError
 from ftx.data import versions
 from ftx.data.ledger import Ledger
-from ftx.runs import atomic_write_text, write_json
+from ftx.runs import atomic_write_text, input_paths, output_dir, write_json
 
 
 def parser():
     p = command_parser("curate", "ftx curate [key=value …] [--out DIR]", __doc__.split("\n\n", 1)[1].strip(),
                        overrides=True)
-    add_out(p, "output folder, new or empty (default: outputs/curate/<date>/<time>)")
+    add_out(p, "output folder, new or empty (default: outputs/curate/<date>/<time>); written into a "
+               "temporary sibling and renamed into place when complete")
     add_config_dir(p)
     return p
 
@@ -40,23 +42,23 @@ def cmd_curate(args: list[str]) -> None:
     out = Path(ns.out) if ns.out else Path("outputs/curate") / time.strftime("%Y-%m-%d") / time.strftime("%H-%M-%S")
     spec = build_spec(compose(ns.overrides, ns.config_dir))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {out}: directory exists and is not empty (choose a new one)")
-    ledger = Ledger()
-    records, lineage = load_sources(spec.data.sources, ledger)
-    if not records:
-        raise DataError("no records to curate: every source is empty")
-    kept = curate(records, spec.curation, ledger, out)
-    out.mkdir(parents=True, exist_ok=True)
     resolved = as_dict(spec)
-    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(
-        {"data": resolved["data"], "curation": resolved["curation"]})))
-    write_json(out / "lineage.json", lineage)
-    atomic_write_text(out / "kept.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
-    ledger.write(out)  # ledger.json + dropped.jsonl
+    check_paths(spec, model=False)
+    with output_dir(out, "--out", overwrite=ns.overwrite, inputs=input_paths(resolved),
+                    command="ftx curate") as tmp:
+        ledger = Ledger()
+        records, lineage = load_sources(spec.data.sources, ledger)
+        if not records:
+            raise DataError("no records to curate: every source is empty")
+        kept = curate(records, spec.curation, ledger, tmp)
+        atomic_write_text(tmp / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(
+            {"data": resolved["data"], "curation": resolved["curation"]})))
+        write_json(tmp / "lineage.json", lineage)
+        atomic_write_text(tmp / "kept.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+        ledger.write(tmp)  # ledger.json + dropped.jsonl
 
-    version = versions.compute(kept, resolved["curation"])
-    versions.write(out, version)
+        version = versions.compute(kept, resolved["curation"])
+        versions.write(tmp, version)
     print(f"{'stage':<22}{'in':>8}{'kept':>8}{'dropped':>9}  reasons")
     for s in ledger.summary():
         reasons = ", ".join(f"{k}={v}" for k, v in s["dropped_by_reason"].items())

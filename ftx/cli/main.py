@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 from typing import Optional
 
 from ftx.cli.args import strip_local_rank
 from ftx.errors import FtxError
-from ftx.runs import as_disk_full
+from ftx.runs import INTERRUPTED, as_disk_full
+from ftx.track.progress import close_bars
 
 COMMANDS = {
     "train": "ftx.cli.train:cmd_train",
@@ -48,18 +50,44 @@ def usage() -> str:
     return "\n\n".join(__doc__.split("\n\n")[1:3]).rstrip()
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (kill, a scheduler's preemption) ends like Ctrl-C: cleanup runs, one line
+
+
+def interrupted() -> None:
+    """The end of an interrupted command: one line, exit 130 (what `finally` blocks wrote is consistent:
+    output folders are renamed into place only when complete, locks are released)."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting adds no traceback
+    except ValueError:  # not the main thread
+        pass
+    close_bars()  # a bar's final redraw at exit would come after the line
+    sys.stdout.flush()
+    print(f"ftx: {INTERRUPTED}", file=sys.stderr, flush=True)
+    sys.exit(130)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (an embedding program): leave its handlers alone
+        previous = None
     try:
         try:
             _main(sys.argv[1:] if argv is None else argv)
         finally:
             sys.stdout.flush()
+    except KeyboardInterrupt:
+        interrupted()
     except BrokenPipeError:  # `ftx … | head`: the reader left; no traceback, nothing more to print
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit-time flush fails quietly
         except (OSError, ValueError, AttributeError):
             pass
         sys.exit(1)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv: list[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ftx.cli.args import add_config_dir, command_parser, parse
+from ftx.cli.preflight import check_paths
 from ftx.spec.run import as_dict, build_spec, spec_hash
 from ftx.spec.tree import compose_choices
 from ftx.engine.model import load_tokenizer
@@ -23,6 +24,8 @@ def cmd_spec(args: list[str]) -> None:
     ns = parse(parser(), args)
     cfg, choices, where = compose_choices(ns.overrides, ns.config_dir)
     spec = build_spec(cfg)
+    if ns.data:  # --data loads the tokenizer (model cache) and may curate (curation cache)
+        check_paths(spec, model=True)
     resolved = as_dict(spec)
     print(OmegaConf.to_yaml(OmegaConf.create(resolved)), end="")
     print(f"# spec hash: {spec_hash(resolved)}")

@@ -8,8 +8,11 @@ import time
 from pathlib import Path
 
 from ftx.cli.args import command_parser, parse
+from ftx.cli.main import interrupted
+from ftx.cli.preflight import check_paths
 from ftx.errors import ConfigError, FtxError
 from ftx.record.card import write_card
+from ftx.runs import earlier_run, usable_dir
 from ftx.spec import tree
 from ftx.spec.run import build_spec
 from ftx.track.sweep import check_overrides
@@ -55,15 +58,18 @@ def _distributed_run_dir(overrides: list[str]) -> list[str]:
     return overrides + [f"hydra.run.dir={run_dir}"]
 
 
-def _check_run_dir(overrides: list[str]) -> None:
-    """Create an explicit hydra.run.dir up front: Hydra reports a failed mkdir as a traceback."""
+def _check_run_dir(overrides: list[str], resume: "str | None") -> None:
+    """An explicit hydra.run.dir, checked and created up front (Hydra reports a failed mkdir as a
+    traceback, and writes .hydra/ into the dir before the task could refuse it): one that holds an
+    earlier run is refused unless `resume` (train.resume) continues it. Rank 0 checks; the other ranks
+    join the dir it is writing."""
     for o in overrides:
         if o.startswith("hydra.run.dir="):
-            path = Path(o.split("=", 1)[1]).expanduser()
-            try:
-                path.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise ConfigError(f"hydra.run.dir: cannot create {path} ({e.strerror or e})") from None
+            path = usable_dir(o.split("=", 1)[1], "hydra.run.dir")
+            if resume == "none" and int(os.environ.get("RANK", "0")) == 0:
+                reused = earlier_run(path)
+                if reused:
+                    raise ConfigError(f"hydra.run.dir: {reused}")
 
 
 HYDRA_ONLY = ("hydra_help", "shell_completion", "info", "config_path", "config_name", "experimental_rerun")
@@ -127,11 +133,16 @@ def cmd_train(args: list[str]) -> None:
     where.activate()  # the user's folder in front of ftx's, for Hydra's run and every sweep job
     if multirun:  # a malformed sweep (e.g. empty choice()) is one line, not Hydra's parser report
         check_overrides(overrides)
+        for o in overrides:  # Hydra reports a failed mkdir of the sweep dir as a traceback
+            if o.startswith("hydra.sweep.dir="):
+                usable_dir(o.split("=", 1)[1], "hydra.sweep.dir", create=False)
     if not multirun:  # validate before Hydra sets anything up; sweeps validate per job
+        spec = None
         if not any(getattr(ns, k, None) for k in HYDRA_ONLY):
-            build_spec(tree.compose(overrides, ns.config_dir))
+            spec = build_spec(tree.compose(overrides, ns.config_dir))
+            check_paths(spec, model=True)
         overrides = _distributed_run_dir(overrides)
-        _check_run_dir(overrides)
+        _check_run_dir(overrides, spec.train.resume if spec is not None else None)
 
     if not where.base.is_dir():
         raise ConfigError(f"config directory not found: {where.base} (set FTX_CONF to your conf/ folder)")
@@ -158,6 +169,11 @@ def _task(cfg):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return run(cfg, finishers=(write_card,))
+    except KeyboardInterrupt:  # Ctrl-C/SIGTERM in a single run: one line, exit 130 (a sweep's sweeper decides)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        logging.getLogger("ftx").error("interrupted")
+        interrupted()
     except FtxError as e:
         logging.getLogger("ftx").error("%s: %s", e.kind, e)
         if HydraConfig.get().mode == RunMode.MULTIRUN:

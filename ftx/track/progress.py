@@ -105,3 +105,14 @@ def progress_callback():
                 super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
 
     return _Progress()
+
+
+def close_bars() -> None:
+    """Close every open tqdm bar now (an interrupted command's last line must be its own, not a bar's
+    final redraw at exit)."""
+    std = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(std, "tqdm", None), "_instances", None) or ()):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 -- a bar that cannot close is not worth a traceback while exiting
+            pass

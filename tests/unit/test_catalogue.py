@@ -40,6 +40,9 @@ class Entry:
     after whatever warnings the libraries print."""
     disk_full: str = ""
     """Simulate a full disk (ENOSPC) when a file of this name is renamed into place."""
+    locked: str = ""
+    """Hold the output lock of this path (as another ftx process would) while the command runs; `{pid}`
+    in the message is our pid."""
 
 
 TINY = ["model=tiny_llama", "curation=none"]
@@ -194,9 +197,67 @@ CATALOGUE = [
           "ftx: data error: curation.relevance.seeds[0]: {d}/empty.jsonl holds no records (empty file)"),
     Entry("seeds-missing", "a seed file that does not exist", curated("curation.relevance.seeds=[{d}/nope.jsonl]"),
           "ftx: data error: curation.relevance.seeds[0]: file not found: {d}/nope.jsonl"),
+    # --- output paths (ftx/runs.py: output_dir, output_file, usable_dir; earlier_run for run dirs)
     Entry("curate-out-exists", "`ftx curate --out` into a non-empty folder",
-          ["curate", *TINY, *DATA, "data.sources.http.path={d}/good.jsonl", "--out", "{d}"],
-          "ftx: config error: --out {d}: directory exists and is not empty (choose a new one)"),
+          ["curate", *TINY, *DATA, "data.sources.http.path={d}/good.jsonl", "--out", "{d}/nonempty"],
+          "ftx: config error: --out {d}/nonempty: directory exists and is not empty (choose a new one, or pass "
+          "--overwrite to replace it)"),
+    Entry("curate-out-holds-input", "`ftx curate --out` a folder holding one of the run's own sources",
+          ["curate", *TINY, *DATA, "data.sources.http.path={d}/good.jsonl", "--out", "{d}", "--overwrite"],
+          "ftx: config error: --out: {d} holds {d}/good.jsonl, one of this command's inputs (writing it would "
+          "replace them); choose another output path"),
+    Entry("curate-out-is-file", "`ftx curate --out` an existing file",
+          ["curate", *TINY, *DATA, "data.sources.http.path={d}/good.jsonl", "--out", "{d}/empty.jsonl"],
+          "ftx: config error: --out: {d}/empty.jsonl is a file, not a folder (give a folder path)"),
+    Entry("curate-out-uncreatable", "`ftx curate --out` under a path that is a file",
+          ["curate", *TINY, *DATA, "data.sources.http.path={d}/good.jsonl", "--out", "{d}/empty.jsonl/out"],
+          "ftx: config error: --out: cannot create {d}/empty.jsonl/out: {d}/empty.jsonl is a file, not a folder"),
+    Entry("curate-out-locked", "`ftx curate --out O` while another ftx process writes O",
+          ["curate", *TINY, *DATA, "data.sources.http.path={d}/good.jsonl", "--out", "{d}/locked"],
+          "ftx: run error: --out: {d}/locked is being written by another ftx process (pid {pid}); wait for it "
+          "to finish or choose another path", locked="{d}/locked"),
+    Entry("augment-out-is-source", "`ftx augment --out` one of the run's own source files",
+          ["augment", *TINY, *DATA, "data.sources.http.path={d}/good.jsonl", "--out", "{d}/good.jsonl",
+           "--overwrite"],
+          "ftx: config error: --out: {d}/good.jsonl is one of this command's inputs (writing it would replace "
+          "them); choose another output path"),
+    Entry("augment-out-exists", "`ftx augment --out` an existing file, without --overwrite",
+          ["augment", *TINY, *DATA, "data.sources.http.path={d}/good.jsonl", "--out", "{d}/truncated.jsonl"],
+          "ftx: config error: --out: {d}/truncated.jsonl exists (choose a new path, or pass --overwrite to "
+          "replace it)"),
+    Entry("augment-out-uncreatable", "`ftx augment --out` under a path that is a file (before the model loads)",
+          ["augment", *TINY, *DATA, "data.sources.http.path={d}/good.jsonl", "--out", "{d}/empty.jsonl/s.jsonl"],
+          "ftx: config error: --out: cannot create {d}/empty.jsonl/s.jsonl: {d}/empty.jsonl is a file, not a "
+          "folder"),
+    Entry("report-out-uncreatable", "`ftx report --out` under a path that is a file",
+          ["report", "{d}/run_metrics", "--out", "{d}/empty.jsonl/r"],
+          "ftx: config error: --out: cannot create {d}/empty.jsonl/r: {d}/empty.jsonl is a file, not a folder"),
+    Entry("report-out-is-run", "`ftx report --out` the run directory itself",
+          ["report", "{d}/run_metrics", "--out", "{d}/run_metrics", "--overwrite"],
+          "ftx: config error: --out: {d}/run_metrics is one of this command's inputs (writing it would replace "
+          "them); choose another output path"),
+    Entry("compare-out-is-file", "`ftx compare --out` an existing file",
+          ["compare", "{d}/run_metrics", "--out", "{d}/empty.jsonl"],
+          "ftx: config error: --out: {d}/empty.jsonl is a file, not a folder (give a folder path)"),
+    Entry("model-cache-uncreatable", "a model cache (model.cache_dir or FTX_CACHE) that cannot be created",
+          [*data("{d}/good.jsonl"), "model.cache_dir={d}/empty.jsonl/models"],
+          "ftx: config error: model.cache_dir: cannot create {d}/empty.jsonl/models: {d}/empty.jsonl is a file, "
+          "not a folder"),
+    Entry("curation-cache-is-file", "a curation cache dir that is a file",
+          curated("curation.cache_dir={d}/empty.jsonl"),
+          "ftx: config error: curation.cache_dir: {d}/empty.jsonl is a file, not a folder (give a folder path)"),
+    Entry("run-dir-reused", "`ftx train hydra.run.dir=R` on a dir that holds an earlier run, without train.resume",
+          ["train", *TINY, *DATA, "data.sources.http.path={d}/good.jsonl", "hydra.run.dir={d}/run_yaml"],
+          "ftx: config error: hydra.run.dir: {d}/run_yaml holds a finished run (config.yaml, manifest.json, "
+          "metrics.json, adapter); a run dir takes one run: continue an interrupted one with train.resume=auto, "
+          "or choose a new hydra.run.dir"),
+    Entry("sweep-dir-uncreatable", "`ftx train -m hydra.sweep.dir=S` under a path that is a file",
+          ["train", "-m", *TINY, "lora.r=2,4", "hydra.sweep.dir={d}/empty.jsonl/sweep"],
+          "ftx: config error: hydra.sweep.dir: cannot create {d}/empty.jsonl/sweep: {d}/empty.jsonl is a file, "
+          "not a folder"),
+    Entry("run-dir-is-file", "`ftx train hydra.run.dir=R` where R is a file",
+          ["train", *TINY, *DATA, "data.sources.http.path={d}/good.jsonl", "hydra.run.dir={d}/empty.jsonl"],
+          "ftx: config error: hydra.run.dir: {d}/empty.jsonl is a file, not a folder (give a folder path)"),
     # --- the model
     Entry("model-missing", "a model path that does not exist",
           ["spec", "model.source=path", "model.name_or_path=/nonexistent/model", "--data"],
@@ -213,7 +274,7 @@ CATALOGUE = [
 ]
 
 TRAIN = ["train", "experiment=tiny_smoke", "curation=none", "data.sources.http.path={d}/good.jsonl", *DATA,
-         "hydra.run.dir={d}/runs/x"]
+         "hydra.run.dir={d}/runs/{id}"]  # a run dir per entry: a run dir takes one run
 CATALOGUE += [
     Entry("pickle-weights", "a model folder with only pickle (*.bin) weights",
           [*TRAIN, "model.source=path", "model.name_or_path={d}/pickle_model"],
@@ -225,14 +286,15 @@ CATALOGUE += [
           "after DoRA's first step); use quant=nf4 (QDoRA) or lora=lora", subprocess=True),
     Entry("run-dir-uncreatable", "a run directory that cannot be created (under a file)",
           [*TRAIN[:-1], "hydra.run.dir={d}/good.jsonl/run"],
-          "ftx: config error: hydra.run.dir: cannot create {d}/good.jsonl/run (Not a directory)"),
+          "ftx: config error: hydra.run.dir: cannot create {d}/good.jsonl/run: {d}/good.jsonl is a file, not a "
+          "folder"),
     Entry("resume-not-a-checkpoint", "train.resume pointing at a folder that is not a checkpoint",
           [*TRAIN, "train.resume={d}"],
           "ftx: run error: train.resume: '{d}' is not a complete checkpoint folder (no readable trainer_state.json); "
           "use none, auto, if_present or a checkpoint-N folder", subprocess=True),
     Entry("resume-no-checkpoint", "train.resume=auto in a run directory with no checkpoint",
           [*TRAIN, "train.resume=auto"],
-          "ftx: run error: train.resume=auto: no complete checkpoint in {d}/runs/x/checkpoints (resume needs the "
+          "ftx: run error: train.resume=auto: no complete checkpoint in {d}/runs/{id}/checkpoints (resume needs the "
           "interrupted run's dir: add hydra.run.dir=<that dir>; train.resume=if_present starts fresh instead)",
           subprocess=True),
     Entry("corrupt-checkpoint", "resuming from a checkpoint whose optimizer.pt was cut short",
@@ -308,6 +370,25 @@ FAULTS = [
     ("non-atomic-write", "code that writes a run-dir file without atomic_write_text",
      "a static test lists it (allow-list with reasons for temp-folder writes)",
      "tests/integration/test_faults.py::test_everything_a_later_step_reads_is_written_atomically"),
+    ("sigkill-out", "SIGKILL of `ftx curate --out O` while it writes O, then the same command",
+     "O is absent (everything went to the temporary sibling .O.partial); the rerun replaces the leftover and "
+     "succeeds; a finished O holds the completion marker .ftx-complete",
+     "tests/integration/test_outputs.py::test_sigkill_mid_write_then_the_same_command_succeeds"),
+    ("two-writers", "two `ftx curate --out O` at once with different configs",
+     "one writes O; the other ends with one line (`… is being written by another ftx process (pid N)` or "
+     "`… directory exists and is not empty`), exit 2; O holds only the winner's files",
+     "tests/integration/test_outputs.py::test_two_writers_one_wins_the_other_is_one_line"),
+    ("interrupt", "Ctrl-C (SIGINT) or SIGTERM during a command",
+     "one line `ftx: interrupted; rerun the same command (with train.resume=auto for training) to continue`, "
+     "exit 130, no traceback; the temporary folder and the lock are removed, the target untouched",
+     "tests/integration/test_outputs.py::test_an_interrupt_is_one_line_and_exit_130"),
+    ("export-twice", "`ftx export R1 --out E`, then `ftx export R2 --out E`",
+     "the second is refused before any model loads (`--out E: directory exists and is not empty …`); "
+     "`--overwrite` replaces E only once the new export is complete",
+     "tests/unit/test_outputs.py::test_a_second_export_into_the_same_folder_is_refused_before_loading"),
+    ("umask", "files and folders ftx writes (atomic writes use mkstemp, 0600)",
+     "the modes `open`/`mkdir` would give under the umask (0644/0755 with umask 022)",
+     "tests/unit/test_outputs.py::test_written_files_and_folders_respect_the_umask"),
     ("disk-full-keeps-old", "a full disk while replacing a file that already exists",
      "the previous version stays whole and no temporary file is left",
      "tests/integration/test_faults.py::test_atomic_write_on_a_full_disk_keeps_the_previous_file"),
@@ -323,6 +404,8 @@ def files(tmp_path_factory):
     (d / "good.jsonl").write_text(text)
     (d / "truncated.jsonl").write_text(text[:-20])
     (d / "empty.jsonl").write_text("")
+    (d / "nonempty").mkdir()
+    (d / "nonempty" / "notes.txt").write_text("the user's\n")
     (d / "latin1.jsonl").write_bytes(b'{"text": "caf\xe9 au lait"}\n')
     (d / "array.jsonl").write_text("[1, 2]\n")
     write_jsonl(d / "notext.jsonl", [{"id": "a", "body": "x"}])
@@ -377,14 +460,14 @@ def pickle_model(dst: Path) -> Path:
     return dst
 
 
-def fill(text: str, d, conf, experiments: str = "") -> str:
+def fill(text: str, d, conf, experiments: str = "", id: str = "ID") -> str:
     from dataclasses import fields
 
     from ftx.spec.lora import LoraConfig
     from ftx.spec.train import TrainConfig
 
     experiments = experiments or ", ".join(sorted(p.stem for p in (Path(conf) / "experiment").glob("*.yaml")))
-    return text.format(d=d, conf=conf, commands=", ".join(cli.COMMANDS), experiments=experiments,
+    return text.format(d=d, conf=conf, pid="PID", id=id, commands=", ".join(cli.COMMANDS), experiments=experiments,
                        lora_keys=", ".join(f.name for f in fields(LoraConfig)),
                        train_keys=", ".join(f.name for f in fields(TrainConfig)))
 
@@ -403,13 +486,13 @@ def test_entry(entry, files, capsys, monkeypatch, tmp_path):
     d, conf = files
     monkeypatch.setattr(tree, "CONF_DIR", conf)
     monkeypatch.chdir(tmp_path)
-    args = [fill(a, d, conf) for a in entry.args]
+    args = [fill(a, d, conf, id=entry.id) for a in entry.args]
     if entry.subprocess:
         r = run_ftx(args, tmp_path, timeout=300)  # the shipped ftx/conf (with its sweep group)
         code, err = r.returncode, r.stderr
         assert "Traceback" not in err
         assert code == 2, err[-2000:]
-        assert err.strip().splitlines()[-1] == fill(entry.message, d, conf), err[-2000:]
+        assert err.strip().splitlines()[-1] == fill(entry.message, d, conf, id=entry.id), err[-2000:]
         assert err.count("ftx: ") == 1, err[-2000:]
         return
     if entry.disk_full:
@@ -421,10 +504,17 @@ def test_entry(entry, files, capsys, monkeypatch, tmp_path):
             return real_replace(src, dst)
 
         monkeypatch.setattr(os, "replace", replace)
-    code, err = run_main(args, capsys)
+    if entry.locked:
+        from ftx.runs import hold_lock
+
+        with hold_lock(fill(entry.locked, d, conf), "--out"):
+            code, err = run_main(args, capsys)
+        entry = Entry(entry.id, entry.what, entry.args, entry.message.replace("{pid}", str(os.getpid())))
+    else:
+        code, err = run_main(args, capsys)
     assert "Traceback" not in err
     assert code == 2, err
-    assert err == fill(entry.message, d, conf) + "\n"
+    assert err == fill(entry.message, d, conf, id=entry.id) + "\n"
     assert not (tmp_path / "outputs").exists(), "a rejected command leaves nothing behind"
 
 
