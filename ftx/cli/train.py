@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ftx.cli.args import command_parser, parse
+from ftx.cli.multirun import check as check_multirun
 from ftx.errors import ConfigError, FtxError
 from ftx.record.card import write_card
 from ftx.spec import tree
@@ -121,8 +122,16 @@ def cmd_train(args: list[str]) -> None:
     import hydra
 
     overrides, flags, multirun = ns.overrides, _hydra_argv(p, ns), ns.multirun
+    modes = [f for f, on in (("-m", multirun), ("--run", getattr(ns, "run", False)), ("--cfg", getattr(ns, "cfg", None)),
+                             ("--info", getattr(ns, "info", None)),
+                             ("--shell-completion", getattr(ns, "shell_completion", False))) if on]
+    if len(modes) > 1:  # Hydra's ValueError traceback otherwise
+        raise ConfigError(f"ftx train: {' and '.join(modes)} cannot be combined (Hydra runs one mode at a time: "
+                          "-m, --run, --cfg, --info or --shell-completion)")
     if multirun:  # a malformed sweep (e.g. empty choice()) is one line, not Hydra's parser report
         check_overrides(overrides)
+        if not any(getattr(ns, k, None) for k in HYDRA_ONLY):
+            check_multirun(overrides)  # every swept value validated like a single run, before any sweep dir
     if not multirun:  # validate before Hydra sets anything up; sweeps validate per job
         if not any(getattr(ns, k, None) for k in HYDRA_ONLY):
             build_spec(tree.compose(overrides))

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from ftx.conf import conf_dir
 from ftx.errors import ConfigError
 from ftx.spec.run import explain
@@ -14,20 +16,43 @@ CONF_DIR = conf_dir()
 """$FTX_CONF if set (your own copy of the whole tree), else the packaged ftx/conf/."""
 
 
-def compose(overrides: list[str]):
-    """Compose the config tree with overrides (Hydra's compose API), errors as one line."""
-    import yaml
-    from hydra import compose as hydra_compose
+@contextmanager
+def session():
+    """A Hydra session on the config tree, yielding its config loader: several `compose(..., in_session=True)`
+    calls share one initialisation (group options, the hydra config)."""
     from hydra import initialize_config_dir
-    from hydra.errors import HydraException, MissingConfigException
-    from omegaconf.errors import OmegaConfBaseException
+    from hydra.core.global_hydra import GlobalHydra
 
     if not CONF_DIR.is_dir():
         raise ConfigError(f"config directory not found: {CONF_DIR} (set FTX_CONF to your conf/ folder)")
-    plain = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="ftx"):
+        yield GlobalHydra.instance().config_loader()
+
+
+def compose(overrides: list[str], in_session: bool = False, hydra: bool = False):
+    """Compose the config tree with overrides (Hydra's compose API), errors as one line.
+
+    `hydra=True` keeps `hydra.*` overrides and returns the hydra node too (which sweeper, its params);
+    `in_session=True` composes inside an open `session()`."""
+    from hydra import compose as hydra_compose
+
+    plain = overrides if hydra else [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    with one_line():
+        if in_session:
+            return hydra_compose(config_name="config", overrides=plain, return_hydra_config=hydra)
+        with session():
+            return hydra_compose(config_name="config", overrides=plain, return_hydra_config=hydra)
+
+
+@contextmanager
+def one_line():
+    """Hydra's and OmegaConf's composition errors (missing option, bad key or value, bad YAML) as one ConfigError."""
+    import yaml
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="ftx"):
-            return hydra_compose(config_name="config", overrides=plain)
+        yield
     except MissingConfigException as e:
         text = str(e)
         missing = e.missing_cfg_file or text.split("'")[1] if "'" in text else text

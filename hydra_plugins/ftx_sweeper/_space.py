@@ -20,6 +20,8 @@ from typing import Any, Dict, List, Optional
 
 from ftx.errors import ConfigError
 
+TAGS = ("log",)
+"""Sweep tags the ftx sweeper reads: tag(log, interval(…)) is a log-scale float or int."""
 _PLAIN = re.compile(r"^[A-Za-z0-9_./:\-]+$")
 
 
@@ -69,6 +71,13 @@ def _from_override(where: str, override) -> Any:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     value = override.value()
+    tags = sorted(getattr(value, "tags", None) or ())
+    known = TAGS if isinstance(value, IntervalSweep) else ()
+    unknown = [t for t in tags if t not in known]
+    if unknown:
+        valid = f"valid: {', '.join(TAGS)}, on interval()" if known or not isinstance(value, (ChoiceSweep, RangeSweep)) \
+            else "choice() and range() take no tags; tag(log, …) goes on interval()"
+        raise ConfigError(f"{where}: unknown sweep tag {unknown[0]!r} ({valid})")
     if isinstance(value, ChoiceSweep) or (isinstance(value, RangeSweep) and value.shuffle):
         choices = list(override.sweep_iterator(transformer=Transformer.identity))
         if not choices:
