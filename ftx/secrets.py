@@ -80,6 +80,21 @@ def find_token_value(obj: Any, prefix: str = "") -> Optional[tuple[str, str]]:
     return None
 
 
+def _find_env_value(obj: Any, values: list[str], prefix: str = "") -> Optional[tuple[str, str]]:
+    if isinstance(obj, dict):
+        items = ((f"{prefix}.{k}" if prefix else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        items = ((f"{prefix}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        hit = isinstance(obj, str) and any(v in obj for v in values)
+        return (prefix, "the value of a secret environment variable") if hit else None
+    for key, value in items:
+        found = _find_env_value(value, values, key)
+        if found:
+            return found
+    return None
+
+
 def redact_text(text: str, secrets: Optional[Iterable[str]] = None) -> str:
     for v in secret_values() if secrets is None else secrets:
         text = text.replace(v, MASK)
@@ -124,6 +139,9 @@ def check_no_secrets(overrides: list[str]) -> None:
 def check_config_values(container: Any) -> None:
     """A composed config (plain data) holds no token-shaped value: config files are copied into run dirs."""
     found = find_token_value(container)
+    values = secret_values()
+    if not found and values:
+        found = _find_env_value(container, values)
     if found:
         raise ConfigError(f"{found[0]}: the value is shaped like a secret token ({found[1]}); ftx refuses secrets in configs because "
                           f"the config is written to the run directory {SECRET_ADVICE}")

@@ -66,7 +66,14 @@ def one_line():
         cause = e.__cause__
         if isinstance(cause, OmegaConfBaseException):
             raise ConfigError(explain(cause)) from None
-        raise ConfigError(str(e).splitlines()[0]) from None
+        first = str(e).splitlines()[0]
+        if first.startswith("Ambiguous value for argument '"):  # a sweep value in a single run
+            line = first.split("'", 1)[1].rsplit("'", 1)[0]
+            key, _, value = line.partition("=")
+            raise ConfigError(f"{line}: several values sweep a key, which needs a multirun (ftx train -m {line}); "
+                              f"for one list value write {key}=[{value}], for one string quote it: "
+                              f"{key}='{value}'") from None
+        raise ConfigError(first) from None
     except OmegaConfBaseException as e:
         raise ConfigError(explain(e)) from None
     except yaml.YAMLError as e:  # a hand-edited experiment or group file

@@ -76,6 +76,8 @@ def test_random_sigkills_of_a_sweep_then_reruns_lose_and_duplicate_nothing(tmp_p
     retried = Counter(n for t in trials for n in t.system_attrs.get("retry_history", [])[-1:])
     assert all(c == 1 for c in retried.values()), retried  # an interrupted trial is queued again once
     assert all(trials[n].state.name == "FAIL" for n in interrupted)
+    assert interrupted, "no kill landed inside a trial: the retry path was not exercised"
+    print(f"soak: {killed} kills, {len(trials)} trials, states {dict(states)}, interrupted {sorted(interrupted)}")
 
     with open(sweep_dir / "report" / "trials.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -155,6 +155,9 @@ CATALOGUE = [
     Entry("multirun-and-cfg", "`-m` together with `--cfg`", ["train", "-m", "--cfg", "job"],
           "ftx: config error: ftx train: -m and --cfg cannot be combined (Hydra runs one mode at a time: -m, --run, "
           "--cfg, --info or --shell-completion)"),
+    Entry("sweep-without-multirun", "several values for a key without `-m`", ["train", "lora.r=4,8"],
+          "ftx: config error: lora.r=4,8: several values sweep a key, which needs a multirun (ftx train -m "
+          "lora.r=4,8); for one list value write lora.r=[4,8], for one string quote it: lora.r='4,8'"),
     Entry("sweep-unknown-tag", "a typo'd sweep tag", ["train", "-m", "+sweep=tiny",
                                                      "optimizer.lr=tag(logg, interval(1e-5,1e-2))"],
           "ftx: config error: command line 'optimizer.lr=tag(logg, interval(1e-5,1e-2))': unknown sweep tag 'logg' "

@@ -82,3 +82,11 @@ def test_the_pii_stage_masks_the_same_shapes():
     for token in TOKENS.values():
         out, why = mask(f"my key is {token} ok", PiiConfig())
         assert token not in out and "<API_KEY>" in out and why == {"pii_api_key"}, token
+
+
+def test_a_config_holding_a_secret_environment_value_is_refused(monkeypatch):
+    monkeypatch.setenv("MY_SERVICE_API_KEY", "s3cr3tValue!x")
+    with pytest.raises(ConfigError, match=r"^model\.name_or_path: the value is shaped like a secret token \(the value "
+                                          r"of a secret environment variable\)") as e:
+        check_config_values({"model": {"name_or_path": "/data/s3cr3tValue!x/m"}})
+    assert "s3cr3tValue" not in str(e.value)
