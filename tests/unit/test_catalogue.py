@@ -216,6 +216,12 @@ CATALOGUE = [
            "data.sources.general.path={d}/general.jsonl", "--data"],
           "ftx: data error: curation dropped every domain record (30 in, 20 general kept): stage 'curate:relevance' "
           "dropped 30 (off_domain=30); nothing is left to train or validate on"),
+    Entry("mix-side-emptied", "a mix share whose every example an earlier stage dropped (all general too long)",
+          ["spec", *TINY, "data.sources.http.path={d}/good.jsonl", "data.sources.general.path={d}/long.jsonl",
+           "data.format.max_length=64", "data.mix.domain_ratio=0.8", "--data"],
+          "ftx: data error: data.mix: the training split has no general example left for a 0.2 share of the mix "
+          "(check the general sources, or data.mix.domain_ratio); earlier, stage 'format:train' dropped 19 "
+          "(too_long=19); also 'decontaminate' 1"),
     Entry("seeds-empty-list", "an empty seed set", curated("curation.relevance.seeds=[]"),
           "ftx: config error: curation.relevance.seeds: is empty: the relevance stage needs seed files of "
           "in-domain examples"),
@@ -355,6 +361,8 @@ def files(tmp_path_factory):
     (d / "latin1.jsonl").write_bytes(b'{"text": "caf\xe9 au lait"}\n')
     (d / "array.jsonl").write_text("[1, 2]\n")
     write_jsonl(d / "notext.jsonl", [{"id": "a", "body": "x"}])
+    write_jsonl(d / "long.jsonl", [{"id": f"l{i}", "prompt": f"Tell a long story {i}",
+                                    "response": " ".join(f"word{j}" for j in range(200))} for i in range(20)])
     rivers = ["Danube", "Rhine", "Seine", "Thames", "Elbe"]
     write_jsonl(d / "general.jsonl", [{"id": f"g{i}", "prompt": f"Which river is number {i} on the list?",
                                        "response": f"The {rivers[i % 5]} flows past {i} old towns."} for i in range(20)])
