@@ -90,6 +90,13 @@ def retry_interrupted(study, trial) -> None:
     trial that kills its sweeper, e.g. out of memory, ends FAILED instead of looping)."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
+    history = trial.system_attrs.get("retry_history", [])
+    if len(history) >= MAX_RETRY:  # Optuna's callback would stop silently: say why the point ends FAILED
+        error = (f"interrupted {len(history) + 1} times (trials {', '.join(map(str, history + [trial.number]))}: "
+                 "its sweeper was killed each time); not queued again")
+        study._storage.set_trial_user_attr(trial._trial_id, "error", error)
+        log.warning("trial %d %s", trial.number, error)
+        return
     with quiet():  # the retry's system attr retry_history names this trial
         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, trial)
     log.info("trial %d was interrupted; its parameters are queued again", trial.number)

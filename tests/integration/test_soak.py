@@ -82,11 +82,15 @@ def test_random_sigkills_of_a_sweep_then_reruns_lose_and_duplicate_nothing(tmp_p
     numbers = [t.number for t in trials]
     assert numbers == list(range(len(trials))), numbers  # each number once, none missing
     states = Counter(t.state.name for t in trials)
-    assert states["COMPLETE"] == N_TRIALS and states["RUNNING"] == 0, states
+    assert states["RUNNING"] == 0 and states["WAITING"] == 0, states
     interrupted = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     retried = Counter(n for t in trials for n in t.system_attrs.get("retry_history", [])[-1:])
     assert all(c == 1 for c in retried.values()), retried  # an interrupted trial is queued again once
     assert all(trials[n].state.name == "FAIL" for n in interrupted)
+    counted = [t for t in trials if t.number not in interrupted]
+    assert len(counted) == N_TRIALS, [(t.number, t.state.name) for t in trials]  # n_trials reached, no more
+    for t in counted:  # a point killed MAX_RETRY + 1 times in a row ends FAILED, with the reason recorded
+        assert t.state.name == "COMPLETE" or "interrupted" in t.user_attrs.get("error", ""), (t.number, t.user_attrs)
     assert len(interrupted) >= 2, f"only {len(interrupted)} kills landed inside a trial: the retry path was barely exercised"
     print(f"soak: {killed} kills, {len(trials)} trials, states {dict(states)}, interrupted {sorted(interrupted)}")
 
