@@ -329,6 +329,11 @@ FAULTS = [
     ("sigkill-sweep", "SIGKILL of a whole sweep mid-trial, then the same command",
      "the interrupted trial is re-queued once; finished trials are kept; no trial duplicated",
      "tests/integration/test_sweep.py::test_killed_sweep_resumes_with_no_trial_lost_or_duplicated"),
+    ("soak-sweep", "random SIGKILLs of a sweep (3 kills, each after its own trial started), then reruns of the "
+     "same command", "every trial number once in the study and trials.csv; n_trials counted trials; each "
+     "interrupted trial re-queued once (a point killed 3 times ends FAILED with the reason); each step and "
+     "evaluation once in every trial's metrics.jsonl; in == kept + dropped in every trial's ledger",
+     "tests/integration/test_soak.py::test_random_sigkills_of_a_sweep_then_reruns_lose_and_duplicate_nothing"),
     ("cut-metrics-line", "a crash in the middle of a metrics.jsonl line",
      "the cut line is skipped when read and removed on resume",
      "tests/integration/test_faults.py::test_metrics_rewind_drops_the_steps_a_resume_redoes"),
