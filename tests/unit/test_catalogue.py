@@ -457,6 +457,8 @@ def test_entry(entry, files, capsys, monkeypatch, tmp_path):
         assert code == 2, err[-2000:]
         assert err.strip().splitlines()[-1] == fill(entry.message, d, conf), err[-2000:]
         assert err.count("ftx: ") == 1, err[-2000:]
+        if entry.args[:2] == ["train", "-m"]:
+            assert not (tmp_path / "outputs").exists(), "a refused sweep leaves no sweep dir behind"
         return
     if entry.disk_full:
         real_replace = os.replace
