@@ -178,7 +178,7 @@ def build(params: Dict[str, Any], arguments: List[str]) -> Space:
                               "values, or set a fixed value as a normal override")
         add(where, parse(where, f"{key}={value if isinstance(value, str) else encode(value)}"))
     for line in arguments:
-        add(f"command line '{line}'", parse(f"command line '{line}'", line))
+        add(f"override '{line}'", parse(f"override '{line}'", line))
     return space
 
 

@@ -160,7 +160,7 @@ CATALOGUE = [
           "lora.r=4,8); for one list value write lora.r=[4,8], for one string quote it: lora.r='4,8'"),
     Entry("sweep-unknown-tag", "a typo'd sweep tag", ["train", "-m", "+sweep=tiny",
                                                      "optimizer.lr=tag(logg, interval(1e-5,1e-2))"],
-          "ftx: config error: command line 'optimizer.lr=tag(logg, interval(1e-5,1e-2))': unknown sweep tag 'logg' "
+          "ftx: config error: override 'optimizer.lr=tag(logg, interval(1e-5,1e-2))': unknown sweep tag 'logg' "
           "(valid: log, on interval())"),
     Entry("sweep-bad-choice", "a bad value in a sweep's choice()", ["train", "-m", "+sweep=tiny",
                                                                    "lora.method=choice(lora,dorra)"],
