@@ -33,7 +33,7 @@ def cmd_data(args: list[str]) -> None:
         parser().print_help()
         return
     if args[0].startswith("-"):
-        parser().error(f"unknown flag {args[0]!r}")
+        parser().error(f"unknown flag {args[0].split('=', 1)[0]!r}")  # the flag, never its value
     if args[0] not in SUBCOMMANDS:
         parser().error(f"unknown subcommand {args[0]!r} (available: {', '.join(SUBCOMMANDS)})")
     ns = parse(diff_parser(), args[1:])

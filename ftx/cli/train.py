@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ftx.cli.args import command_parser, parse
 from ftx.cli.main import interrupted
+from ftx.cli.multirun import check as check_multirun
 from ftx.cli.preflight import check_paths
 from ftx.errors import ConfigError, FtxError
 from ftx.record.card import write_card
@@ -131,8 +132,16 @@ def cmd_train(args: list[str]) -> None:
     overrides, flags, multirun = ns.overrides, _hydra_argv(p, ns), ns.multirun
     where = tree.layers(ns.config_dir)
     where.activate()  # the user's folder in front of ftx's, for Hydra's run and every sweep job
+    modes = [f for f, on in (("-m", multirun), ("--run", getattr(ns, "run", False)), ("--cfg", getattr(ns, "cfg", None)),
+                             ("--info", getattr(ns, "info", None)),
+                             ("--shell-completion", getattr(ns, "shell_completion", False))) if on]
+    if len(modes) > 1:  # Hydra's ValueError traceback otherwise
+        raise ConfigError(f"ftx train: {' and '.join(modes)} cannot be combined (Hydra runs one mode at a time: "
+                          "-m, --run, --cfg, --info or --shell-completion)")
     if multirun:  # a malformed sweep (e.g. empty choice()) is one line, not Hydra's parser report
         check_overrides(overrides)
+        if not any(getattr(ns, k, None) for k in HYDRA_ONLY):
+            check_multirun(overrides, ns.config_dir)  # every swept value validated like a single run, before any sweep dir
         for o in overrides:  # Hydra reports a failed mkdir of the sweep dir as a traceback
             if o.startswith("hydra.sweep.dir="):
                 usable_dir(o.split("=", 1)[1], "hydra.sweep.dir", create=False)

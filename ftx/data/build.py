@@ -53,6 +53,10 @@ def load_and_curate(data: DataConfig, curation: CurationConfig, out_dir: Optiona
                         f"{worst['stage']!r} ({worst['dropped']}: "
                         f"{', '.join(f'{k}={v}' for k, v in worst['dropped_by_reason'].items())})" if worst else
                         "no records after curation")
+    domain_in = sum(r.get("role") == "domain" for r in records)
+    if domain_in and not any(r.get("role") == "domain" for r in kept):  # else: a split error, not the cause
+        raise DataError(f"curation dropped every domain record ({domain_in} in, {len(kept)} general kept): "
+                        f"{ledger.cause(role='domain')}; nothing is left to train or validate on")
     return kept, lineage, ledger
 
 

@@ -63,6 +63,21 @@ class Ledger:
             entry["record"] = record
         self.dropped_records.append(entry)
 
+    def cause(self, role: Optional[str] = None, stages: Optional[tuple] = None) -> str:
+        """Which stage dropped the most (of records with this role, when given), for a message explaining
+        an empty result: "stage 'curate:relevance' dropped 60 (off_domain=60)"; "" when no stage dropped any."""
+        by_stage: dict[str, Counter] = {}
+        for d in self.dropped_records:
+            rec = d.get("record") or {}
+            if (role is None or rec.get("role") == role) and (stages is None or d["stage"] in stages):
+                by_stage.setdefault(d["stage"], Counter())[d["reason"]] += 1
+        if not by_stage:
+            return ""
+        stage, reasons = max(by_stage.items(), key=lambda kv: sum(kv[1].values()))
+        more = [f"{s!r} {sum(c.values())}" for s, c in by_stage.items() if s != stage]
+        return (f"stage {stage!r} dropped {sum(reasons.values())} ({', '.join(f'{k}={v}' for k, v in reasons.most_common())})"
+                + (f"; also {', '.join(more)}" if more else ""))
+
     def modify(self, stage: str, reason: str, n: int = 1) -> None:
         self._stage(stage).modified[reason] += n
 

@@ -274,8 +274,10 @@ def mix(examples: list[dict], cfg: DataConfig, ledger: Optional[Ledger] = None) 
         live = {k: p for k, p in shares.items() if p > 0}
         for k in live:
             if not pools[k]:
+                cause = ledger.cause(role=k) if ledger is not None else ""
                 raise DataError(f"data.mix: the training split has no {k} example left for a {live[k]:g} share "
-                                f"of the mix (check the {k} sources, or data.mix.domain_ratio)")
+                                f"of the mix (check the {k} sources, or data.mix.domain_ratio)"
+                                + (f"; earlier, {cause}" if cause else ""))
         if m.on_short == "downsample":
             total = min(avail[k] / p for k, p in live.items())
         else:  # anchor on the domain side; others are cut or (upsample) repeated to fit it

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from ftx.errors import ConfigError, require
+from ftx.secrets import check_config_values
 from ftx.spec import curation as _curation, data as _data, eval as _eval, quant as _quant
 from ftx.spec import tracking as _tracking, train as _train
 from ftx.spec.choices import EITHER, ONE_OF, Choice, choice_message
@@ -295,6 +296,17 @@ def unknown_key(node: Any, cls: Any, prefix: str = "") -> Optional[str]:
     return None
 
 
+_SCHEMA: list = []
+
+
+def _schema() -> DictConfig:
+    """OmegaConf's structured RunSpec, built once (it is half of build_spec's time; a sweep check calls
+    build_spec once per swept value)."""
+    if not _SCHEMA:
+        _SCHEMA.append(OmegaConf.structured(RunSpec))
+    return _SCHEMA[0]
+
+
 def typed_entries(merged: DictConfig) -> dict:
     """Each `Dict[str, Any]` field with `items` metadata (data.sources), validated into its dataclass.
 
@@ -312,11 +324,13 @@ def typed_entries(merged: DictConfig) -> dict:
 def build_spec(cfg: DictConfig) -> RunSpec:
     """Validate a composed config: schema (keys, types) first, then cross-field rules."""
     cfg = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"]) if "hydra" in cfg else cfg
-    extra = unknown_key(OmegaConf.to_container(cfg, resolve=False), RunSpec)
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    check_config_values(raw)  # a token in a user's YAML file: refused, key named, value never printed
+    extra = unknown_key(raw, RunSpec)
     if extra:
         raise ConfigError(unknown_key_message(extra))
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(RunSpec), cfg)
+        merged = OmegaConf.merge(_schema(), cfg)  # merge copies its first argument: the template stays clean
         entries = typed_entries(merged)
         spec = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:

@@ -15,6 +15,7 @@ its own and replaces ftx's.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -119,29 +120,65 @@ def layers(config_dir: Optional[str] = None, cwd: Optional[Path] = None) -> Laye
     return Layers(base, user, shown, how)
 
 
-def compose(overrides: list[str], config_dir: Optional[str] = None):
-    """Compose the config tree with overrides (Hydra's compose API), errors as one line."""
-    return compose_choices(overrides, config_dir)[0]
-
-
-def compose_choices(overrides: list[str], config_dir: Optional[str] = None):
-    """(cfg, choices, layers): the composed config, each group's chosen option, and the search path."""
-    import yaml
-    from hydra import compose as hydra_compose
+@contextmanager
+def session(config_dir: Optional[str] = None):
+    """A Hydra session on the config tree (the user's folder in front, as `layers` finds it), yielding its
+    config loader: several `compose(..., in_session=True)` calls share one initialisation."""
     from hydra import initialize_config_dir
-    from hydra.errors import HydraException, MissingConfigException
-    from omegaconf import OmegaConf, open_dict
-    from omegaconf.errors import OmegaConfBaseException
+    from hydra.core.global_hydra import GlobalHydra
 
     where = layers(config_dir)
     if not where.base.is_dir():
         raise ConfigError(f"config directory not found: {where.base} (set FTX_CONF to your conf/ folder)")
-    plain = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
     before = os.environ.get(LAYER_ENV)
     try:
         where.activate()
         with initialize_config_dir(config_dir=str(where.base), version_base="1.3", job_name="ftx"):
+            yield GlobalHydra.instance().config_loader()
+    finally:  # compose only: `ftx train` activates the layers for its whole process
+        os.environ.pop(LAYER_ENV, None) if before is None else os.environ.__setitem__(LAYER_ENV, before)
+
+
+def compose(overrides: list[str], config_dir: Optional[str] = None, in_session: bool = False, hydra: bool = False):
+    """Compose the config tree with overrides (Hydra's compose API), errors as one line.
+
+    `hydra=True` keeps `hydra.*` overrides and returns the hydra node too (which sweeper, its params);
+    `in_session=True` composes inside an open `session()`."""
+    return compose_choices(overrides, config_dir, in_session, hydra)[0]
+
+
+def compose_choices(overrides: list[str], config_dir: Optional[str] = None, in_session: bool = False,
+                    hydra: bool = False):
+    """(cfg, choices, layers): the composed config, each group's chosen option, and the search path."""
+    from hydra import compose as hydra_compose
+    from omegaconf import OmegaConf, open_dict
+
+    where = layers(config_dir)
+    plain = overrides if hydra else [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    with one_line(where):
+        if in_session:
             cfg = hydra_compose(config_name="config", overrides=plain, return_hydra_config=True)
+        else:
+            with session(config_dir):
+                cfg = hydra_compose(config_name="config", overrides=plain, return_hydra_config=True)
+    choices = {k: v for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items()
+               if k.split("/")[0] not in SKIP_GROUPS and v is not None}
+    if not hydra:
+        with open_dict(cfg):
+            del cfg["hydra"]
+    return cfg, choices, where
+
+
+@contextmanager
+def one_line(where: Optional[Layers] = None):
+    """Hydra's and OmegaConf's composition errors (missing option, bad key or value, bad YAML) as one ConfigError."""
+    import yaml
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    where = where or layers()
+    try:
+        yield
     except MissingConfigException as e:
         text = str(e)
         missing = e.missing_cfg_file or text.split("'")[1] if "'" in text else text
@@ -155,18 +192,18 @@ def compose_choices(overrides: list[str], config_dir: Optional[str] = None):
             raise ConfigError(explain(cause)) from None
         if isinstance(cause, yaml.YAMLError):
             raise ConfigError(yaml_error(cause)) from None
-        raise ConfigError(str(e).splitlines()[0]) from None
+        first = str(e).splitlines()[0]
+        if first.startswith("Ambiguous value for argument '"):  # a sweep value in a single run
+            line = first.split("'", 1)[1].rsplit("'", 1)[0]
+            key, _, value = line.partition("=")
+            raise ConfigError(f"{line}: several values sweep a key, which needs a multirun (ftx train -m {line}); "
+                              f"for one list value write {key}=[{value}], for one string quote it: "
+                              f"{key}='{value}'") from None
+        raise ConfigError(first) from None
     except OmegaConfBaseException as e:
         raise ConfigError(explain(e)) from None
     except yaml.YAMLError as e:  # a hand-edited experiment or group file
         raise ConfigError(yaml_error(e)) from None
-    finally:  # compose only: `ftx train` activates the layers for its whole process
-        os.environ.pop(LAYER_ENV, None) if before is None else os.environ.__setitem__(LAYER_ENV, before)
-    choices = {k: v for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items()
-               if k.split("/")[0] not in SKIP_GROUPS and v is not None}
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg, choices, where
 
 
 def yaml_error(e, path=None) -> str:

@@ -20,6 +20,8 @@ from typing import Any, Dict, List, Optional
 
 from ftx.errors import ConfigError
 
+TAGS = ("log",)
+"""Sweep tags the ftx sweeper reads: tag(log, interval(…)) is a log-scale float or int."""
 _PLAIN = re.compile(r"^[A-Za-z0-9_./:\-]+$")
 
 
@@ -69,6 +71,13 @@ def _from_override(where: str, override) -> Any:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     value = override.value()
+    tags = sorted(getattr(value, "tags", None) or ())
+    known = TAGS if isinstance(value, IntervalSweep) else ()
+    unknown = [t for t in tags if t not in known]
+    if unknown:
+        valid = f"valid: {', '.join(TAGS)}, on interval()" if known or not isinstance(value, (ChoiceSweep, RangeSweep)) \
+            else "choice() and range() take no tags; tag(log, …) goes on interval()"
+        raise ConfigError(f"{where}: unknown sweep tag {unknown[0]!r} ({valid})")
     if isinstance(value, ChoiceSweep) or (isinstance(value, RangeSweep) and value.shuffle):
         choices = list(override.sweep_iterator(transformer=Transformer.identity))
         if not choices:
@@ -169,7 +178,7 @@ def build(params: Dict[str, Any], arguments: List[str]) -> Space:
                               "values, or set a fixed value as a normal override")
         add(where, parse(where, f"{key}={value if isinstance(value, str) else encode(value)}"))
     for line in arguments:
-        add(f"command line '{line}'", parse(f"command line '{line}'", line))
+        add(f"override '{line}'", parse(f"override '{line}'", line))
     return space
 
 

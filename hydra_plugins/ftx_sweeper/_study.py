@@ -92,14 +92,33 @@ def retry_interrupted(study, trial) -> None:
     trial that kills its sweeper, e.g. out of memory, ends FAILED instead of looping)."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
+    error = _given_up(trial)
+    if error:  # Optuna's callback would stop silently: say why the point ends FAILED
+        log.warning("trial %d %s", trial.number, error)
+        return
     with quiet():  # the retry's system attr retry_history names this trial
         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, trial)
     log.info("trial %d was interrupted; its parameters are queued again", trial.number)
 
 
+def _given_up(trial):
+    """Why an interrupted trial is not queued again (it was interrupted MAX_RETRY + 1 times), or None."""
+    history = trial.system_attrs.get("retry_history", [])
+    if len(history) < MAX_RETRY:
+        return None
+    return (f"interrupted {len(history) + 1} times (trials {', '.join(map(str, history + [trial.number]))}: "
+            "its sweeper was killed each time); not queued again")
+
+
 def fail_and_retry(study, trial_id: int) -> None:
     import optuna
 
+    error = _given_up(study._storage.get_trial(trial_id))
+    if error:  # recorded while the trial is still RUNNING: a finished trial takes no attributes
+        try:
+            study._storage.set_trial_user_attr(trial_id, "error", error)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return
     try:
         if not study._storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL):
             return

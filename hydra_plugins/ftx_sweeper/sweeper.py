@@ -56,9 +56,14 @@ class FtxSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: List[str]) -> Any:
+        sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve() if self.config is not None else None
+        new = [p for p in ([sweep_dir, *sweep_dir.parents] if sweep_dir else []) if not p.exists()]
         try:
             return self._sweep(arguments)
         except FtxError as e:  # one line, exit 2, as everywhere in ftx
+            for p in new:  # a refused sweep leaves no empty sweep dir (nor the folders made for it) behind
+                if p.is_dir() and not any(p.iterdir()):
+                    p.rmdir()
             print(f"ftx: {e.kind}: {e}", file=sys.stderr)
             sys.exit(2)
 

@@ -130,3 +130,26 @@ def test_a_closed_stdout_is_not_a_traceback(tmp_path):
     r = subprocess.run(f"{sys.executable} -m ftx --help | head -1", shell=True, capture_output=True, text=True,
                        env=ftx_env(), timeout=60, cwd=tmp_path)
     assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr and r.stdout.strip().startswith("ftx train")
+
+
+@pytest.mark.parametrize("cmd", list(cli.COMMANDS))
+def test_every_flag_of_every_command_is_refused_abbreviated_and_typo_d_forms_with_values_too(cmd, capsys):
+    """Every long flag a command has, cut by one letter (argparse would accept the prefix), and an unknown
+    `--flag=value`, are each one line naming the flag: nothing is silently ignored or guessed."""
+    import importlib
+
+    module = importlib.import_module(cli.COMMANDS[cmd].split(":")[0])
+    flags = sorted({o for a in module.parser()._actions for o in a.option_strings
+                    if o.startswith("--") and len(o) > 4 and o != "--help"})
+    if cmd == "data":  # a group of subcommands: its flags are `ftx data diff`'s
+        flags = sorted({o for a in module.diff_parser()._actions for o in a.option_strings
+                        if o.startswith("--") and len(o) > 4 and o != "--help"})
+    assert flags, f"ftx {cmd} has no long flags to check"
+    for flag in flags:
+        cut = flag[:-1]
+        if any(f == cut for f in flags):
+            continue
+        code, _, err = run_main(capsys, *([cmd, "diff", "a", "b"] if cmd == "data" else [cmd]), cut)
+        assert code == 2 and err.count("\n") == 1 and f"unknown flag '{cut}'" in err, (flag, err)
+    code, _, err = run_main(capsys, cmd, "--bogus-flag=3")
+    assert code == 2 and err.count("\n") == 1 and "unknown flag '--bogus-flag'" in err, err

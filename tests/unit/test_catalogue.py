@@ -137,6 +137,77 @@ CATALOGUE = [
     Entry("secret-override", "a token passed as an override", ["spec", "+wandb.api_key=0123456789abcdef"],
           "ftx: config error: wandb.api_key: looks like a secret; ftx never takes secrets as overrides because "
           "overrides are written to the run directory (set WANDB_API_KEY / HF_TOKEN in the environment)"),
+    Entry("secret-value-override", "a token-shaped value in an override (any key)",
+          ["spec", "tracking.tags=[hf_abcdefghijklmnopqrstuvwxyz0123]"],
+          "ftx: config error: tracking.tags: the value is shaped like a secret token (Hugging Face token, hf_…); "
+          "ftx never takes secrets as overrides because overrides are written to the run directory "
+          "(set WANDB_API_KEY / HF_TOKEN in the environment)"),
+    Entry("secret-value-aws", "an AWS access key id as a value", ["spec", "name=AKIAIOSFODNN7EXAMPLE"],
+          "ftx: config error: name: the value is shaped like a secret token (AWS access key id, AKIA…); "
+          "ftx never takes secrets as overrides because overrides are written to the run directory "
+          "(set WANDB_API_KEY / HF_TOKEN in the environment)"),
+    Entry("secret-value-config", "a token-shaped value inside a user's data YAML (CONF/data/leaky.yaml)",
+          ["spec", "data=leaky"],
+          "ftx: config error: data.sources.http.path: the value is shaped like a secret token (GitHub token, "
+          "ghp_…); ftx refuses secrets in configs because the config is written to the run directory "
+          "(set WANDB_API_KEY / HF_TOKEN in the environment)"),
+    # --- multirun (-m) and sweeps: validated like a single run, before any sweep directory exists
+    Entry("multirun-typo-key", "a typo'd key in a `-m` list", ["train", "-m", "lora.rr=4,8"],
+          "ftx: config error: override 'lora.rr=4,8': unknown key 'lora.rr' (valid keys of lora: {lora_keys})"),
+    Entry("multirun-bad-value", "a bad value in a `-m` list", ["train", "-m", "lora.method=lora,dorra"],
+          "ftx: config error: override 'lora.method=lora,dorra': value dorra: lora.method: must be one of lora, "
+          "dora, rslora, full; got 'dorra'"),
+    Entry("multirun-wrong-type", "a value of the wrong type in a `-m` list", ["train", "-m", "train.batch_size=1,abc"],
+          "ftx: config error: override 'train.batch_size=1,abc': value abc: 'train.batch_size': Value 'abc' of "
+          "type 'str' could not be converted to Integer"),
+    Entry("multirun-unknown-option", "a sweep over a group option that does not exist",
+          ["train", "-m", "lora=lora,nope"],
+          "ftx: config error: override 'lora=lora,nope': unknown option 'nope' for group 'lora' "
+          "(available: dora, full, lora, rslora)"),
+    Entry("multirun-nested-key", "a typo inside a nested dict in a `-m` list",
+          ["train", "-m", "data.mix={{domain_ratio:0.5}},{{domain_rati:0.8}}"],
+          "ftx: config error: override 'data.mix={{domain_ratio:0.5}},{{domain_rati:0.8}}': unknown key "
+          "'data.mix.domain_rati' (valid keys of data.mix: {mix_keys})"),
+    Entry("multirun-list-element", "a list value with an element of the wrong type in a `-m` list",
+          ["train", "-m", "optimizer.betas=[0.9,0.99],[0.9,abc]"],
+          "ftx: config error: override 'optimizer.betas=[0.9,0.99],[0.9,abc]': value [0.9,abc]: "
+          "'optimizer.betas[1]': Value 'abc' of type 'str' could not be converted to Float"),
+    Entry("multirun-combination", "a `-m` grid with a combination the cross-group rules refuse",
+          ["train", "-m", "quant=none,nf4", "lora.method=lora,full"],
+          "ftx: config error: sweep combination quant=nf4 lora.method=full: quant.mode: =nf4 cannot train with "
+          "lora.method=full (quantised weights are frozen); use quant=none or a LoRA method"),
+    Entry("multirun-interval", "interval() with Hydra's basic sweeper (it cannot sample)",
+          ["train", "-m", "lora.r=interval(1,4)"],
+          "ftx: config error: override 'lora.r=interval(1,4)': interval() needs a sampler; Hydra's basic sweeper "
+          "only enumerates lists, choice(), range() and glob() (use hydra/sweeper=ftx, or a ready +sweep=… file)"),
+    Entry("multirun-tag", "a sweep tag with Hydra's basic sweeper (it reads none)",
+          ["train", "-m", "lora.r=tag(log,choice(4,8))"],
+          "ftx: config error: override 'lora.r=tag(log,choice(4,8))': tag(log, …) means nothing to Hydra's basic "
+          "sweeper, which runs every value as listed (use hydra/sweeper=ftx for tag(log, interval(…)))"),
+    Entry("multirun-and-cfg", "`-m` together with `--cfg`", ["train", "-m", "--cfg", "job"],
+          "ftx: config error: ftx train: -m and --cfg cannot be combined (Hydra runs one mode at a time: -m, --run, "
+          "--cfg, --info or --shell-completion)"),
+    Entry("sweep-without-multirun", "several values for a key without `-m`", ["train", "lora.r=4,8"],
+          "ftx: config error: lora.r=4,8: several values sweep a key, which needs a multirun (ftx train -m "
+          "lora.r=4,8); for one list value write lora.r=[4,8], for one string quote it: lora.r='4,8'"),
+    Entry("sweep-unknown-tag", "a typo'd sweep tag", ["train", "-m", "+sweep=tiny",
+                                                     "optimizer.lr=tag(logg, interval(1e-5,1e-2))"],
+          "ftx: config error: override 'optimizer.lr=tag(logg, interval(1e-5,1e-2))': unknown sweep tag 'logg' "
+          "(valid: log, on interval())"),
+    Entry("sweep-bad-choice", "a bad value in a sweep's choice()", ["train", "-m", "+sweep=tiny",
+                                                                   "lora.method=choice(lora,dorra)"],
+          "ftx: config error: override 'lora.method=choice(lora,dorra)': value dorra: lora.method: must be one of "
+          "lora, dora, rslora, full; got 'dorra'"),
+    Entry("sweep-file-tag", "a typo'd tag in a sweep file's hydra.sweeper.params (CONF/sweep/badtag.yaml)",
+          ["train", "-m", "+sweep=badtag"],
+          "ftx: config error: hydra.sweeper.params.optimizer.lr: unknown sweep tag 'logg' (valid: log, on interval())"),
+    Entry("sweep-file-value", "a bad value in a sweep file's hydra.sweeper.params (CONF/sweep/badvalue.yaml)",
+          ["train", "-m", "+sweep=badvalue"],
+          "ftx: config error: hydra.sweeper.params.lora.method: value dorra: lora.method: must be one of lora, dora, "
+          "rslora, full; got 'dorra'"),
+    Entry("sweep-file-key", "a typo'd key in a sweep file's hydra.sweeper.params (CONF/sweep/badkey.yaml)",
+          ["train", "-m", "+sweep=badkey"],
+          "ftx: config error: hydra.sweeper.params.lora.rr: unknown key 'lora.rr' (valid keys of lora: {lora_keys})"),
     # --- data files
     Entry("missing-file", "a data file that does not exist", data("{d}/missing.jsonl"),
           "ftx: data error: data.sources.http.path: file not found: {d}/missing.jsonl"),
@@ -190,6 +261,19 @@ CATALOGUE = [
     Entry("all-dropped", "every record dropped by curation", curated("curation.quality.min_words=500"),
           "ftx: data error: curation dropped every record (60 in); most were dropped by stage 'curate:quality' "
           "(60: too_short=60)"),
+    Entry("all-domain-dropped", "relevance dropping every domain record (general data kept)",
+          ["spec", "model=tiny_llama", "curation=default", "curation.cache_dir={d}/cache",
+           "curation.stages=[normalize,relevance]", "curation.relevance.threshold.mode=absolute",
+           "curation.relevance.threshold.value=0.99", "data.sources.http.path={d}/good.jsonl",
+           "data.sources.general.path={d}/general.jsonl", "--data"],
+          "ftx: data error: curation dropped every domain record (30 in, 20 general kept): stage 'curate:relevance' "
+          "dropped 30 (off_domain=30); nothing is left to train or validate on"),
+    Entry("mix-side-emptied", "a mix share whose every example an earlier stage dropped (all general too long)",
+          ["spec", *TINY, "data.sources.http.path={d}/good.jsonl", "data.sources.general.path={d}/long.jsonl",
+           "data.format.max_length=64", "data.mix.domain_ratio=0.8", "--data"],
+          "ftx: data error: data.mix: the training split has no general example left for a 0.2 share of the mix "
+          "(check the general sources, or data.mix.domain_ratio); earlier, stage 'format:train' dropped 19 "
+          "(too_long=19); also 'decontaminate' 1"),
     Entry("seeds-empty-list", "an empty seed set", curated("curation.relevance.seeds=[]"),
           "ftx: config error: curation.relevance.seeds: is empty: the relevance stage needs seed files of "
           "in-domain examples"),
@@ -356,6 +440,11 @@ FAULTS = [
     ("sigkill-sweep", "SIGKILL of a whole sweep mid-trial, then the same command",
      "the interrupted trial is re-queued once; finished trials are kept; no trial duplicated",
      "tests/integration/test_sweep.py::test_killed_sweep_resumes_with_no_trial_lost_or_duplicated"),
+    ("soak-sweep", "random SIGKILLs of a sweep (3 kills, each after its own trial started), then reruns of the "
+     "same command", "every trial number once in the study and trials.csv; n_trials counted trials; each "
+     "interrupted trial re-queued once (a point killed 3 times ends FAILED with the reason); each step and "
+     "evaluation once in every trial's metrics.jsonl; in == kept + dropped in every trial's ledger",
+     "tests/integration/test_soak.py::test_random_sigkills_of_a_sweep_then_reruns_lose_and_duplicate_nothing"),
     ("cut-metrics-line", "a crash in the middle of a metrics.jsonl line",
      "the cut line is skipped when read and removed on resume",
      "tests/integration/test_faults.py::test_metrics_rewind_drops_the_steps_a_resume_redoes"),
@@ -409,6 +498,11 @@ def files(tmp_path_factory):
     (d / "latin1.jsonl").write_bytes(b'{"text": "caf\xe9 au lait"}\n')
     (d / "array.jsonl").write_text("[1, 2]\n")
     write_jsonl(d / "notext.jsonl", [{"id": "a", "body": "x"}])
+    write_jsonl(d / "long.jsonl", [{"id": f"l{i}", "prompt": f"Tell a long story {i}",
+                                    "response": " ".join(f"word{j}" for j in range(200))} for i in range(20)])
+    rivers = ["Danube", "Rhine", "Seine", "Thames", "Elbe"]
+    write_jsonl(d / "general.jsonl", [{"id": f"g{i}", "prompt": f"Which river is number {i} on the list?",
+                                       "response": f"The {rivers[i % 5]} flows past {i} old towns."} for i in range(20)])
     write_jsonl(d / "number.jsonl", [{"prompt": 3, "response": "x"}])
     (d / "faq.xlsx").write_bytes(b"PK\x03\x04")
     (d / "faq.csv").write_text("question,answer\nWhat is a header?,Metadata.\n")
@@ -440,6 +534,14 @@ def files(tmp_path_factory):
     shutil.copytree(tree.CONF_DIR, conf, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     (conf / "experiment" / "broken.yaml").write_text(
         "# @package _global_\n# ftx train experiment=broken\ntrain:\n  epochs: 2\n   batch_size: 4\n")
+    (conf / "data" / "leaky.yaml").write_text(
+        "# ftx train data=leaky\ndefaults:\n  - http_demo\n  - _self_\nname: leaky\nsources:\n  http:\n"
+        "    path: https://ghp_abcdefghijklmnopqrstuvwxyz0123456789@example.com/qa.jsonl\n")
+    for name, params in (("badtag", "optimizer.lr: tag(logg, interval(1e-5, 1e-2))"),
+                         ("badvalue", "lora.method: choice(lora, dorra)"), ("badkey", "lora.rr: choice(4, 8)")):
+        (conf / "sweep" / f"{name}.yaml").write_text(
+            f"# @package _global_\n# ftx train -m +sweep={name}\ndefaults:\n  - override /hydra/sweeper: ftx\n"
+            f"  - override /model: tiny_llama\n  - _self_\nhydra:\n  sweeper:\n    params:\n      {params}\n")
     return d, conf
 
 
@@ -463,12 +565,14 @@ def pickle_model(dst: Path) -> Path:
 def fill(text: str, d, conf, experiments: str = "", id: str = "ID") -> str:
     from dataclasses import fields
 
+    from ftx.spec.data import MixConfig
     from ftx.spec.lora import LoraConfig
     from ftx.spec.train import TrainConfig
 
     experiments = experiments or ", ".join(sorted(p.stem for p in (Path(conf) / "experiment").glob("*.yaml")))
     return text.format(d=d, conf=conf, pid="PID", id=id, commands=", ".join(cli.COMMANDS), experiments=experiments,
                        lora_keys=", ".join(f.name for f in fields(LoraConfig)),
+                       mix_keys=", ".join(f.name for f in fields(MixConfig)),
                        train_keys=", ".join(f.name for f in fields(TrainConfig)))
 
 
@@ -494,6 +598,8 @@ def test_entry(entry, files, capsys, monkeypatch, tmp_path):
         assert code == 2, err[-2000:]
         assert err.strip().splitlines()[-1] == fill(entry.message, d, conf, id=entry.id), err[-2000:]
         assert err.count("ftx: ") == 1, err[-2000:]
+        if entry.args[:2] == ["train", "-m"]:
+            assert not (tmp_path / "outputs").exists(), "a refused sweep leaves no sweep dir behind"
         return
     if entry.disk_full:
         real_replace = os.replace

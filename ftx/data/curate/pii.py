@@ -14,10 +14,11 @@ import ipaddress
 import re
 from dataclasses import asdict
 
+from ftx.secrets import TOKEN
 from ftx.data.curate.table import Context, map_batches, rewrite_batch
 from ftx.spec.curation import CurationConfig, PiiConfig
 
-VERSION = "1"
+VERSION = "2"  # 2: token shapes from ftx/secrets.py (hf_, github_pat_, glpat-, npm_, pypi-)
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})(?![\w-])")
 IPV4 = re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w.]*\d)")
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
@@ -28,13 +29,8 @@ PHONE = re.compile(
     r"|\d{3}[.-]\d{3}[.-]\d{4}"                                              # 555-010-0199
     r"|0\d{2,4} \d{3,4} \d{3,4}"                                             # 020 7946 0958
     r")(?![\w-])")
-SECRET = re.compile(
-    r"\b(?:sk|pk|rk)[-_](?:live|test|proj)?[-_]?[A-Za-z0-9_-]{16,}"          # OpenAI / Stripe style
-    r"|\bAKIA[0-9A-Z]{16}\b"                                                 # AWS access key id
-    r"|\bgh[pousr]_[A-Za-z0-9]{30,}"                                          # GitHub tokens
-    r"|\bxox[abprs]-[A-Za-z0-9-]{10,}"                                        # Slack tokens
-    r"|\bAIza[0-9A-Za-z_-]{35}"                                               # Google API key
-    r"|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")          # JWT
+SECRET = TOKEN
+"""Token shapes: the one list in ftx/secrets.py (what run directories refuse, this stage masks)."""
 ASSIGNED = re.compile(r"(?i)(\b(?:api[_-]?key|apikey|secret|access[_-]?token|auth[_-]?token|password|passwd)"
                       r"[\"']?\s*[:=]\s*[\"']?|\bBearer\s+)([A-Za-z0-9_\-./+=]{11,}[A-Za-z0-9_\-/+=])")
 
