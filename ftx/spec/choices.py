@@ -52,3 +52,28 @@ def choice_message(template: str, choices: Iterable[str], value: Any) -> str:
     """The message for `value` outside `choices`; the value as the config held it (a string)."""
     v = list(choices)
     return template.format(one_of=", ".join(v), either=either(v), value=value if isinstance(value, str) else str(value))
+
+
+def check_choices(obj: Any, prefix: str, messages: dict | None = None) -> None:
+    """A config built in Python, not composed (`LoraConfig(method="x")`, or a field set afterwards), gets
+    the same one-line message for a value outside a Choice field's enum as composing gives. Walks nested
+    dataclasses; `messages` is the group's CHOICE_MESSAGES (full key → template)."""
+    import dataclasses
+    import typing
+
+    from ftx.errors import ConfigError
+
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        tp, value, key = hints.get(f.name), getattr(obj, f.name), f"{prefix}.{f.name}"
+        if typing.get_origin(tp) is typing.Union:  # Optional[SomeChoice]: None is a valid value
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = args[0] if len(args) == 1 else tp
+            if value is None:
+                continue
+        if isinstance(tp, type) and issubclass(tp, Choice):
+            if value not in tp.values():
+                template = (messages or {}).get(key, ONE_OF)
+                raise ConfigError(f"{key}: {choice_message(template, tp.values(), value)}")
+        elif dataclasses.is_dataclass(value):
+            check_choices(value, key, messages)

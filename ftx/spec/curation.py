@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ftx.errors import require
-from ftx.spec.choices import EITHER, Choice, Precision
+from ftx.spec.choices import EITHER, Choice, Precision, check_choices
 
 STAGES = ("normalize", "quality", "language", "pii", "blocklist", "exact_dedup", "near_dedup", "relevance",
           "agreement")
@@ -289,6 +289,7 @@ class CurationConfig:
     agreement: AgreementConfig = field(default_factory=AgreementConfig)
 
     def check(self) -> None:
+        check_choices(self, "curation", CHOICE_MESSAGES)
         require(not self.enabled or bool(self.stages), "curation.stages",
                 "is empty while curation.enabled=true (list at least one stage)")
         for s in self.stages:

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import MISSING
 
 from ftx.errors import require
-from ftx.spec.choices import EITHER, Choice
+from ftx.spec.choices import EITHER, Choice, check_choices
 
 
 class Role(Choice):
@@ -319,6 +319,7 @@ class DataConfig:
         return {s.role for s in self.sources.values() if s.enabled}
 
     def check(self) -> None:
+        check_choices(self, "data", CHOICE_MESSAGES)
         require(bool(self.sources), "data.sources", "no sources configured (add data.sources.<name>.path=…)")
         for name, src in self.sources.items():
             key = f"data.sources.{name}"

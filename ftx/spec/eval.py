@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from ftx.errors import require
-from ftx.spec.choices import EITHER, Choice
+from ftx.spec.choices import EITHER, Choice, check_choices
 
 
 class GoldenMatch(Choice):
@@ -153,6 +153,7 @@ class EvalConfig:
     """`ftx eval RUN_DIR`: relative tolerance within which re-evaluated metrics count as reproduced."""
 
     def check(self) -> None:
+        check_choices(self, "eval", CHOICE_MESSAGES)
         require(self.batch_size > 0, "eval.batch_size", f"must be > 0, got {self.batch_size}")
         require(self.max_examples >= 0, "eval.max_examples", f"must be >= 0, got {self.max_examples}")
         g = self.generation

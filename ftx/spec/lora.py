@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from ftx.errors import require
-from ftx.spec.choices import Choice
+from ftx.spec.choices import Choice, check_choices
 
 
 class LoraMethod(Choice):
@@ -42,6 +42,7 @@ class LoraConfig:
     """Extra modules trained in full and saved with the adapter (e.g. lm_head)."""
 
     def check(self) -> None:
+        check_choices(self, "lora", None)
         require(self.r > 0, "lora.r", f"must be > 0, got {self.r}")
         require(self.alpha is None or self.alpha > 0, "lora.alpha", f"must be > 0 or null, got {self.alpha}")
         require(0.0 <= self.dropout < 1.0, "lora.dropout", f"must be in [0, 1), got {self.dropout}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ftx.errors import require
-from ftx.spec.choices import Choice, Precision
+from ftx.spec.choices import Choice, Precision, check_choices
 
 
 class ModelSource(Choice):
@@ -65,5 +65,6 @@ class ModelConfig:
     tiny: TinyConfig = field(default_factory=TinyConfig)
 
     def check(self) -> None:
+        check_choices(self, "model", None)
         require(self.source != "path" or bool(self.name_or_path), "model.name_or_path",
                 "is required when model.source=path (a local folder or hub id)")

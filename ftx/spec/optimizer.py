@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from ftx.errors import require
-from ftx.spec.choices import Choice
+from ftx.spec.choices import Choice, check_choices
 
 
 class OptimizerName(Choice):
@@ -58,6 +58,7 @@ class OptimizerConfig:
     full-fine-tuning regulariser (with LoRA it acts on the adapter only). 0: off."""
 
     def check(self) -> None:
+        check_choices(self, "optimizer", None)
         require(self.lr > 0, "optimizer.lr", f"must be > 0, got {self.lr}")
         require(self.weight_decay >= 0, "optimizer.weight_decay", f"must be >= 0, got {self.weight_decay}")
         require(0.0 <= self.warmup_ratio < 1.0, "optimizer.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ftx.spec.choices import EITHER, Choice, Precision
+from ftx.spec.choices import EITHER, Choice, Precision, check_choices
 
 
 class QuantMode(Choice):
@@ -28,6 +28,9 @@ class QuantConfig:
     compute_dtype: Precision = Precision.auto
     """Dtype of the 4-bit matmuls: auto (the run's precision: bf16 when train.precision resolves to
     bf16, else fp32) | bf16 | fp32."""
+
+    def check(self) -> None:
+        check_choices(self, "quant", CHOICE_MESSAGES)
 
     @property
     def enabled(self) -> bool:

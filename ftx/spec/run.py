@@ -18,9 +18,14 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBas
 
 from ftx.errors import ConfigError, require
 from ftx.secrets import check_config_values
-from ftx.spec import curation as _curation, data as _data, eval as _eval, quant as _quant
-from ftx.spec import tracking as _tracking, train as _train
+from ftx.spec import curation as _curation
+from ftx.spec import data as _data
+from ftx.spec import eval as _eval
+from ftx.spec import quant as _quant
+from ftx.spec import tracking as _tracking
+from ftx.spec import train as _train
 from ftx.spec.choices import EITHER, ONE_OF, Choice, choice_message
+from ftx.spec.cpt import resolve
 from ftx.spec.curation import CurationConfig
 from ftx.spec.data import DataConfig
 from ftx.spec.eval import EvalConfig
@@ -31,7 +36,6 @@ from ftx.spec.quant import QuantConfig
 from ftx.spec.tracking import TrackingConfig
 from ftx.spec.train import TrainConfig
 from ftx.spec.zero import ZeroConfig
-from ftx.spec.cpt import resolve
 
 
 class Direction(Choice):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from ftx.errors import require
-from ftx.spec.choices import EITHER, Choice
+from ftx.spec.choices import EITHER, Choice, check_choices
 
 
 class Backend(Choice):
@@ -61,6 +61,7 @@ class TrackingConfig:
     """Seconds between progress lines in log mode (CI logs)."""
 
     def check(self) -> None:
+        check_choices(self, "tracking", CHOICE_MESSAGES)
         require(self.init_timeout > 0, "tracking.init_timeout", f"must be > 0 seconds, got {self.init_timeout}")
         require(self.progress_interval > 0, "tracking.progress_interval",
                 f"must be > 0 seconds, got {self.progress_interval}")

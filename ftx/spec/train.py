@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ftx.errors import require
-from ftx.spec.choices import EITHER, Choice, Precision
+from ftx.spec.choices import EITHER, Choice, Precision, check_choices
 
 
 class Objective(Choice):
@@ -65,6 +65,7 @@ class TrainConfig:
     """For metrics.json cost/estimated_cost = device-hours × this (your currency; 0: not priced)."""
 
     def check(self) -> None:
+        check_choices(self, "train", CHOICE_MESSAGES)
         check_objective(self)
         require(self.price_per_device_hour >= 0, "train.price_per_device_hour",
                 f"must be >= 0, got {self.price_per_device_hour}")

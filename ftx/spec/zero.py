@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ftx.errors import require
+from ftx.spec.choices import check_choices
 
 
 @dataclass
@@ -25,6 +26,7 @@ class ZeroConfig:
     """Elements per all-reduce / reduce-scatter bucket (stage 1–2) and ZeRO-3 prefetch bucket."""
 
     def check(self) -> None:
+        check_choices(self, "zero", None)
         require(self.stage in (None, 0, 1, 2, 3), "zero.stage", f"must be null, 0, 1, 2 or 3; got {self.stage}")
         require(not self.offload_param or self.stage == 3, "zero.offload_param",
                 f"needs zero.stage=3 (got {self.stage})")

@@ -188,3 +188,17 @@ def test_a_training_setting_changes_hash_and_resume_check():
     base, changed = _resolved(), _resolved(lora__r=16)
     assert spec_hash(changed) != spec_hash(base)
     assert spec_differences(base, changed) == ["lora.r"]
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: __import__("ftx.spec.lora", fromlist=["x"]).LoraConfig(method="x"),
+     "lora.method: must be one of lora, dora, rslora, full; got 'x'"),
+    (lambda: __import__("ftx.spec.quant", fromlist=["x"]).QuantConfig(compute_dtype="bf17"),
+     "quant.compute_dtype: must be auto, bf16 or fp32; got 'bf17'"),
+])
+def test_a_config_built_in_python_gets_the_composed_message_for_a_bad_choice(build, message):
+    """Choice fields are validated by OmegaConf while composing; a config made in Python (no compose)
+    gets the same one line from its check()."""
+    with pytest.raises(ConfigError) as e:
+        build().check()
+    assert str(e.value) == message
