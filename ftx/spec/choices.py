@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from enum import Enum
 from typing import Any, Iterable
+from ftx.errors import ConfigError
 
 ONE_OF = "must be one of {one_of}; got {value!r}"
 EITHER = "must be {either}; got {value!r}"
@@ -60,8 +61,6 @@ def check_choices(obj: Any, prefix: str, messages: dict | None = None) -> None:
     dataclasses; `messages` is the group's CHOICE_MESSAGES (full key → template)."""
     import dataclasses
     import typing
-
-    from ftx.errors import ConfigError
 
     hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
