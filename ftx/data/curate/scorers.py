@@ -175,7 +175,8 @@ class Learned:
         # balanced classes over the weighted counts
         pos, neg = w[y == 1].sum(), w[y == 0].sum()
         w = np.where(y == 1, w * (pos + neg) / (2 * pos), w * (pos + neg) / (2 * neg))
-        self.model = LogisticRegression(C=self.cfg.C, max_iter=3000).fit(X, y, sample_weight=w)
+        # liblinear dual coordinate descent: its cost follows the non-zeros, not the 2M hashed dimensions
+        self.model = LogisticRegression(C=self.cfg.C, solver="liblinear", dual=True, max_iter=3000).fit(X, y, sample_weight=w)
 
     def __call__(self, texts: list[str], chunk: int = 20_000) -> np.ndarray:
         out = [self.model.predict_proba(self.features(texts[i:i + chunk]))[:, 1] for i in range(0, len(texts), chunk)]
