@@ -66,8 +66,7 @@ def stage_cfg(*stages: str) -> CurationConfig:
 
 def filters(c: dict) -> list[str]:
     records = [record(r) for r in c["corpus"]]
-    domain = {r["id"] for r in c["corpus"] if c["kind"].get(r["id"], "domain") == "domain"
-              and c["test"].get(r["id"], 1) == 1}
+    domain = {rid for rid, kind in c["kind"].items() if kind == "domain"}
     domain |= {r["id"] for r in c["dev"] if r["label"] == 1}
     out = []
     for st in ("quality", "language", "pii", "blocklist"):
