@@ -271,6 +271,8 @@ class RelevanceConfig:
     embedding_batch_size: int = 64
     embedding_precision: Precision = Precision.auto
     """auto (bf16 on CPUs with native bf16, else fp32) | fp32 | bf16."""
+    embedding_threads: int = 0
+    """torch intra-op threads while embedding; 0 leaves torch's default (on a loaded machine 1 can be faster)."""
 
 
 @dataclass
@@ -353,6 +355,7 @@ class CurationConfig:
             require(role in ROLES, f"{key}.roles", f"unknown role {role!r} (valid: {', '.join(ROLES)})")
         require(r.active_learning >= 0, f"{key}.active_learning", f"must be >= 0, got {r.active_learning}")
         require(r.background_sample >= 10, f"{key}.background_sample", f"must be >= 10, got {r.background_sample}")
+        require(r.embedding_threads >= 0, f"{key}.embedding_threads", f"must be >= 0, got {r.embedding_threads}")
         require(r.C > 0, f"{key}.C", f"must be > 0, got {r.C}")
         require(0 <= r.pu_weight <= 1, f"{key}.pu_weight", f"must be in [0, 1], got {r.pu_weight}")
         require(r.crossfit_folds >= 2, f"{key}.crossfit_folds", f"must be >= 2, got {r.crossfit_folds}")

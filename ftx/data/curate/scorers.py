@@ -67,7 +67,8 @@ class EmbeddingFeatures:
         self.cfg = cfg
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        return embed(texts, self.cfg.embedding_model, self.cfg.embedding_batch_size, self.cfg.embedding_precision)
+        return embed(texts, self.cfg.embedding_model, self.cfg.embedding_batch_size, self.cfg.embedding_precision,
+                     self.cfg.embedding_threads)
 
 
 def _similarity(feats, seeds, aggregate: str) -> np.ndarray:
