@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from enum import Enum
 from typing import Any, Iterable
+
 from ftx.errors import ConfigError
 
 ONE_OF = "must be one of {one_of}; got {value!r}"

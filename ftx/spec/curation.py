@@ -38,6 +38,7 @@ class Scorer(Choice):
     tfidf = "tfidf"
     embedding = "embedding"
     classifier = "classifier"
+    learned = "learned"
 
 
 class Aggregate(Choice):
@@ -48,6 +49,12 @@ class Aggregate(Choice):
 class Features(Choice):
     tfidf = "tfidf"
     embedding = "embedding"
+    tfidf_embedding = "tfidf+embedding"
+
+
+class Unreachable(Choice):
+    best_f1 = "best_f1"
+    error = "error"
 
 
 class AgreementPolicy(Choice):
@@ -67,6 +74,7 @@ CHOICE_MESSAGES = {
     "curation.relevance.embedding_precision": "must be auto, fp32 or bf16; got {value!r}",
     "curation.relevance.features": EITHER,
     "curation.relevance.threshold.mode": EITHER,
+    "curation.relevance.threshold.on_unreachable": EITHER,
 }
 
 # Navigation / template text of scraped pages, matched against whole sentences or lines (case-insensitive).
@@ -125,7 +133,12 @@ class QualityConfig:
                                                                           "9": 0.11, "10": 0.10})
     """Share of characters covered by word n-grams that occur more than once (Gopher)."""
     ngram_min_words: int = 50
-    """The n-gram checks only run on texts at least this long (short texts repeat trivially)."""
+    """The n-gram checks only run on texts with at least this many prose words (short texts repeat trivially)."""
+    ngram_min_count: int = 3
+    """Only n-grams occurring at least this often count as repeated. Gopher counts 2, which on short technical
+    text drops parallel phrasing ("On failure, -1 is returned.", "(Default: ...)", a title repeated in the
+    body): 2 dropped 2-6% of clean man pages and package descriptions, spam repeats far more (see
+    docs/curation.md)."""
     boilerplate_patterns: List[str] = field(default_factory=lambda: list(BOILERPLATE))
     """Regexes matched (case-insensitively) against whole sentences and lines of at most 40 words."""
     strip_boilerplate: bool = True
@@ -133,7 +146,8 @@ class QualityConfig:
     max_boilerplate_frac: float = 0.5
     """Drop the record as boilerplate when more of its characters than this are boilerplate sentences."""
     exempt_code_blocks: bool = True
-    """Fenced ``` blocks and indented code are exempt from the symbol and letter checks."""
+    """Code (fenced, indented and reST `::` blocks, `$ `/`>>> ` sessions, option tables, statement lines) is
+    exempt from every check but length."""
 
 
 @dataclass
@@ -212,6 +226,9 @@ class ThresholdConfig:
     confidence: Optional[float] = 0.95
     """calibrated: require the Wilson lower bound of dev precision (at this one-sided confidence) to reach
     the target, so held-out data meets it too; null uses the plain dev precision (optimistic)."""
+    on_unreachable: Unreachable = Unreachable.best_f1
+    """calibrated, when no threshold reaches the target: best_f1 (the threshold of best dev F1, with a warning
+    in the report and `fallback: true` in the metrics) | error (stop with the best precision found)."""
 
 
 @dataclass
@@ -219,7 +236,8 @@ class RelevanceConfig:
     """Domain relevance against a seed set of in-domain examples."""
 
     scorer: Scorer = Scorer.tfidf
-    """tfidf (cosine to seeds) | embedding (all-MiniLM-L6-v2, offline) | classifier (logistic regression)."""
+    """tfidf (cosine to seeds) | embedding (all-MiniLM-L6-v2, offline) | classifier (logistic regression,
+    seeds vs background) | learned (logistic regression on every label, cross-fitted calibration)."""
     seeds: List[str] = field(default_factory=list)
     """JSONL files of in-domain examples (text, messages or prompt/response)."""
     aggregate: Aggregate = Aggregate.centroid
@@ -228,7 +246,16 @@ class RelevanceConfig:
     """classifier only: off-domain examples; empty: a sample of the corpus stands in."""
     background_sample: int = 2000
     features: Features = Features.tfidf
-    """classifier only: tfidf | embedding."""
+    """classifier and learned: tfidf | embedding | tfidf+embedding (learned only). For learned, tfidf means
+    word 1–2-grams and character 3–5-grams."""
+    C: float = 16.0
+    """learned: inverse L2 regularisation strength of the logistic regression."""
+    pu_weight: float = 0.05
+    """learned: weight of each unlabelled corpus record used as a weak negative (PU learning)..."""
+    pu_below: int = 50
+    """... while fewer than this many labelled negatives exist (dev/feedback label 0, background)."""
+    crossfit_folds: int = 5
+    """learned: dev rows are scored by models trained without their fold before calibration."""
     dev: List[str] = field(default_factory=list)
     """Labelled JSONL files (`label_field` 1/0) to calibrate and to report precision/recall."""
     label_field: str = "label"
@@ -244,6 +271,8 @@ class RelevanceConfig:
     embedding_batch_size: int = 64
     embedding_precision: Precision = Precision.auto
     """auto (bf16 on CPUs with native bf16, else fp32) | fp32 | bf16."""
+    embedding_threads: int = 0
+    """torch intra-op threads while embedding; 0 leaves torch's default (on a loaded machine 1 can be faster)."""
 
 
 @dataclass
@@ -327,6 +356,12 @@ class CurationConfig:
             require(role in ROLES, f"{key}.roles", f"unknown role {role!r} (valid: {', '.join(ROLES)})")
         require(r.active_learning >= 0, f"{key}.active_learning", f"must be >= 0, got {r.active_learning}")
         require(r.background_sample >= 10, f"{key}.background_sample", f"must be >= 10, got {r.background_sample}")
+        require(r.embedding_threads >= 0, f"{key}.embedding_threads", f"must be >= 0, got {r.embedding_threads}")
+        require(r.C > 0, f"{key}.C", f"must be > 0, got {r.C}")
+        require(0 <= r.pu_weight <= 1, f"{key}.pu_weight", f"must be in [0, 1], got {r.pu_weight}")
+        require(r.crossfit_folds >= 2, f"{key}.crossfit_folds", f"must be >= 2, got {r.crossfit_folds}")
+        require(r.features != "tfidf+embedding" or r.scorer == "learned", f"{key}.features",
+                f"tfidf+embedding needs scorer=learned, got scorer={r.scorer}")
         if "relevance" not in self.stages or not self.enabled:
             return
         require(bool(r.seeds) or bool(r.feedback), f"{key}.seeds",

@@ -281,6 +281,17 @@ CATALOGUE = [
           "ftx: data error: curation.relevance.seeds[0]: {d}/empty.jsonl holds no records (empty file)"),
     Entry("seeds-missing", "a seed file that does not exist", curated("curation.relevance.seeds=[{d}/nope.jsonl]"),
           "ftx: data error: curation.relevance.seeds[0]: file not found: {d}/nope.jsonl"),
+    Entry("dev-one-class", "a relevance dev set with one class only",
+          curated("curation.relevance.dev=[{d}/dev_one_class.jsonl]"),
+          "ftx: data error: curation.relevance.dev: the dev set needs both relevant (1) and irrelevant (0) labels "
+          "(got 5 of 5 relevant)"),
+    Entry("dev-label-not-01", "a dev label that is not 0/1", curated("curation.relevance.dev=[{d}/dev_label_2.jsonl]"),
+          "ftx: data error: curation.relevance.dev[0]: record l1: label 2 is not a label (use 1/0, true/false, "
+          "relevant/irrelevant; null = unlabelled)"),
+    Entry("feedback-other-corpus", "an active-learning feedback file from another corpus",
+          curated("curation.relevance.feedback=[{d}/feedback_other.jsonl]"),
+          "ftx: data error: curation.relevance.feedback[0]: 7 of its 7 labelled ids are not in this corpus "
+          "(an export from another corpus or data config?)"),
     # --- output paths (ftx/runs.py: output_dir, output_file, usable_dir; earlier_run for run dirs)
     Entry("curate-out-exists", "`ftx curate --out` into a non-empty folder",
           ["curate", *TINY, *DATA, "data.sources.http.path={d}/good.jsonl", "--out", "{d}/nonempty"],
@@ -509,6 +520,10 @@ def files(tmp_path_factory):
     import pandas as pd
 
     pd.DataFrame([{"prompt": 3, "response": "x"}]).to_parquet(d / "number.parquet")
+    write_jsonl(d / "dev_one_class.jsonl", [{"id": f"o{i}", "text": f"HTTP header {i} is a header.", "label": 1}
+                                            for i in range(5)])
+    write_jsonl(d / "dev_label_2.jsonl", [{"id": "l1", "text": "The Vary header selects a cached variant.", "label": 2}])
+    write_jsonl(d / "feedback_other.jsonl", [{"id": f"other-{i}", "text": f"Header {i}.", "label": 1} for i in range(7)])
     pickle_model(d / "pickle_model")
     user = d / "userconf" / "data"
     user.mkdir(parents=True)

@@ -141,15 +141,15 @@ def test_active_learning_export_and_feedback_loop(tmp_path, seeds):
     margin = max(abs(e["score"] - 0.2) for e in export)
     report = json.loads((out / "report.json").read_text())
     assert report["stages"][0]["artifacts"]["active_learning_exported"] == 12
-    # nothing outside the export is nearer the threshold than the farthest exported record
+    # the export starts with the record nearest the threshold (then trades closeness for diversity)
     from ftx.data.curate.relevance import load_sets
     from ftx.data.curate.scorers import fit
 
     s, _, _ = load_sets(cfg.relevance)
     texts = [r["text"] for r in records]
     scores = fit(cfg.relevance, s, texts)(texts)
-    exported = {e["id"] for e in export}
-    assert all(abs(sc - 0.2) >= margin - 1e-9 for r, sc in zip(records, scores) if r["id"] not in exported)
+    assert abs(export[0]["score"] - 0.2) == pytest.approx(min(abs(scores - 0.2)))
+    assert margin <= max(abs(scores - 0.2))
     # a person labels the export; the next run takes positives as seeds and all labels as dev data
     for e in export:
         e["label"] = truth[e["id"]]
@@ -194,3 +194,17 @@ def test_absolute_threshold_with_a_dev_set_still_reports_precision_recall_and_cu
     art = json.loads((tmp_path / "o" / "report.json").read_text())["stages"][0]["artifacts"]
     assert art["mode"] == "absolute" and art["dev"]["n"] == 100 and 0 <= art["dev"]["precision"] <= 1
     assert (tmp_path / "o" / "pr_curve.png").is_file()
+
+
+def test_active_learning_picks_diverse_records_not_near_copies():
+    from ftx.data.curate.relevance import select_for_labelling
+
+    rng = random.Random(3)
+    copies = ["the cache server answers the request with a stale response header"] * 30
+    others = [doc(rng, 0.5) for _ in range(70)]
+    corpus = copies + others
+    scores = np.r_[np.full(30, 0.50), 0.5 + np.linspace(0.01, 0.2, 70)]  # the copies sit right at the threshold
+    picked = select_for_labelling(scores, 0.5, np.arange(100), 10, corpus)
+    assert len(set(picked)) == 10 and sum(i < 30 for i in picked) == 1
+    nearest_only = np.argsort(np.abs(scores - 0.5), kind="stable")[:10]
+    assert all(i < 30 for i in nearest_only)  # what picking by uncertainty alone would have exported

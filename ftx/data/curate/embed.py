@@ -2,11 +2,15 @@
 
 Plain transformers AutoModel + attention-masked mean pooling + L2 normalisation, which is what
 sentence-transformers computes for this model (identical vectors), without that dependency.
+Speed: length-sorted batches (padding to each batch's own longest text), one tokenisation, a per-text
+vector cache, bf16 where the CPU has it (see benchmarks/curation_real.py for docs/s before/after).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
@@ -49,24 +53,58 @@ def use_bf16(precision: str) -> bool:
     return precision_rule(precision, key="curation.relevance.embedding_precision", gpu=False)
 
 
+_CACHE: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+CACHE_MAX = 200_000  # vectors (384 float32 each: ~300 MB at most)
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
+
+
 def embed(texts: list[str], configured: Optional[str] = None, batch_size: int = 64,
-          precision: str = "auto") -> np.ndarray:
-    """Unit-length float32 vectors, one row per text."""
+          precision: str = "auto", threads: int = 0) -> np.ndarray:
+    """Unit-length float32 vectors, one row per text.
+
+    Texts are tokenised once (truncated at MAX_TOKENS tokens), sorted by token length and batched so a
+    batch pads to its own longest text, not the corpus'; vectors are cached per (model, precision, text
+    hash) in the process, so re-scoring (another threshold, feedback rounds) embeds only new texts.
+    `threads` > 0 sets torch's intra-op threads for the call."""
     import contextlib
 
     import torch
 
-    tok, model = _load(str(model_path(configured)))
-    cast = torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16(precision) else contextlib.nullcontext()
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(texts), batch_size):
-            enc = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=MAX_TOKENS,
-                      return_tensors="pt")
-            with cast:
-                hidden = model(**enc).last_hidden_state.float()
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out.append(torch.nn.functional.normalize(pooled, dim=-1).float().numpy())
+    path = str(model_path(configured))
+    tok, model = _load(path)
+    bf16 = use_bf16(precision)
     dim = model.config.hidden_size
-    return np.concatenate(out) if out else np.zeros((0, dim), dtype=np.float32)
+    keys = [(path, bf16, hashlib.sha1(t.encode("utf-8", "surrogatepass")).digest()) for t in texts]
+    todo = {}
+    for k, t in zip(keys, texts):
+        if k not in _CACHE and k not in todo:
+            todo[k] = t
+    if todo:
+        cast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        items = list(todo.items())
+        enc = tok([t for _, t in items], truncation=True, max_length=MAX_TOKENS)["input_ids"]
+        order = sorted(range(len(items)), key=lambda i: len(enc[i]))
+        old_threads = torch.get_num_threads()
+        if threads > 0:
+            torch.set_num_threads(threads)
+        try:
+            with torch.inference_mode():
+                for b in range(0, len(order), batch_size):
+                    idx = order[b:b + batch_size]
+                    batch = tok.pad({"input_ids": [enc[i] for i in idx]}, return_tensors="pt")
+                    with cast:
+                        hidden = model(**batch).last_hidden_state.float()
+                    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                    vecs = torch.nn.functional.normalize(pooled, dim=-1).float().numpy()
+                    for i, v in zip(idx, vecs):
+                        _CACHE[items[i][0]] = v
+        finally:
+            torch.set_num_threads(old_threads)
+    out = np.stack([_CACHE[k] for k in keys]) if keys else np.zeros((0, dim), dtype=np.float32)
+    while len(_CACHE) > CACHE_MAX:
+        _CACHE.popitem(last=False)
+    return out.astype(np.float32, copy=False)

@@ -4,8 +4,8 @@ Navigation/template sentences (menus, cookie banners, share/subscribe calls, cop
 found sentence by sentence; lines made only of them are stripped (modified) or, when they make up
 most of the text, the record is dropped as boilerplate. Then length, mean word length, symbol-to-word ratio, letter share, bullet/ellipsis
 lines, repeated lines and repeated n-grams are checked; the first failing check names the drop.
-Code blocks and markdown headers are exempt from the symbol and letter checks, so technical text
-with code and lists survives. Every kept record gets `scores.quality` in [0, 1] and `scores.words`.
+Code (fenced, indented or reST `::` blocks, interactive sessions, option tables: table.code_lines) and
+markdown headers are exempt from every check but length, so technical text with code and lists survives. Every kept record gets `scores.quality` in [0, 1] and `scores.words`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from ftx.data.curate.table import NAN, Context, map_batches, prose_lines, rewrite, texts, verdicts
 from ftx.spec.curation import CurationConfig, QualityConfig
 
-VERSION = "1"
+VERSION = "2"
 WORD = re.compile(r"\w+")
 ALNUM = re.compile(r"[^\W_]")
 HEADER = re.compile(r"^\s{0,3}#{1,6}\s")
@@ -59,56 +59,71 @@ def _grams(tokens: list[str], n: int) -> Counter:
     return Counter(zip(*(tokens[i:] for i in range(n))))
 
 
-def top_ngram_frac(tokens: list[str], n: int, total: int) -> float:
-    """Share of characters in the occurrences of the most frequent n-gram (0 if none repeats)."""
+def top_ngram_frac(tokens: list[str], n: int, total: int, min_count: int = 2) -> float:
+    """Share of characters in the occurrences of the most frequent n-gram (0 unless it occurs min_count times)."""
     counts = _grams(tokens, n)
     if not counts:
         return 0.0
     top, c = counts.most_common(1)[0]
-    return min(sum(map(len, top)) * c / total, 1.0) if c > 1 else 0.0
+    return min(sum(map(len, top)) * c / total, 1.0) if c >= max(min_count, 2) else 0.0
 
 
-def dup_ngram_frac(tokens: list[str], n: int, total: int) -> float:
-    """Share of characters covered by n-grams that occur more than once."""
-    counts = _grams(tokens, n)
-    if not counts or max(counts.values()) < 2:
-        return 0.0
-    covered = [False] * len(tokens)
-    for i, g in enumerate(zip(*(tokens[j:] for j in range(n)))):
-        if counts[g] > 1:
-            covered[i:i + n] = [True] * n
-    return sum(len(t) for t, cov in zip(tokens, covered) if cov) / total
+def dup_ngram_frac(tokens: list[str], n: int, total: int, min_count: int = 2) -> float:
+    """Share of characters in repeated occurrences of n-grams (Gopher; the first occurrence of an n-gram is
+    not a duplicate, and overlapping repeats are counted once — as datatrove's reference filter does).
+    Only n-grams occurring at least `min_count` times count."""
+    counts = _grams(tokens, n) if min_count > 2 else None
+    seen, dup, i = set(), 0, 0
+    while i + n <= len(tokens):
+        g = tuple(tokens[i:i + n])
+        if g in seen and (counts is None or counts[g] >= min_count):
+            dup += sum(map(len, g))
+            i += n
+        else:
+            seen.add(g)
+            i += 1
+    return min(dup / total, 1.0)
+
+
+def _line_frac(count: int, n_lines: int) -> float:
+    """Share of lines with a property; a single line is not a share (short texts would fail on one line)."""
+    return count / n_lines if count >= 2 else 0.0
 
 
 def measure(text: str, cfg: QualityConfig) -> dict:
-    lines = [l for l in text.split("\n") if l.strip()]
+    """Every check but length reads the prose only: code blocks, sessions, option tables (table.code_lines)
+    are exempt when `exempt_code_blocks` (their symbols, short lines and repeated tokens are normal)."""
     words = text.split()
     prose = prose_lines(text) if cfg.exempt_code_blocks else text.split("\n")
+    lines = [l for l in prose if l.strip()]
     pwords = " ".join(prose).split()
     symbols = sum(l.count("#") for l in prose if not HEADER.match(l)) + \
         sum(l.count("...") + l.count("…") for l in prose)
     n_lines = max(len(lines), 1)
+    if len(pwords) < cfg.min_words:  # (nearly) all code: the prose ratios would be read off a few words
+        pwords, lines, symbols = [], [], 0
     m = {
         "words": len(words),
-        "mean_word_length": sum(map(len, words)) / len(words) if words else 0.0,
+        "prose_words": len(pwords),
+        "mean_word_length": sum(map(len, pwords)) / len(pwords) if pwords else None,
         "symbol_word_ratio": symbols / max(len(pwords), 1),
         "alnum_word_frac": sum(1 for w in pwords if ALNUM.search(w)) / len(pwords) if pwords else 1.0,
-        "bullet_line_frac": sum(bool(BULLET.match(l)) for l in lines) / n_lines,
-        "ellipsis_line_frac": sum(l.rstrip().endswith(("...", "…")) for l in lines) / n_lines,
-        "dup_line_frac": (len(lines) - len(set(l.strip() for l in lines))) / n_lines,
+        "bullet_line_frac": _line_frac(sum(bool(BULLET.match(l)) for l in lines), n_lines),
+        "ellipsis_line_frac": _line_frac(sum(l.rstrip().endswith(("...", "…")) for l in lines), n_lines),
+        "dup_line_frac": _line_frac(len(lines) - len(set(l.strip() for l in lines)), n_lines),
         "top_ngram": {}, "dup_ngram": {},
     }
-    if len(words) >= cfg.ngram_min_words:
-        tokens = WORD.findall(text.lower())
+    if len(pwords) >= cfg.ngram_min_words:
+        tokens = WORD.findall("\n".join(prose).lower())
         total = sum(map(len, tokens)) or 1
         for n in cfg.max_top_ngram_frac:
-            m["top_ngram"][n] = top_ngram_frac(tokens, int(n), total)
+            m["top_ngram"][n] = top_ngram_frac(tokens, int(n), total, cfg.ngram_min_count)
         none_repeat_at = None  # if no n-gram repeats, no longer one does either
         for n in sorted(cfg.max_dup_ngram_frac, key=int):
             if none_repeat_at is not None and int(n) > none_repeat_at:
                 m["dup_ngram"][n] = 0.0
                 continue
-            m["dup_ngram"][n] = dup_ngram_frac(tokens, int(n), total)
+            m["dup_ngram"][n] = dup_ngram_frac(tokens, int(n), total, cfg.ngram_min_count)
             if m["dup_ngram"][n] == 0.0:
                 none_repeat_at = int(n)
     return m
@@ -116,11 +131,12 @@ def measure(text: str, cfg: QualityConfig) -> dict:
 
 def verdict(m: dict, cfg: QualityConfig) -> Optional[tuple[str, float, str]]:
     """The first failing check as (reason, measured value, detail), or None."""
+    mwl = m["mean_word_length"]
     checks = [
         ("too_short", m["words"], cfg.min_words, "<"),
         ("too_long", m["words"], cfg.max_words, ">"),
-        ("mean_word_length", m["mean_word_length"], cfg.min_mean_word_length, "<"),
-        ("mean_word_length", m["mean_word_length"], cfg.max_mean_word_length, ">"),
+        ("mean_word_length", mwl, cfg.min_mean_word_length, "<"),
+        ("mean_word_length", mwl, cfg.max_mean_word_length, ">"),
         ("symbol_word_ratio", m["symbol_word_ratio"], cfg.max_symbol_word_ratio, ">"),
         ("alnum_word_frac", m["alnum_word_frac"], cfg.min_alnum_word_frac, "<"),
         ("bullet_lines", m["bullet_line_frac"], cfg.max_bullet_line_frac, ">"),
@@ -130,7 +146,7 @@ def verdict(m: dict, cfg: QualityConfig) -> Optional[tuple[str, float, str]]:
     checks += [("repeated_ngrams", v, cfg.max_top_ngram_frac[n], ">") for n, v in m["top_ngram"].items()]
     checks += [("repeated_ngrams", v, cfg.max_dup_ngram_frac[n], ">") for n, v in m["dup_ngram"].items()]
     for reason, value, limit, op in checks:
-        if limit is not None and (value < limit if op == "<" else value > limit):
+        if limit is not None and value is not None and (value < limit if op == "<" else value > limit):
             return reason, float(value), f"{value:.3g} {op} {limit}"
     return None
 

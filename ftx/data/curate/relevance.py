@@ -4,12 +4,16 @@ The threshold is absolute, the top k, or calibrated on a labelled dev set: the l
 dev precision reaches `target_precision` (sklearn's precision_recall_curve; the curve is saved).
 The N records nearest the threshold are exported for labelling (active learning); labelled
 exports come back through `feedback`: positives join the seeds, every labelled row the dev set.
+The `learned` scorer trains on every label (negatives too) and calibrates on out-of-fold dev scores.
+An unreachable target precision falls back to the best-F1 threshold (flagged) unless on_unreachable=error.
 Only records whose role is in `roles` can be dropped; others (general data) are scored and kept.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import random
 from dataclasses import asdict
 from typing import Optional
 
@@ -23,7 +27,8 @@ from ftx.spec.curation import CurationConfig, RelevanceConfig
 from ftx.spec.data import SourceConfig
 from ftx.data.curate.embed import use_bf16
 
-VERSION = "1"
+VERSION = "2"
+log = logging.getLogger(__name__)
 POSITIVE = {"1", "true", "yes", "relevant", "domain", "in", "pos", "positive"}
 NEGATIVE = {"0", "false", "no", "irrelevant", "off", "off_domain", "out", "neg", "negative"}
 
@@ -51,25 +56,45 @@ def _label(rec: dict, key: str):
                     "relevant/irrelevant; null = unlabelled)")
 
 
-def load_sets(cfg: RelevanceConfig) -> tuple[list[str], list[str], list[tuple[str, int]]]:
-    """(seed texts, background texts, labelled dev pairs) from the configured files."""
-    seeds, background, dev = [], [], []
+def load_labels(cfg: RelevanceConfig) -> dict:
+    """The configured label files: seeds [text], background [text], dev and feedback [(id, text, 1|0), ...]
+    (unlabelled rows left out), feedback_rows {file key: labelled ids}."""
+    out = {"seeds": [], "background": [], "dev": [], "feedback": [], "feedback_ids": {}}
     for i, p in enumerate(cfg.seeds):
-        seeds += [text_view(r["messages"], r["text"]) for r in _read(p, f"curation.relevance.seeds[{i}]")]
+        out["seeds"] += [text_view(r["messages"], r["text"]) for r in _read(p, f"curation.relevance.seeds[{i}]")]
     for i, p in enumerate(cfg.background):
-        background += [text_view(r["messages"], r["text"]) for r in _read(p, f"curation.relevance.background[{i}]")]
+        out["background"] += [text_view(r["messages"], r["text"])
+                              for r in _read(p, f"curation.relevance.background[{i}]")]
     for name in ("dev", "feedback"):
         for i, p in enumerate(getattr(cfg, name)):
             key = f"curation.relevance.{name}[{i}]"
+            rows = []
             for r in _read(p, key):
                 y = _label(r, key)
-                if y is None:
-                    continue
-                t = text_view(r["messages"], r["text"])
-                dev.append((t, y))
-                if name == "feedback" and y == 1:
-                    seeds.append(t)
-    return seeds, background, dev
+                if y is not None:
+                    rows.append((r["id"], text_view(r["messages"], r["text"]), y))
+            out[name] += rows
+            if name == "feedback":
+                out["feedback_ids"][key] = [rid for rid, _, _ in rows]
+    return out
+
+
+def load_sets(cfg: RelevanceConfig) -> tuple[list[str], list[str], list[tuple[str, int]]]:
+    """(seed texts, background texts, labelled dev pairs) for the similarity scorers: feedback positives join
+    the seeds, every labelled feedback row the dev set."""
+    L = load_labels(cfg)
+    seeds = L["seeds"] + [t for _, t, y in L["feedback"] if y == 1]
+    return seeds, L["background"], [(t, y) for _, t, y in L["dev"] + L["feedback"]]
+
+
+def check_feedback_ids(feedback_ids: dict, corpus_ids: list[str]) -> None:
+    """A feedback file whose labelled ids are mostly not in this corpus was exported from another one."""
+    known = set(map(str, corpus_ids))
+    for key, ids in feedback_ids.items():
+        missing = sum(str(i) not in known for i in ids)
+        if ids and 2 * missing > len(ids):
+            raise DataError(f"{key}: {missing} of its {len(ids)} labelled ids are not in this corpus "
+                            "(an export from another corpus or data config?)")
 
 
 def wilson_lower(successes: np.ndarray, n: np.ndarray, confidence: float) -> np.ndarray:
@@ -85,9 +110,10 @@ def wilson_lower(successes: np.ndarray, n: np.ndarray, confidence: float) -> np.
 
 
 def calibrate(scores: np.ndarray, labels: np.ndarray, target: float,
-              confidence: Optional[float] = None) -> tuple[float, dict]:
+              confidence: Optional[float] = None, on_unreachable: str = "error") -> tuple[float, dict]:
     """Lowest threshold (max recall) whose dev precision — or its Wilson lower bound at `confidence` —
-    reaches the target."""
+    reaches the target. Unreachable: raise (`error`), or take the threshold of best dev F1 (`best_f1`;
+    the curve dict then says `fallback: true` and why)."""
     from sklearn.metrics import precision_recall_curve
 
     if labels.sum() == 0 or labels.sum() == len(labels):
@@ -98,15 +124,46 @@ def calibrate(scores: np.ndarray, labels: np.ndarray, target: float,
     bound = precision[:-1] if confidence is None else \
         wilson_lower(np.rint(precision[:-1] * predicted), predicted, confidence)
     ok = np.flatnonzero(bound >= target)
+    curve = {"precision": precision.tolist(), "recall": recall.tolist(), "thresholds": thresholds.tolist()}
     if not len(ok):
         best = int(np.argmax(bound))
         how = "precision" if confidence is None else f"precision lower bound at confidence {confidence}"
-        raise DataError(f"curation.relevance.threshold.target_precision={target} is not reachable on the dev set "
-                        f"({len(labels)} labelled; best {how} {bound[best]:.3f} at score {thresholds[best]:.3f}); "
-                        "lower the target or threshold.confidence, or label more dev records")
+        found = (f"curation.relevance.threshold.target_precision={target} is not reachable on the dev set "
+                 f"({len(labels)} labelled; best {how} {bound[best]:.3f} at score {thresholds[best]:.3f})")
+        if on_unreachable != "best_f1":
+            raise DataError(f"{found}; lower the target or threshold.confidence, or label more dev records")
+        p, r = precision[:-1], recall[:-1]
+        f1 = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)
+        i = int(np.argmax(f1))
+        curve.update(fallback=True, warning=f"{found}: fell back to the best-F1 threshold {thresholds[i]:.4f} "
+                     f"(dev precision {p[i]:.3f}, recall {r[i]:.3f}); threshold.on_unreachable=error stops instead")
+        return float(thresholds[i]), curve
     i = ok[np.argmax(recall[:-1][ok])]
-    curve = {"precision": precision.tolist(), "recall": recall.tolist(), "thresholds": thresholds.tolist()}
     return float(thresholds[i]), curve
+
+
+def select_for_labelling(scores: np.ndarray, threshold: float, candidates: np.ndarray, k: int,
+                         corpus: list[str], pool: int = 10) -> np.ndarray:
+    """k records to label: uncertain (nearest the threshold) and diverse. From the k*pool records nearest the
+    threshold, greedily take the one maximising (1 - cosine to the nearest already chosen, word TF-IDF) ×
+    (its closeness to the threshold, 1 at the threshold → 0 at the pool's edge): not k near-copies."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    order = candidates[np.argsort(np.abs(scores[candidates] - threshold), kind="stable")[:k * pool]]
+    if len(order) <= k:
+        return order
+    gap = np.abs(scores[order] - threshold)
+    closeness = 1 - gap / max(float(gap.max()), 1e-12) * 0.9
+    X = TfidfVectorizer(sublinear_tf=True).fit_transform([corpus[i] for i in order])
+    chosen = [0]
+    nearest = np.asarray((X @ X[0].T).todense()).ravel()
+    for _ in range(k - 1):
+        gain = (1 - nearest) * closeness
+        gain[chosen] = -1
+        j = int(np.argmax(gain))
+        chosen.append(j)
+        nearest = np.maximum(nearest, np.asarray((X @ X[j].T).todense()).ravel())
+    return order[chosen]
 
 
 def dev_metrics(scores: np.ndarray, labels: np.ndarray, t: float) -> dict:
@@ -125,19 +182,51 @@ def fingerprint(cfg: CurationConfig) -> dict:
     return fp
 
 
+def _learned(r: RelevanceConfig, ds, corpus: list[str], seed: int = 0):
+    """The learned scorer fitted on every label, and the dev + feedback rows with out-of-fold scores."""
+    L = load_labels(r)
+    check_feedback_ids(L["feedback_ids"], column(ds, "id"))
+    fixed = [(t, 1) for t in L["seeds"]] + [(t, 0) for t in L["background"]]
+    dev = [(t, y) for _, t, y in L["dev"] + L["feedback"]]
+    seen = {t for t, _ in fixed + dev}
+    pool = [t for t in corpus if t not in seen]
+    unlabelled = random.Random(seed).sample(pool, min(r.background_sample, len(pool)))
+    scorer = scorers.Learned(r, corpus, fixed + dev, unlabelled)
+    dev_s = np.zeros(0)
+    if dev:
+        dev_y = np.array([y for _, y in dev])
+        if 0 < dev_y.sum() < len(dev_y):
+            dev_s = scorers.crossfit(r, corpus, fixed, dev, unlabelled, r.crossfit_folds, scorer.features, seed)
+        else:
+            dev_s = scorer([t for t, _ in dev])
+    return scorer, dev, dev_s
+
+
 def run(ds, cfg: CurationConfig, ctx: Context):
     r, t = cfg.relevance, cfg.relevance.threshold
-    seeds, background, dev = load_sets(r)
     corpus = texts({"messages": column(ds, "messages"), "text": column(ds, "text")})
-    scorer = scorers.fit(r, seeds, corpus, background)
+    if r.scorer == "learned":
+        scorer, dev, dev_s = _learned(r, ds, corpus)
+    else:
+        L = load_labels(r)
+        check_feedback_ids(L["feedback_ids"], column(ds, "id"))
+        seeds = L["seeds"] + [x for _, x, y in L["feedback"] if y == 1]
+        background, dev = L["background"], [(x, y) for _, x, y in L["dev"] + L["feedback"]]
+        scorer = scorers.fit(r, seeds, corpus, background)
+        dev_s = scorer([x for x, _ in dev]) if dev else np.zeros(0)
     scores = scorer(corpus)
     applies = np.array([role in r.roles for role in column(ds, "role")], dtype=bool)
     art: dict = {"scorer": scorer.describe(), "mode": t.mode}
-    dev_s = scorer([x for x, _ in dev]) if dev else np.zeros(0)
     dev_y = np.array([y for _, y in dev], dtype=int)
+    if r.scorer == "learned" and len(dev):
+        art["dev_scores"] = "out-of-fold" if 0 < dev_y.sum() < len(dev_y) else "in-sample"
     if t.mode == "calibrated":
-        threshold, art["pr_curve"] = calibrate(dev_s, dev_y, t.target_precision, t.confidence)
+        threshold, art["pr_curve"] = calibrate(dev_s, dev_y, t.target_precision, t.confidence, t.on_unreachable)
         art["target_precision"], art["confidence"] = t.target_precision, t.confidence
+        art["fallback"] = bool(art["pr_curve"].pop("fallback", False))
+        if art["fallback"]:
+            art["warning"] = art["pr_curve"].pop("warning")
+            log.warning("relevance: %s", art["warning"])
     elif t.mode == "top_k":
         cand = np.flatnonzero(applies)
         order = cand[np.lexsort((cand, -scores[cand]))]
@@ -152,6 +241,10 @@ def run(ds, cfg: CurationConfig, ctx: Context):
     art["threshold"] = threshold
     if len(dev):
         art["dev"] = dev_metrics(dev_s, dev_y, threshold)
+        if 0 < dev_y.sum() < len(dev_y):
+            from sklearn.metrics import average_precision_score
+
+            art["dev"]["average_precision"] = float(average_precision_score(dev_y, dev_s))
         if "pr_curve" not in art and 0 < dev_y.sum() < len(dev_y):  # the curve is worth seeing in any mode
             from sklearn.metrics import precision_recall_curve
 
@@ -164,7 +257,7 @@ def run(ds, cfg: CurationConfig, ctx: Context):
         out["_detail"][i] = f"relevance {scores[i]:.3f} < {threshold:.3f} ({r.scorer}, {t.mode})"
     if r.active_learning:
         cand = np.flatnonzero(applies)
-        near = cand[np.argsort(np.abs(scores[cand] - threshold), kind="stable")[:r.active_learning]]
+        near = select_for_labelling(scores, threshold, cand, r.active_learning, corpus)
         ids, roles, sources = column(ds, "id"), column(ds, "role"), column(ds, "source")
         art["active_learning"] = [{"id": ids[i], "source": sources[i], "role": roles[i], "text": corpus[i],
                                    "score": float(scores[i]), "threshold": threshold, "kept": bool(keep[i]),

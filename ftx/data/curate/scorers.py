@@ -5,6 +5,11 @@ tfidf       cosine similarity of TF-IDF vectors (hashed word 1–2-grams, IDF fi
 embedding   the same with all-MiniLM-L6-v2 sentence embeddings
 classifier  logistic regression, seeds vs background (a file, or a sample of the corpus), on TF-IDF
             or embedding features; the score is P(domain)
+learned     logistic regression on every label: seeds and labelled positives (dev, feedback) against
+            labelled negatives (dev, feedback, background), with unlabelled corpus records as weak
+            negatives (PU) while labelled negatives are few; word 1–2-gram + character 3–5-gram TF-IDF
+            (optionally stacked with embeddings). Dev rows are scored out of fold (crossfit) for
+            calibration, so a threshold read off them is honest although the dev set trains the model.
 """
 
 from __future__ import annotations
@@ -35,12 +40,35 @@ class TfidfFeatures:
         return self.tfidf.transform(self.hasher.transform(texts))
 
 
+class WordCharFeatures:
+    """Hashed word 1–2-gram and character (within word boundaries) 3–5-gram TF-IDF, side by side, each row
+    L2-normalised per block; embeddings (unit vectors) are appended when asked for."""
+
+    def __init__(self, fit_texts: list[str], cfg: Optional[RelevanceConfig] = None, embeddings: bool = False):
+        from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+
+        self.blocks = []
+        for kw in ({"ngram_range": (1, 2)}, {"analyzer": "char_wb", "ngram_range": (3, 5)}):
+            h = HashingVectorizer(n_features=HASH_FEATURES, alternate_sign=False, norm=None, lowercase=True, **kw)
+            self.blocks.append((h, TfidfTransformer(sublinear_tf=True).fit(h.transform(fit_texts))))
+        self.embed = EmbeddingFeatures(cfg) if embeddings else None
+
+    def __call__(self, texts: list[str]):
+        from scipy.sparse import csr_matrix, hstack
+
+        parts = [t.transform(h.transform(texts)) for h, t in self.blocks]
+        if self.embed is not None:
+            parts.append(csr_matrix(self.embed(texts)))
+        return hstack(parts).tocsr()
+
+
 class EmbeddingFeatures:
     def __init__(self, cfg: RelevanceConfig):
         self.cfg = cfg
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        return embed(texts, self.cfg.embedding_model, self.cfg.embedding_batch_size, self.cfg.embedding_precision)
+        return embed(texts, self.cfg.embedding_model, self.cfg.embedding_batch_size, self.cfg.embedding_precision,
+                     self.cfg.embedding_threads)
 
 
 def _similarity(feats, seeds, aggregate: str) -> np.ndarray:
@@ -112,3 +140,67 @@ class Scorer:
 def fit(cfg: RelevanceConfig, seeds: list[str], corpus: list[str], background: Optional[list[str]] = None,
         seed: int = 0) -> Scorer:
     return Scorer(cfg, seeds, corpus, background or [], seed)
+
+
+class Learned:
+    """P(domain) from a logistic regression on every label (see the module docstring).
+
+    `labelled` are (text, 1|0) pairs from seeds, dev, feedback and background; `unlabelled` a sample of
+    the corpus used as weak negatives (weight `pu_weight`) while fewer than `pu_below` labelled negatives
+    exist. Features are fitted (unsupervised IDF) on the corpus and the labelled texts."""
+
+    def __init__(self, cfg: RelevanceConfig, corpus: list[str], labelled: list[tuple[str, int]],
+                 unlabelled: list[str], features=None):
+        texts = [t for t, _ in labelled]
+        self.cfg = cfg
+        if features is None:
+            features = EmbeddingFeatures(cfg) if cfg.features == "embedding" else \
+                WordCharFeatures(corpus + texts, cfg, cfg.features == "tfidf+embedding")
+        self.features = features
+        self.n_pos = sum(y for _, y in labelled)
+        self.n_neg = len(labelled) - self.n_pos
+        if not self.n_pos:
+            raise DataError("curation.relevance.seeds: no positive examples (seeds or label 1) to learn from")
+        self.pu = unlabelled if (self.n_neg < cfg.pu_below and unlabelled) else []
+        if not self.n_neg and not self.pu:
+            raise DataError("curation.relevance: the learned scorer needs negatives: label some dev or "
+                            "active-learning records 0, give curation.relevance.background, or a corpus")
+        self._fit(labelled)
+
+    def _fit(self, labelled: list[tuple[str, int]]):
+        from sklearn.linear_model import LogisticRegression
+
+        X = self.features([t for t, _ in labelled] + self.pu)
+        y = np.r_[[y for _, y in labelled], np.zeros(len(self.pu))]
+        w = np.r_[np.ones(len(labelled)), np.full(len(self.pu), self.cfg.pu_weight)]
+        # balanced classes over the weighted counts
+        pos, neg = w[y == 1].sum(), w[y == 0].sum()
+        w = np.where(y == 1, w * (pos + neg) / (2 * pos), w * (pos + neg) / (2 * neg))
+        # liblinear dual coordinate descent: its cost follows the non-zeros, not the 2M hashed dimensions
+        self.model = LogisticRegression(C=self.cfg.C, solver="liblinear", dual=True, max_iter=3000).fit(X, y, sample_weight=w)
+
+    def __call__(self, texts: list[str], chunk: int = 20_000) -> np.ndarray:
+        out = [self.model.predict_proba(self.features(texts[i:i + chunk]))[:, 1] for i in range(0, len(texts), chunk)]
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def describe(self) -> dict:
+        return {"scorer": "learned", "features": self.cfg.features, "positives": self.n_pos,
+                "negatives": self.n_neg, "pu_negatives": len(self.pu), "pu_weight": self.cfg.pu_weight if self.pu else None,
+                "C": self.cfg.C, "seeds": self.n_pos}
+
+
+def crossfit(cfg: RelevanceConfig, corpus: list[str], fixed: list[tuple[str, int]], dev: list[tuple[str, int]],
+             unlabelled: list[str], folds: int, features, seed: int = 0) -> np.ndarray:
+    """Out-of-fold scores of the dev rows: each scored by a model trained on everything but its fold."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.array([l for _, l in dev])
+    k = int(min(folds, np.bincount(y, minlength=2).min()))
+    if k < 2:
+        raise DataError("curation.relevance.dev: the dev set needs at least 2 relevant (1) and 2 irrelevant (0) "
+                        f"labels to cross-fit (got {int(y.sum())} of {len(y)} relevant)")
+    out = np.zeros(len(dev))
+    for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
+        m = Learned(cfg, corpus, fixed + [dev[i] for i in train], unlabelled, features)
+        out[test] = m([dev[i][0] for i in test])
+    return out

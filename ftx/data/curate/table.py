@@ -147,19 +147,115 @@ def with_columns(ds: Dataset, columns: dict, ctx: Context, name: str) -> Dataset
 
 WORD = re.compile(r"\w+", re.UNICODE)
 FENCE = re.compile(r"^\s*(```|~~~)")
+PROMPT = re.compile(r"^\s*(\$|%|>>>|In \[\d*\]:|[\w.-]+@[\w.-]+:\S*[$#]|\w+>)\s")
+CPP = re.compile(r"^\s*(#(include|define|undef|if|ifdef|ifndef|elif|else|endif|pragma)\b|#!/)")
+OPTION = re.compile(r"^\s*(-{1,2}[\w?@][\w-]*|[A-Z_]{2,}=)\S*([ =,][^ ]+){0,3}\s*$")
+IDENT = re.compile(r"^\s*[\w$@.:/<>\[\]-]*([_./:<\[]|[a-z][A-Z]|\(\d?\))[\w$@.:/<>\[\]()-]*\s*$")  # a lone identifier
+CODE_END = re.compile(r"([;{}\]]|\)\s*[;{]?|\\|:=.*)\s*$")
+COLUMN_GAP = re.compile(r"(?<![.!?:;,])\s{2,}(?=\S)")  # column-aligned table rows (not the two spaces after a sentence)
+TABLE = re.compile(r"^\s*([|│┃┌┐└┘├┤┬┴┼╭╰═║╔╚╠]|\+[-=+]{3,})")
+CODE_SIGN = re.compile(r"[(){}\[\];=<>|&*]|->|::|\w\.\w+\(")
+
+
+def _indent(line: str) -> int:
+    expanded = line.expandtabs(8)
+    return len(expanded) - len(expanded.lstrip())
+
+
+def _codeish(line: str) -> bool:
+    """A line that reads as code wherever it stands: preprocessor, statement or brace line."""
+    s = line.strip()
+    return bool(CPP.match(s)) or (bool(CODE_END.search(s)) and bool(CODE_SIGN.search(s)) and
+                                  not s.endswith((".)", "?)", "!)")) and len(s.split()) <= 14)
+
+
+def code_lines(text: str) -> list[bool]:
+    """Per line: is it code (or an option table) rather than prose?
+
+    Fenced ``` / ~~~ blocks; table rows (markdown `|`, box drawing, `+---+`); interactive sessions (`$ `,
+    `>>> `, `In [1]:` prompts and their output up to a blank line); reST `::` literal blocks; preprocessor,
+    statement, brace and grammar lines; lone identifiers (`checkout.workers`, `open()`); option-table
+    entries (a `--flag <arg>` or identifier line and the indented description under it); indented
+    blocks that hold a code line or do not read as prose (commands, paths); paragraphs that are
+    mostly code. Indented prose (quotes, poems, continued paragraphs) stays prose. Blank lines: False."""
+    lines = text.split("\n")
+    n = len(lines)
+    code = [False] * n
+    indents = [_indent(l) for l in lines]
+    margin = min((indents[i] for i in range(n) if lines[i].strip()), default=0)
+    in_fence = session = False
+    literal = None  # indent of the line that opened a reST literal block
+    for i, line in enumerate(lines):
+        if FENCE.match(line):
+            in_fence = not in_fence
+            code[i] = True
+            continue
+        if in_fence:
+            code[i] = True
+            continue
+        if not line.strip():
+            session = False
+            continue
+        ind = indents[i]
+        if literal is not None:
+            if ind > literal:
+                code[i] = True
+                continue
+            literal = None
+        if line.rstrip().endswith("::"):
+            literal = ind
+        if PROMPT.match(line) or session:  # a prompt, its continuation lines and its output
+            code[i] = session = True
+            continue
+        code[i] = (bool(TABLE.match(line)) or len(COLUMN_GAP.findall(line.strip())) >= 3 or _codeish(line) or bool(IDENT.match(line))
+                   or (bool(OPTION.match(line)) and len(line.split()) <= 4))
+    # an indented block is code as a whole when it holds a code line or does not read as prose
+    # (commands, paths, identifiers); indented prose (option descriptions, quotes) stays prose
+    i = 0
+    while i < n:
+        if lines[i].strip() and indents[i] > margin and not code[i]:
+            j = i
+            while j < n and lines[j].strip() and indents[j] > margin:
+                j += 1
+            block = lines[i:j]
+            head = i - 1  # an option table entry: `--flag <arg>` / `name.key` line, then its description
+            while head >= 0 and (not lines[head].strip() or indents[head] >= indents[i]):
+                head -= 1
+            entry = head >= 0 and code[head] and bool(OPTION.match(lines[head]) or IDENT.match(lines[head]))
+            if entry or any(code[i:j]) or _plain_share(block) < PLAIN_PROSE:
+                code[i:j] = [True] * (j - i)
+            i = j
+        else:
+            i += 1
+    # a paragraph that is mostly code lines is a code block (its wrapped argument lines included)
+    i = 0
+    while i < n:
+        if lines[i].strip():
+            j = i
+            while j < n and lines[j].strip():
+                j += 1
+            if 2 * sum(code[i:j]) >= j - i and j - i > 1:  # ... but a sentence in it stays prose
+                code[i:j] = [c or not (_plain_share([l]) >= PLAIN_PROSE and l.rstrip().endswith((".", "!", "?", ":")))
+                             for c, l in zip(code[i:j], lines[i:j])]
+            i = j
+        else:
+            i += 1
+    return code
+
+
+PLAIN = re.compile(r"^[(\"']?[A-Za-z][a-z]*(['-][a-z]+)*[)\"']?[,.;:!?)]*$")
+PLAIN_PROSE = 0.6
+
+
+def _plain_share(lines: list[str]) -> float:
+    """Share of tokens that are plain words (prose is mostly words; commands and code are not)."""
+    toks = " ".join(lines).split()
+    return sum(bool(PLAIN.match(t)) for t in toks) / max(len(toks), 1)
 
 
 def prose_lines(text: str) -> list[str]:
-    """Lines outside fenced code blocks, 4-space indented code and markdown table rows."""
-    out, in_code = [], False
-    for line in text.split("\n"):
-        if FENCE.match(line):
-            in_code = not in_code
-            continue
-        if in_code or line.startswith(("    ", "\t")) or line.lstrip().startswith("|"):
-            continue
-        out.append(line)
-    return out
+    """The lines of `text` that are not code (see code_lines)."""
+    return [l for l, c in zip(text.split("\n"), code_lines(text)) if not c and not FENCE.match(l)]
 
 
 def rewrite_batch(batch: dict, fn: Callable[[str], tuple[str, set]]) -> dict:
