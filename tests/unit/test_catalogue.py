@@ -473,15 +473,15 @@ FAULTS = [
     ("sigkill-out", "SIGKILL of `ftx curate --out O` while it writes O, then the same command",
      "O is absent (everything went to the temporary sibling .O.partial); the rerun replaces the leftover and "
      "succeeds; a finished O holds the completion marker .ftx-complete",
-     "tests/integration/test_outputs.py::test_sigkill_mid_write_then_the_same_command_succeeds"),
+     "tests/integration/test_outputs_e2e.py::test_sigkill_mid_write_then_the_same_command_succeeds"),
     ("two-writers", "two `ftx curate --out O` at once with different configs",
      "one writes O; the other ends with one line (`… is being written by another ftx process (pid N)` or "
      "`… directory exists and is not empty`), exit 2; O holds only the winner's files",
-     "tests/integration/test_outputs.py::test_two_writers_one_wins_the_other_is_one_line"),
+     "tests/integration/test_outputs_e2e.py::test_two_writers_one_wins_the_other_is_one_line"),
     ("interrupt", "Ctrl-C (SIGINT) or SIGTERM during a command",
      "one line `ftx: interrupted; rerun the same command (with train.resume=auto for training) to continue`, "
      "exit 130, no traceback; the temporary folder and the lock are removed, the target untouched",
-     "tests/integration/test_outputs.py::test_an_interrupt_is_one_line_and_exit_130"),
+     "tests/integration/test_outputs_e2e.py::test_an_interrupt_is_one_line_and_exit_130"),
     ("export-twice", "`ftx export R1 --out E`, then `ftx export R2 --out E`",
      "the second is refused before any model loads (`--out E: directory exists and is not empty …`); "
      "`--overwrite` replaces E only once the new export is complete",
