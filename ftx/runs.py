@@ -360,12 +360,15 @@ def read_jsonl(path: Path, tolerant: bool = False,
     when given (the line is skipped), else raised. `tolerant=True` (run-internal logs such as
     metrics.jsonl, whose last line a crash may cut) skips bad lines silently."""
     opener = gzip.open if str(path).endswith(".gz") else open  # .jsonl.gz: the same lines, compressed
+    first = True  # the first non-blank line: where a file that is not JSON Lines at all shows it
     with opener(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
             where = f"{path}:{lineno}"
             try:
+                if first and opener is open and raw.startswith(b"\x1f\x8b"):
+                    raise DataError(f"{path}: is gzip-compressed but not named .gz (name it .jsonl.gz, or gunzip it)")
                 if len(raw) > MAX_RECORD_BYTES:
                     raise DataError(f"{where}: record is {len(raw) / 2**20:.1f} MiB, over the "
                                     f"{MAX_RECORD_BYTES // 2**20} MiB limit per record")
@@ -376,17 +379,43 @@ def read_jsonl(path: Path, tolerant: bool = False,
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise DataError(f"{where}: malformed JSON ({e.msg.removesuffix(' at')} at column {e.colno})") from None
+                    raise DataError(_not_jsonl(path, where, line, first) or
+                                    f"{where}: malformed JSON ({e.msg.removesuffix(' at')} at column {e.colno})") from None
                 if not isinstance(obj, dict):
-                    raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+                    hint = (" (a JSON array file? JSON Lines holds one object per line: name it .json, or set the "
+                            "source's format: json)") if first and isinstance(obj, list) else ""
+                    raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}{hint}")
             except DataError as e:
+                first = False
                 if tolerant:
                     continue
                 if on_error is None:
                     raise
                 on_error(lineno, e)
                 continue
+            first = False
             yield lineno, obj
+
+
+def _not_jsonl(path: Path, where: str, line: str, first: bool) -> Optional[str]:
+    """What a file that fails on its first line really is, when it is not JSON Lines at all: a JSON array
+    over several lines, or pretty-printed JSON (one object over several lines)."""
+    if not first:
+        return None
+    head = line.strip()
+    if head.startswith("["):
+        return (f"{path}: holds a JSON array, not JSON Lines (one object per line): name it .json, or set the "
+                "source's format: json")
+    if head.startswith("{") and Path(path).stat().st_size <= 64 * 2**20:
+        try:  # the first object parses once the lines after it are read too: it was spread over several lines
+            text = Path(path).read_text(encoding="utf-8-sig")
+            obj, end = json.JSONDecoder().raw_decode(text.lstrip())
+        except (ValueError, OSError):
+            return None  # a record really cut or garbled: the plain malformed-JSON message says where
+        if isinstance(obj, dict) and "\n" in text.lstrip()[:end]:
+            return (f"{where}: holds pretty-printed JSON (an object spread over several lines); JSON Lines needs "
+                    "one object per line: write one record per line, or use a .json file (an array of objects)")
+    return None
 
 
 def sha256_text(text: str) -> str:

@@ -240,7 +240,18 @@ CATALOGUE = [
     Entry("non-utf8", "a Latin-1 data file", data("{d}/latin1.jsonl"),
           "ftx: data error: {d}/latin1.jsonl:1: not valid UTF-8 (byte 13); re-encode the file as UTF-8"),
     Entry("not-an-object", "a JSON array on a line", data("{d}/array.jsonl"),
-          "ftx: data error: {d}/array.jsonl:1: expected a JSON object, got list"),
+          "ftx: data error: {d}/array.jsonl:1: expected a JSON object, got list (a JSON array file? JSON Lines holds "
+          "one object per line: name it .json, or set the source's format: json)"),
+    Entry("json-array-named-jsonl", "a pretty-printed JSON array file named .jsonl", data("{d}/array_file.jsonl"),
+          "ftx: data error: {d}/array_file.jsonl: holds a JSON array, not JSON Lines (one object per line): name it "
+          ".json, or set the source's format: json"),
+    Entry("pretty-printed-jsonl", "pretty-printed JSON objects in a .jsonl file", data("{d}/pretty.jsonl"),
+          "ftx: data error: {d}/pretty.jsonl:1: holds pretty-printed JSON (an object spread over several lines); "
+          "JSON Lines needs one object per line: write one record per line, or use a .json file (an array of "
+          "objects)"),
+    Entry("gzip-named-jsonl", "a gzip-compressed file named .jsonl", data("{d}/compressed.jsonl"),
+          "ftx: data error: {d}/compressed.jsonl: is gzip-compressed but not named .gz (name it .jsonl.gz, or "
+          "gunzip it)"),
     Entry("no-text-field", "a record with none of the text fields", data("{d}/notext.jsonl"),
           "ftx: data error: {d}/notext.jsonl:1: no field 'messages', 'prompt'+'response' or 'text'; "
           "fields present: body, id (map yours with data.sources.http.fields.*)"),
@@ -507,6 +518,13 @@ def files(tmp_path_factory):
     (d / "nonempty").mkdir()
     (d / "nonempty" / "notes.txt").write_text("the user's\n")
     (d / "latin1.jsonl").write_bytes(b'{"text": "caf\xe9 au lait"}\n')
+    pairs = [{"prompt": "What does the Host header carry?", "response": "The name of the server."},
+             {"prompt": "What does ETag identify?", "response": "One version of a resource."}]
+    (d / "array_file.jsonl").write_text(json.dumps(pairs, indent=2) + "\n")
+    (d / "pretty.jsonl").write_text("".join(json.dumps(r, indent=2) + "\n" for r in pairs))
+    import gzip
+
+    (d / "compressed.jsonl").write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in pairs).encode()))
     (d / "array.jsonl").write_text("[1, 2]\n")
     write_jsonl(d / "notext.jsonl", [{"id": "a", "body": "x"}])
     write_jsonl(d / "long.jsonl", [{"id": f"l{i}", "prompt": f"Tell a long story {i}",
