@@ -34,6 +34,7 @@ def build_model(spec, path: str, bf16: bool):
 
     quant.check_model(spec.quant, path, spec.lora.method)
     zero.forget_previous_run()
+    optim.forget_previous_run()
     m = model.load_model(replace(spec.model, dtype=base_dtype(spec, bf16)), path,
                          quant.bnb_config(spec.quant, bf16), device_map=quant.device_map(spec.quant))
     optim.apply_dropout(m, spec.optimizer.dropout)

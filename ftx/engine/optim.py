@@ -96,3 +96,15 @@ def apply_dropout(model, p: Optional[float]) -> int:
             module.attention_dropout = p
             n += 1
     return n
+
+
+def forget_previous_run() -> None:
+    """transformers' Trainer registers 32-bit overrides for embedding weights in bitsandbytes' process-wide
+    GlobalOptimManager, keyed by id(param). In the next job of an in-process multirun a new parameter can
+    reuse a freed id and silently get the previous run's override (32-bit states instead of 8-bit). Clear
+    the manager before a run builds its optimizer (a no-op without bitsandbytes)."""
+    try:
+        from bitsandbytes.optim import GlobalOptimManager
+    except Exception:  # noqa: BLE001 -- not installed, or its CPU library failed to load: nothing to clear
+        return
+    GlobalOptimManager.get_instance().initialize()

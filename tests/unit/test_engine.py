@@ -151,6 +151,9 @@ def test_llrd_reaches_the_trainers_optimizer(tmp_path):
 def test_8bit_adamw_keeps_8bit_states_on_cpu(tmp_path):
     from transformers import Trainer, TrainingArguments
 
+    from ftx.engine.optim import forget_previous_run
+
+    forget_previous_run()  # an earlier test's Trainer left 32-bit overrides keyed by ids a new tensor may reuse
     args = TrainingArguments(output_dir=str(tmp_path), optim="adamw_bnb_8bit", use_cpu=True, report_to=[])
     cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
     p = torch.nn.Parameter(torch.randn(64, 128))
@@ -160,6 +163,23 @@ def test_8bit_adamw_keeps_8bit_states_on_cpu(tmp_path):
     opt.step()
     assert "bitsandbytes" in cls.__module__
     assert opt.state[p]["state1"].dtype == torch.uint8 and not torch.equal(before, p)
+
+
+def test_a_previous_runs_32bit_override_does_not_leak_into_the_next_run():
+    """Why build_model clears bitsandbytes' GlobalOptimManager: an override registered for one tensor id
+    applies to whatever tensor gets that id next (ids are reused after garbage collection)."""
+    import bitsandbytes as bnb
+
+    from ftx.engine.optim import forget_previous_run
+
+    p = torch.nn.Parameter(torch.randn(64, 128))
+    manager = bnb.optim.GlobalOptimManager.get_instance()
+    manager.pid2config[id(p)] = {"optim_bits": 32}  # what a previous run's stale entry amounts to
+    forget_previous_run()
+    opt = bnb.optim.AdamW8bit([p])
+    p.grad = torch.randn_like(p)
+    opt.step()
+    assert opt.state[p]["state1"].dtype == torch.uint8
 
 
 def test_model_dropout_is_applied_to_the_loaded_model():
