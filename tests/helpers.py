@@ -44,3 +44,15 @@ def only_run_dir(root: Path) -> Path:
     dirs = [p.parent for p in (root / "outputs" / "runs").glob("*/*/manifest.json")]
     assert len(dirs) == 1, f"expected one run dir, found {dirs}"
     return dirs[0]
+
+
+def run_main(args: list[str], capsys) -> tuple[int, str]:
+    """`ftx ARGS` in-process: (exit code, stderr)."""
+    from ftx.cli import main as cli
+
+    try:
+        cli.main(args)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err

@@ -23,7 +23,7 @@ import pytest
 import ftx.cli.main as cli
 from ftx.spec import tree
 from ftx.spec.tree import compose
-from tests.helpers import ROOT, run_ftx, write_jsonl
+from tests.helpers import ROOT, run_ftx, run_main, write_jsonl
 
 
 @dataclass
@@ -608,14 +608,6 @@ def fill(text: str, d, conf, experiments: str = "", id: str = "ID") -> str:
                        mix_keys=", ".join(f.name for f in fields(MixConfig)),
                        train_keys=", ".join(f.name for f in fields(TrainConfig)))
 
-
-def run_main(args: list[str], capsys) -> tuple[int, str]:
-    try:
-        cli.main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("entry", CATALOGUE, ids=[e.id for e in CATALOGUE])

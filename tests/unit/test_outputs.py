@@ -16,7 +16,7 @@ import ftx.cli.main as cli
 from ftx.errors import ConfigError, RunError
 from ftx.runs import (COMPLETE, DIR_MODE, FILE_MODE, UMASK, atomic_write_text, earlier_run, hold_lock,
                       input_paths, output_dir, output_file)
-from tests.helpers import write_jsonl
+from tests.helpers import run_main, write_jsonl
 
 
 def mode(p) -> int:
@@ -142,14 +142,6 @@ def test_earlier_run_tells_finished_from_interrupted(tmp_path):
     (tmp_path / "metrics.json").write_text("{}")
     assert "a finished run" in earlier_run(tmp_path)
 
-
-def run_main(args, capsys):
-    try:
-        cli.main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
 
 
 def test_a_second_export_into_the_same_folder_is_refused_before_loading(tmp_path, capsys, monkeypatch):
