@@ -68,3 +68,7 @@ class ModelConfig:
         check_choices(self, "model", None)
         require(self.source != "path" or bool(self.name_or_path), "model.name_or_path",
                 "is required when model.source=path (a local folder or hub id)")
+        require(self.source == "path" or not self.name_or_path, "model.name_or_path",
+                f"={self.name_or_path} is read only when model.source=path, and model.source is {self.source} "
+                f"(it would train the {self.name} model instead); use model=local model.name_or_path="
+                f"{self.name_or_path}, or add model.source=path")

@@ -173,7 +173,7 @@ def compose_choices(overrides: list[str], config_dir: Optional[str] = None, in_s
 def one_line(where: Optional[Layers] = None):
     """Hydra's and OmegaConf's composition errors (missing option, bad key or value, bad YAML) as one ConfigError."""
     import yaml
-    from hydra.errors import HydraException, MissingConfigException
+    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
     where = where or layers()
@@ -186,6 +186,9 @@ def one_line(where: Optional[Layers] = None):
         if group and e.options:
             raise ConfigError(where.unknown_option(group, missing.split("/", 1)[1])) from None
         raise ConfigError(" ".join(text.split())) from None
+    except OverrideParseException as e:  # the grammar's message alone does not say which override
+        raise ConfigError(f"override {e.override!r}: {str(e).splitlines()[0]} (Hydra's override grammar: "
+                          "quote values holding brackets, commas or spaces, e.g. key='[1, 2]' for a list)") from None
     except HydraException as e:
         cause = e.__cause__
         if isinstance(cause, OmegaConfBaseException):

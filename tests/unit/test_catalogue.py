@@ -117,7 +117,8 @@ CATALOGUE = [
     Entry("bad-interpolation", "an interpolation to a key that does not exist", ["spec", "name=${{nope}}"],
           "ftx: config error: 'name': Interpolation key 'nope' not found"),
     Entry("bad-override-syntax", "an override Hydra cannot parse", ["spec", "lora.r=[1"],
-          "ftx: config error: no viable alternative at input '[1'"),
+          "ftx: config error: override 'lora.r=[1': no viable alternative at input '[1' (Hydra's override "
+          "grammar: quote values holding brackets, commas or spaces, e.g. key='[1, 2]' for a list)"),
     Entry("malformed-yaml", "malformed YAML in a user experiment file", ["spec", "experiment=broken"],
           "ftx: config error: {conf}/experiment/broken.yaml:5:14: malformed YAML (mapping values are not allowed here)"),
     # --- the user's own config folder, layered in front of ftx's (docs/architecture.md: the search path)
@@ -449,6 +450,11 @@ CATALOGUE += [
           "'<stream end>')"),
     Entry("report-not-a-run", "`ftx report` on a folder that is not a run", ["report", "{d}"],
           "ftx: run error: {d}: not a run directory (expected config.yaml and manifest.json in it)"),
+    Entry("path-without-source", "a model folder given while model.source is the embedded default",
+          ["spec", "model.name_or_path=/models/llama"],
+          "ftx: config error: model.name_or_path: =/models/llama is read only when model.source=path, and "
+          "model.source is gguf_package (it would train the smollm2-135m-instruct model instead); use model=local "
+          "model.name_or_path=/models/llama, or add model.source=path"),
 ]
 
 # Faults with no error message: what must hold afterwards, and where that is tested.
