@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -362,7 +363,7 @@ def read_jsonl(path: Path, tolerant: bool = False,
     opener = gzip.open if str(path).endswith(".gz") else open  # .jsonl.gz: the same lines, compressed
     first = True  # the first non-blank line: where a file that is not JSON Lines at all shows it
     with opener(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
+        for lineno, raw in enumerate(_lines(fh, path), start=1):
             if not raw.strip():
                 continue
             where = f"{path}:{lineno}"
@@ -395,6 +396,21 @@ def read_jsonl(path: Path, tolerant: bool = False,
                 continue
             first = False
             yield lineno, obj
+
+
+def _lines(fh, path: Path) -> Iterator[bytes]:
+    """A file's lines; a .gz that is not gzip, or whose compressed stream is cut or damaged, is a DataError
+    naming the file and how far it read (what follows would otherwise be lost, or end in a traceback)."""
+    n = 0
+    try:
+        for n, raw in enumerate(fh, start=1):
+            yield raw
+    except (OSError, EOFError, zlib.error) as e:
+        if not isinstance(fh, gzip.GzipFile):
+            raise
+        what = "is not gzip-compressed (name it without .gz)" if n == 0 and isinstance(e, gzip.BadGzipFile) else \
+            f"compressed stream is damaged or cut after line {n} ({e or type(e).__name__}); re-create the .gz file"
+        raise DataError(f"{path}: {what}") from None
 
 
 def _not_jsonl(path: Path, where: str, line: str, first: bool) -> Optional[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -241,6 +242,30 @@ def text_view(messages: Optional[list], text: Optional[str]) -> str:
     return text or ""
 
 
+ROLES = ("system", "user", "assistant")
+SHAREGPT = {"human": "user", "gpt": "assistant", "system": "system"}
+"""ShareGPT's `{"from", "value"}` turns (e.g. fields.messages=conversations): its speaker names → roles."""
+
+
+def _messages(msgs, field: str, where: str) -> list[dict]:
+    """A chat record's turns as [{role, content}]: OpenAI-style {role, content}, or ShareGPT-style
+    {from, value} with human/gpt/system; any other shape or role is a DataError naming the turn."""
+    if not isinstance(msgs, list) or not msgs:
+        raise DataError(f"{where}: field {field!r} must be a non-empty list of {{role, content}} objects")
+    out = []
+    for i, m in enumerate(msgs, start=1):
+        if isinstance(m, dict) and "role" not in m and "from" in m and "value" in m:  # ShareGPT
+            m = {"role": SHAREGPT.get(m["from"], m["from"]), "content": m["value"]}
+        if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
+            raise DataError(f"{where}: field {field!r}, turn {i}: expected a {{role, content}} object with string "
+                            f"values (or ShareGPT's {{from, value}}), got {json.dumps(m)[:80]}")
+        if m["role"] not in ROLES:
+            raise DataError(f"{where}: field {field!r}, turn {i}: role {m['role']!r} is not one of "
+                            f"{', '.join(ROLES)} (ShareGPT's human/gpt are read as user/assistant)")
+        out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
 def _to_record(obj: dict, src: SourceConfig, name: str, where: str) -> dict:
     f = src.fields
     kind = src.kind
@@ -252,18 +277,15 @@ def _to_record(obj: dict, src: SourceConfig, name: str, where: str) -> dict:
         elif f.text in obj:
             kind = "text"
         else:
+            hint = f" (ShareGPT turns? set data.sources.{name}.fields.messages=conversations)" \
+                if "conversations" in obj and "." not in name else \
+                ("" if "." in name else f" (map yours with data.sources.{name}.fields.*)")
             raise DataError(f"{where}: no field {f.messages!r}, {f.prompt!r}+{f.response!r} or {f.text!r}; "
-                            f"fields present: {', '.join(sorted(obj)) or 'none'}"
-                            + ("" if "." in name else f" (map yours with data.sources.{name}.fields.*)"))
+                            f"fields present: {', '.join(sorted(obj)) or 'none'}" + hint)
     messages = None
     text = None
     if kind == "chat":
-        msgs = obj.get(f.messages)
-        if not isinstance(msgs, list) or not msgs or not all(
-                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in msgs):
-            raise DataError(f"{where}: field {f.messages!r} must be a non-empty list of "
-                            "{{role, content}} objects")
-        messages = [{"role": m["role"], "content": m["content"]} for m in msgs]
+        messages = _messages(obj.get(f.messages), f.messages, where)
     elif kind == "prompt_response":
         for key in (f.prompt, f.response):
             if key not in obj:

@@ -42,3 +42,23 @@ def test_read_jsonl_checks_user_files_and_tolerates_a_cut_log_line(tmp_path, mon
     log = tmp_path / "metrics.jsonl"
     log.write_bytes(b'{"step": 1}\n{"step": 2, "lo')  # a crash cut the last line
     assert MetricsLog(log).read() == [{"step": 1}]
+
+
+def test_a_damaged_or_mislabelled_gz_is_one_data_error_never_a_traceback(tmp_path):
+    import gzip
+
+    import pytest
+
+    from ftx.errors import DataError
+    from ftx.runs import read_jsonl
+
+    lines = b"".join(b'{"prompt": "q%d", "response": "a"}\n' % i for i in range(2000))
+    whole = gzip.compress(lines)
+    (tmp_path / "ok.jsonl.gz").write_bytes(whole)
+    assert sum(1 for _ in read_jsonl(tmp_path / "ok.jsonl.gz")) == 2000
+    (tmp_path / "plain.jsonl.gz").write_bytes(lines)  # named .gz, never compressed
+    with pytest.raises(DataError, match=r"plain.jsonl.gz: is not gzip-compressed \(name it without .gz\)"):
+        list(read_jsonl(tmp_path / "plain.jsonl.gz"))
+    (tmp_path / "cut.jsonl.gz").write_bytes(whole[: len(whole) // 2])  # a download cut short
+    with pytest.raises(DataError, match=r"cut.jsonl.gz: compressed stream is damaged or cut after line \d+ "):
+        list(read_jsonl(tmp_path / "cut.jsonl.gz"))

@@ -42,3 +42,27 @@ def test_source_weight_and_role_reach_records(tmp_path):
     recs, lineage = load_sources(sources)
     assert [(r["role"], r["synthetic"], r["weight"]) for r in recs] == [("domain", False, 2.0), ("synthetic", True, None)]
     assert lineage["syn"]["role"] == "synthetic" and len(lineage["gold"]["sha256"]) == 64
+
+
+def test_chat_turns_sharegpt_style_read_and_unknown_roles_refused(tmp_path):
+    path = write_jsonl(tmp_path / "c.jsonl", [
+        {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "What is 404?"},
+                           {"from": "gpt", "value": "Not Found."}]},
+        {"conversations": [{"from": "human", "value": "Hi"}, {"from": "wizard", "value": "Hello"}]}])
+    src = SourceConfig(path=str(path), fields=FieldMap(messages="conversations"))
+    with pytest.raises(DataError, match=r"c.jsonl:2: field 'conversations', turn 2: role 'wizard' is not one of "
+                                        r"system, user, assistant"):
+        list(read_source("chat", src))
+    recs = []
+    with pytest.raises(DataError):
+        for r in read_source("chat", src):
+            recs.append(r)
+    assert [m["role"] for m in recs[0]["messages"]] == ["system", "user", "assistant"]
+    assert recs[0]["messages"][2]["content"] == "Not Found."
+    unmapped = SourceConfig(path=str(path))
+    with pytest.raises(DataError, match=r"no field 'messages'.*ShareGPT turns\? set "
+                                        r"data.sources.chat.fields.messages=conversations"):
+        list(read_source("chat", unmapped))
+    bad = write_jsonl(tmp_path / "b.jsonl", [{"messages": [{"role": "user", "content": 3}]}])
+    with pytest.raises(DataError, match=r"b.jsonl:1: field 'messages', turn 1: expected a \{role, content\} object"):
+        list(read_source("chat", SourceConfig(path=str(bad))))
