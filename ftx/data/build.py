@@ -54,10 +54,36 @@ def load_and_curate(data: DataConfig, curation: CurationConfig, out_dir: Optiona
                         f"{', '.join(f'{k}={v}' for k, v in worst['dropped_by_reason'].items())})" if worst else
                         "no records after curation")
     domain_in = sum(r.get("role") == "domain" for r in records)
+    hint = demo_seeds_hint(data, curation, ledger, domain_in)
     if domain_in and not any(r.get("role") == "domain" for r in kept):  # else: a split error, not the cause
         raise DataError(f"curation dropped every domain record ({domain_in} in, {len(kept)} general kept): "
-                        f"{ledger.cause(role='domain')}; nothing is left to train or validate on")
+                        f"{ledger.cause(role='domain')}; nothing is left to train or validate on"
+                        + (f" ({hint})" if hint else ""))
+    if hint:
+        log.warning("curation: %s", hint)
     return kept, lineage, ledger
+
+
+DEMO_SEEDS = "asset:demo/"
+
+
+def demo_seeds_hint(data: DataConfig, curation: CurationConfig, ledger: Ledger, domain_in: int) -> Optional[str]:
+    """The shipped default curation scores relevance against ftx's HTTP demo seeds. When a user's own domain
+    source loses more than a quarter of its records to that stage, say why and what to set, once."""
+    r = curation.relevance
+    if not (curation.enabled and "relevance" in curation.stages and r.seeds and domain_in) or \
+            not all(str(s).startswith(DEMO_SEEDS) for s in r.seeds):
+        return None
+    own = sorted(n for n, src in data.sources.items() if getattr(src, "enabled", True)
+                 and str(src.role) == "domain" and not str(src.path).startswith("asset:"))
+    dropped = sum((d.get("record") or {}).get("role") == "domain" for d in ledger.dropped_records
+                  if d["stage"] == "curate:relevance")
+    if not own or dropped <= domain_in / 4:
+        return None
+    return (f"relevance dropped {dropped} of {domain_in} domain records as unlike curation.relevance.seeds, which "
+            f"are ftx's HTTP demo examples, not data.sources.{own[0]}'s domain: give seeds (and a labelled dev set) "
+            "of your domain, curation.relevance.seeds=[seeds.jsonl] curation.relevance.dev=[dev.jsonl], or leave "
+            "relevance out: curation=light")
 
 
 def plan_splits(data: DataConfig, curation: CurationConfig, out_dir: Optional[Path] = None,
