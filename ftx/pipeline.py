@@ -95,6 +95,7 @@ class Recipe:
     def build(self) -> None:
         """Load → quantise (the 4-bit CPU gradient guard before any forward) → seed → wrap."""
         self.model = build_model(self.spec, self.model_path, self.bf16)
+        dpo_mod.check_reference(self.model, self.spec)  # DPO with lora=full: the reference copy must fit
         params = lora_mod.count_parameters(self.model)
         log.info("trainable parameters: %s", params)
         self.metrics.update(params=params, data=self.data.stats)
@@ -113,9 +114,8 @@ class Recipe:
         key = select_key(self.evaluator.primary) if selecting and self.evaluator.selects_by_task() else None
         dpo = spec.train.objective == "dpo"
         if dpo:
-            from trl import DPOConfig
-
-            args = training_arguments(spec, self.run_dir, self.bf16, key, cls=DPOConfig, **dpo_mod.dpo_arguments(spec))
+            args = training_arguments(spec, self.run_dir, self.bf16, key, cls=dpo_mod.config_class(),
+                                      **dpo_mod.dpo_arguments(spec))
         else:
             args = training_arguments(spec, self.run_dir, self.bf16, key)
         callbacks = [metrics_callback(mlog), *trial_callbacks(spec)]  # sweep jobs: report/prune

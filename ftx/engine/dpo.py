@@ -18,12 +18,25 @@ from __future__ import annotations
 import copy
 import logging
 
-from ftx.errors import ModelError
+from ftx.errors import ConfigError, ModelError
 
 log = logging.getLogger("ftx")
 REFERENCE_ADAPTER = "ref"
 HEADROOM = 0.8
 """A full reference copy may use at most this share of the free memory (activations need the rest)."""
+
+
+def trl():
+    """TRL, or one line saying how to install it (the optional extra `dpo`)."""
+    try:
+        import trl as module
+    except ImportError:
+        raise ConfigError("train.objective=dpo needs TRL, which is not installed: pip install 'ftx[dpo]'") from None
+    return module
+
+
+def config_class():
+    return trl().DPOConfig
 
 
 def conversational(pair: dict) -> dict:
@@ -65,11 +78,17 @@ def check_reference_fits(need: int, free: int) -> None:
             "the same weights with the adapter switched off: no copy), with quant=nf4 to shrink the base further")
 
 
+def check_reference(model, spec) -> None:
+    """Run right after the model is built (before the base evaluation): a full reference copy must fit."""
+    if spec.train.objective == "dpo" and spec.lora.method == "full":
+        check_reference_fits(model_bytes(model), free_bytes(model))
+
+
 def reference_model(model, spec):
     """lora.method=full: a frozen, evaluation-mode copy of the policy before training (None with an adapter)."""
     if spec.lora.method != "full":
         return None
-    check_reference_fits(model_bytes(model), free_bytes(model))
+    check_reference(model, spec)
     ref = copy.deepcopy(model)
     ref.requires_grad_(False)
     ref.eval()
@@ -79,8 +98,7 @@ def reference_model(model, spec):
 
 def make_trainer(spec, model, tok, pairs: dict, args, callbacks: list, **optim_kwargs):
     """TRL's DPOTrainer over the run's model and the prepared train/val pairs."""
-    from trl import DPOTrainer
-
+    DPOTrainer = trl().DPOTrainer
     if spec.lora.method != "full":
         log.info("DPO reference: the starting weights through a frozen copy of the adapter (no second model)")
     return DPOTrainer(model=model, ref_model=reference_model(model, spec), args=args,
