@@ -101,12 +101,15 @@ def test_a_pair_whose_rejected_reply_is_too_long_is_dropped_into_the_ledger(tmp_
 def test_reward_is_beta_times_the_change_of_the_margin():
     from ftx.eval.preference import reward, summarize
 
-    r = reward([-1.0, 2.0, 0.5], [1.0, 1.0, 1.5], beta=0.5, ids=["a", "b", "c"])
+    m = lambda *xs: [{"margin": x, "per_token": x / 10} for x in xs]
+    r = reward(m(-1.0, 2.0, 0.5), m(1.0, 1.0, 1.5), beta=0.5, ids=["a", "b", "c"])
     assert r["reward_margin"] == pytest.approx(0.5 * (2.0 - 1.0 + 1.0) / 3)
     assert r["reward_accuracy"] == pytest.approx(2 / 3)
     assert r["base_pref_accuracy"] == pytest.approx(2 / 3) and r["tuned_pref_accuracy"] == 1.0
     assert r["flipped_to_chosen"] == ["a"] and r["flipped_to_rejected"] == []
-    assert summarize([1.0, -3.0]) == {"pref_accuracy": 0.5, "pref_margin": -1.0}
+    # Accuracy by the per-token margin (a long chosen reply is not penalised for its length), margin summed.
+    assert summarize([{"margin": -2.0, "per_token": 0.1}, {"margin": 0.0, "per_token": -0.1}]) == \
+        {"pref_accuracy": 0.5, "pref_margin": -1.0}
 
 
 def test_a_full_reference_copy_that_does_not_fit_is_one_line():
