@@ -18,6 +18,7 @@ from ftx.data.build import prepare
 from ftx.data.format import Collator
 from ftx.data.sources import absolutize
 from ftx.engine import dist
+from ftx.engine import dpo as dpo_mod
 from ftx.engine import lora as lora_mod
 from ftx.engine import model as model_mod
 from ftx.engine import optim as optim_mod
@@ -87,13 +88,14 @@ class Recipe:
         spec, out = self.spec, self.run_dir if self.main else None
         self.model_path = model_mod.resolve_model_path(spec.model)
         self.tok = model_mod.load_tokenizer(spec.model, self.model_path)
-        self.data = prepare(spec.data, spec.curation, self.tok, out)
+        self.data = prepare(spec.data, spec.curation, self.tok, out, str(spec.train.objective))
         log.info("data: %s", {k: self.data.stats[k]["examples"] for k in ("train", "val", "test", "general_eval")})
         self.evaluator = Evaluator(spec, self.tok, self.data, self.bf16, out, self.model_path)
 
     def build(self) -> None:
         """Load → quantise (the 4-bit CPU gradient guard before any forward) → seed → wrap."""
         self.model = build_model(self.spec, self.model_path, self.bf16)
+        dpo_mod.check_reference(self.model, self.spec)  # DPO with lora=full: the reference copy must fit
         params = lora_mod.count_parameters(self.model)
         log.info("trainable parameters: %s", params)
         self.metrics.update(params=params, data=self.data.stats)
@@ -110,7 +112,12 @@ class Recipe:
         mlog = MetricsLog(self.run_dir / "metrics.jsonl")
         selecting = spec.train.early_stopping_patience > 0 or spec.train.keep_best
         key = select_key(self.evaluator.primary) if selecting and self.evaluator.selects_by_task() else None
-        args = training_arguments(spec, self.run_dir, self.bf16, key)
+        dpo = spec.train.objective == "dpo"
+        if dpo:
+            args = training_arguments(spec, self.run_dir, self.bf16, key, cls=dpo_mod.config_class(),
+                                      **dpo_mod.dpo_arguments(spec))
+        else:
+            args = training_arguments(spec, self.run_dir, self.bf16, key)
         callbacks = [metrics_callback(mlog), *trial_callbacks(spec)]  # sweep jobs: report/prune
         if key:  # before early stopping: it reads the metric this callback adds
             callbacks.append(select_callback(self.evaluator.select_score, key, mlog.log if self.main else None))
@@ -122,9 +129,13 @@ class Recipe:
             from transformers import EarlyStoppingCallback
 
             callbacks.append(EarlyStoppingCallback(spec.train.early_stopping_patience))
-        trainer = make_trainer_class()(model=self.model, args=args, train_dataset=data.train, eval_dataset=data.val,
-                                       data_collator=Collator(self.tok.pad_token_id), callbacks=callbacks,
-                                       **optim_mod.trainer_kwargs(self.model, spec.optimizer, args))
+        optim_kwargs = optim_mod.trainer_kwargs(self.model, spec.optimizer, args)
+        if dpo:  # TRL's DPOTrainer on the prepared pairs; the same model, arguments, callbacks and optimizer
+            trainer = dpo_mod.make_trainer(spec, self.model, self.tok, data.pairs, args, callbacks, **optim_kwargs)
+        else:
+            trainer = make_trainer_class()(model=self.model, args=args, train_dataset=data.train,
+                                           eval_dataset=data.val, data_collator=Collator(self.tok.pad_token_id),
+                                           callbacks=callbacks, **optim_kwargs)
         # Tokens this process trained on: a resumed run counts only the epochs it ran itself. Read before
         # training: save_total_limit may delete the resumed checkpoint while the run goes on.
         resume = self.resume
@@ -133,7 +144,10 @@ class Recipe:
         t_train = time.time()
         result = trainer.train(resume_from_checkpoint=resume)
         seconds = time.time() - t_train
-        tokens = data.stats["train"]["tokens"] * max((result.metrics.get("epoch") or 0.0) - epoch0, 0.0)
+        if dpo:
+            dpo_mod.drop_reference(self.model)
+        per_epoch = data.stats["pairs"]["train"]["tokens"] if dpo else data.stats["train"]["tokens"]
+        tokens = per_epoch * max((result.metrics.get("epoch") or 0.0) - epoch0, 0.0)
         self.trainer, self.train_seconds, self.train_tokens = trainer, seconds, int(tokens)
         if selecting and trainer.state.best_model_checkpoint:
             self.metrics["select"].update(best_checkpoint=Path(trainer.state.best_model_checkpoint).name,

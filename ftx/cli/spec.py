@@ -35,5 +35,6 @@ def cmd_spec(args: list[str]) -> None:
     if ns.data:
         from ftx.data.build import prepare
 
-        lines += describe_counts(prepare(spec.data, spec.curation, load_tokenizer(spec.model)))
+        lines += describe_counts(prepare(spec.data, spec.curation, load_tokenizer(spec.model),
+                                               objective=str(spec.train.objective)))
     print("".join(f"# {line}\n" for line in lines), end="")

@@ -14,7 +14,8 @@ from ftx.data import versions
 from ftx.data.augment import drop_held_out_derivatives
 from ftx.data.curate.pipeline import curate
 from ftx.data.ledger import Ledger
-from ftx.data.plan import Examples, assign_weights, curriculum, decontaminate, mix, split, split_key
+from ftx.data.plan import (Examples, assign_weights, curriculum, decontaminate, join_prompt_clusters, mix, split,
+                           split_key)
 from ftx.data.sources import load_sources, text_view
 from ftx.errors import DataError
 from ftx.runs import sha256_text, write_json
@@ -40,6 +41,9 @@ class Prepared:
     answers: dict = field(default_factory=dict)
     """record id → the record's accepted `answers` (strings), for records that carry them: what evaluation
     needs beyond the token ids, so it never re-reads the sources."""
+    pairs: dict = field(default_factory=dict)
+    """split → preference pairs (ftx.data.format.encode_pairs) of the records that carry a `rejected` reply:
+    what train.objective=dpo trains on (train) and preference accuracy is measured on (val, test)."""
 
 
 def load_and_curate(data: DataConfig, curation: CurationConfig, out_dir: Optional[Path] = None,
@@ -92,13 +96,17 @@ def plan_splits(data: DataConfig, curation: CurationConfig, out_dir: Optional[Pa
     kept, lineage, ledger = load_and_curate(data, curation, out_dir, ledger)
     ledger.data_version = versions.compute(kept, asdict(curation))  # before weights: content + curation only
     assign_weights(kept, data)
+    join_prompt_clusters(kept)
     parts = split(kept, data, ledger)
     drop_held_out_derivatives(parts, ledger)
     contaminated = decontaminate(parts, data.split, ledger)
     return parts, contaminated, lineage, ledger
 
 
-def prepare(data: DataConfig, curation: CurationConfig, tok, run_dir: Optional[Path] = None) -> Prepared:
+def prepare(data: DataConfig, curation: CurationConfig, tok, run_dir: Optional[Path] = None,
+            objective: str = "sft") -> Prepared:
+    """`objective=dpo` trains on the preference pairs: training records that are not pairs are dropped into the
+    ledger (stage dpo, reason not_a_pair); their held-out splits still serve loss and forgetting."""
     parts, contaminated, lineage, ledger = plan_splits(data, curation, run_dir / "curation" if run_dir else None)
     balance_report = balance.apply(parts, data.balance, ledger)
     fmt.prepare_tokenizer(tok, data.format)
@@ -109,6 +117,19 @@ def prepare(data: DataConfig, curation: CurationConfig, tok, run_dir: Optional[P
         stats["version"] = {k: version[k] for k in ("id", "records", "curation_hash")}
     for name in SPLITS:
         encoded[name], stats["format"][name] = fmt.encode_all(parts[name], tok, data.format, name, ledger)
+    pairs = {}
+    for name in ("train", "val", "test"):
+        pairs[name], st = fmt.encode_pairs(parts[name], encoded[name], tok, data.format, name, ledger)
+        if st["pairs"] or any(r.get("rejected") is not None for r in parts[name]):
+            stats.setdefault("pairs", {})[name] = st
+    if objective == "dpo":
+        encoded["train"] = pairs_only(encoded["train"], {p["id"] for p in pairs["train"]}, parts["train"], ledger)
+        for name, why in (("train", "to train on"), ("val", "to measure preference accuracy on")):
+            if not pairs[name]:
+                raise DataError(f"train.objective=dpo: no preference pair in the {name} split {why} "
+                                f"({len(parts[name])} {name} records, none with a 'rejected' reply that fits "
+                                f"data.format.max_length={data.format.max_length}); add a source of "
+                                "{prompt, chosen, rejected} records (docs/feedback.md)")
     for name in ("train", "val"):
         if not encoded[name]:
             st = stats["format"][name]
@@ -132,7 +153,24 @@ def prepare(data: DataConfig, curation: CurationConfig, tok, run_dir: Optional[P
         if version:
             versions.write(run_dir / "data", version)
     return Prepared(train, encoded["val"], encoded["test"], encoded["general_eval"], stats, lineage, ledger,
-                    train_examples=ordered, answers=accepted_answers(r for part in parts.values() for r in part))
+                    train_examples=ordered, answers=accepted_answers(r for part in parts.values() for r in part),
+                    pairs=pairs)
+
+
+def pairs_only(train: list[dict], pair_ids: set, records: list[dict], ledger: Ledger) -> list[dict]:
+    """DPO trains on pairs: the training examples of the pairs kept; every other one dropped with its reason."""
+    by_id = {r["id"]: r for r in records}
+    kept = []
+    for ex in train:
+        ledger.record_in("dpo", 1)
+        if ex["id"] in pair_ids:
+            ledger.keep("dpo")
+            kept.append(ex)
+        else:
+            rec = by_id.get(ex["id"], {"id": ex["id"], "source": ex.get("source")})
+            ledger.drop("dpo", "not_a_pair" if rec.get("rejected") is None else "rejected_too_long", rec,
+                        detail="train.objective=dpo trains on {prompt, chosen, rejected} pairs only")
+    return kept
 
 
 def accepted_answers(records) -> dict:

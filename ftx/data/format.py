@@ -153,6 +153,46 @@ def encode_all(records: list[dict], tok, cfg: FormatConfig, split: str, ledger=N
     return out, stats
 
 
+def encode_pairs(records: list[dict], encoded: list[dict], tok, cfg: FormatConfig, split: str,
+                 ledger=None) -> tuple[list[dict], dict]:
+    """Preference pairs of one split: each pair's chosen side is its record's SFT example (`encoded`, already
+    through encode_all); the rejected side is encoded the same way. A pair whose rejected side does not fit
+    data.format.max_length is dropped into the ledger (stage pairs:<split>), as its chosen side would have been.
+
+    A pair: {id, chosen, rejected (examples with token ids, as held-out loss reads them), prompt (the messages
+    before the reply, system prompt included), chosen_text, rejected_text, rater?}: what the DPO trainer and the
+    preference metrics need, so neither re-reads the sources."""
+    by_id = {ex["id"]: ex for ex in encoded}
+    out, dropped, stage = [], {"too_long": 0, "prompt_too_long": 0}, f"pairs:{split}"
+    for rec in records:
+        if rec.get("rejected") is None or rec["id"] not in by_id:
+            continue  # not a pair, or its chosen side was dropped by format:<split> (counted there)
+        if ledger is not None:
+            ledger.record_in(stage, 1)
+        msgs = rec["messages"]
+        rej, reason = encode(dict(rec, messages=msgs[:-1] + [{"role": "assistant", "content": rec["rejected"]}]),
+                             tok, cfg)
+        if rej is None:
+            dropped[reason] += 1
+            if ledger is not None:
+                ledger.drop(stage, f"rejected_{reason}", rec, detail=f"max_length={cfg.max_length}")
+            continue
+        if ledger is not None:
+            ledger.keep(stage)
+            if rej["truncated"]:
+                ledger.modify(stage, "rejected_truncated")
+        rej.pop("truncated")
+        pair = {"id": rec["id"], "chosen": by_id[rec["id"]], "rejected": rej,
+                "prompt": _with_system(msgs[:-1], cfg.system_prompt), "chosen_text": msgs[-1]["content"],
+                "rejected_text": rec["rejected"]}
+        if rec.get("rater") is not None:
+            pair["rater"] = rec["rater"]
+        out.append(pair)
+    stats = {"pairs": len(out), "dropped_rejected_too_long": dropped["too_long"] + dropped["prompt_too_long"],
+             "tokens": sum(len(p["chosen"]["input_ids"]) + len(p["rejected"]["input_ids"]) for p in out)}
+    return out, stats
+
+
 def _row(items: list[dict]) -> dict:
     row = {"input_ids": [], "labels": [], "loss_weight": [], "position_ids": [], "seq_lens": [], "ids": []}
     for e in items:

@@ -34,7 +34,33 @@ def _bucket(key: str, salt: int) -> float:
 
 
 def _text(rec: dict) -> str:
-    return text_view(rec.get("messages"), rec.get("text"))
+    """What splitting and decontamination compare: a preference pair's rejected reply counts too."""
+    text = text_view(rec.get("messages"), rec.get("text"))
+    return text + "\n" + rec["rejected"] if rec.get("rejected") else text
+
+
+def join_prompt_clusters(records: list[dict]) -> int:
+    """Preference pairs that share a prompt (several raters, several candidate replies) join one cluster,
+    together with whatever near-duplicate cluster any of them is in, so one prompt never straddles splits
+    (a held-out pair whose prompt was trained on would flatter preference accuracy). Returns the pairs joined."""
+    parent: dict[str, str] = {}
+
+    def find(k: str) -> str:
+        while parent.setdefault(k, k) != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    pairs = [r for r in records if r.get("rejected") is not None and r.get("messages")]
+    for r in pairs:
+        prompt = "prompt:" + hashlib.sha256(text_view(r["messages"][:-1], None).encode()).hexdigest()[:16]
+        parent[find(prompt)] = find(split_key(r))
+    joined = 0
+    for r in records:
+        key = split_key(r)
+        if key in parent and find(key) != key:
+            r["cluster"], joined = find(key), joined + 1
+    return joined
 
 
 def split_key(rec: dict) -> str:

@@ -183,11 +183,20 @@ def _check_columns(features, src: SourceConfig, name: str, where: str) -> None:
     present = ", ".join(cols) or "none"
     kind = src.kind
     if kind == "auto":
-        kind = ("chat" if f.messages in cols else "prompt_response" if f.prompt in cols and f.response in cols
+        kind = ("preference" if f.chosen in cols or f.rejected in cols else "chat" if f.messages in cols else "prompt_response" if f.prompt in cols and f.response in cols
                 else "text" if f.text in cols else None)
         if kind is None:
             raise DataError(f"{where}: no column {f.messages!r}, {f.prompt!r}+{f.response!r} or {f.text!r}; "
                             f"columns: {present}" + ("" if "." in name else f" (map yours with data.sources.{name}.fields.*)"))
+    if kind == "preference":  # each record is checked on its own (_to_record): a prompt string or messages
+        for col in (f.chosen, f.rejected):
+            if col not in cols:
+                raise DataError(f"{where}: a preference source needs both {f.chosen!r} and {f.rejected!r} "
+                                f"columns; missing {col!r}; columns: {present}")
+        if f.prompt not in cols and f.messages not in cols:
+            raise DataError(f"{where}: a preference source needs a {f.prompt!r} or {f.messages!r} column; "
+                            f"columns: {present}")
+        return
     needed = {"chat": [f.messages], "prompt_response": [f.prompt, f.response], "text": [f.text]}[kind]
     for col in needed:
         if col not in cols:
@@ -266,11 +275,55 @@ def _messages(msgs, field: str, where: str) -> list[dict]:
     return out
 
 
+def _reply(value, key: str, where: str) -> str:
+    """One side of a pair: a string, or a single assistant message (TRL's conversational form)."""
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
+        value = value[0].get("content") if value[0].get("role", "assistant") == "assistant" else None
+    if isinstance(value, dict):
+        value = value.get("content") if value.get("role", "assistant") == "assistant" else None
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field {key!r} must be the reply as a string or one assistant message "
+                        f"{{role: assistant, content}}, got {type(value).__name__}")
+    if not value.strip():
+        raise DataError(f"{where}: field {key!r} is empty; a preference pair needs two non-empty replies")
+    return value
+
+
+def _preference(obj: dict, f, where: str) -> tuple[list, str]:
+    """A preference pair → (prompt messages + the chosen reply, the rejected reply). The pair is one record,
+    so it is curated, split and decontaminated as one: it can never straddle splits."""
+    missing = [k for k in (f.chosen, f.rejected) if obj.get(k) is None]
+    if missing:
+        raise DataError(f"{where}: preference record without {' and '.join(repr(k) for k in missing)}; a pair "
+                        f"needs both {f.chosen!r} and {f.rejected!r} (fields present: {', '.join(sorted(obj))})")
+    chosen, rejected = _reply(obj[f.chosen], f.chosen, where), _reply(obj[f.rejected], f.rejected, where)
+    if chosen.strip() == rejected.strip():
+        raise DataError(f"{where}: {f.chosen!r} and {f.rejected!r} are the same text; a preference pair must "
+                        "differ (drop the record, or keep it as SFT data with a 'response' field)")
+    if isinstance(obj.get(f.prompt), str) and obj[f.prompt].strip():
+        prompt = []
+        if f.system and isinstance(obj.get(f.system), str):
+            prompt.append({"role": "system", "content": obj[f.system]})
+        prompt.append({"role": "user", "content": obj[f.prompt]})
+    elif isinstance(obj.get(f.messages), list) and obj[f.messages]:
+        prompt = _messages(obj[f.messages], f.messages, where)
+        if prompt[-1]["role"] == "assistant":
+            raise DataError(f"{where}: field {f.messages!r} of a preference pair is the conversation before the "
+                            f"reply, so its last message cannot be the assistant's ({f.chosen!r}/{f.rejected!r} "
+                            "are the replies)")
+    else:
+        raise DataError(f"{where}: preference record without a prompt: give {f.prompt!r} (a string) or "
+                        f"{f.messages!r} (the conversation before the reply)")
+    return prompt + [{"role": "assistant", "content": chosen}], rejected
+
+
 def _to_record(obj: dict, src: SourceConfig, name: str, where: str) -> dict:
     f = src.fields
     kind = src.kind
     if kind == "auto":
-        if f.messages in obj:
+        if f.chosen in obj or f.rejected in obj:
+            kind = "preference"
+        elif f.messages in obj:
             kind = "chat"
         elif f.prompt in obj and f.response in obj:
             kind = "prompt_response"
@@ -284,7 +337,10 @@ def _to_record(obj: dict, src: SourceConfig, name: str, where: str) -> dict:
                             f"fields present: {', '.join(sorted(obj)) or 'none'}" + hint)
     messages = None
     text = None
-    if kind == "chat":
+    rejected = None
+    if kind == "preference":
+        messages, rejected = _preference(obj, f, where)
+    elif kind == "chat":
         messages = _messages(obj.get(f.messages), f.messages, where)
     elif kind == "prompt_response":
         for key in (f.prompt, f.response):
@@ -312,6 +368,8 @@ def _to_record(obj: dict, src: SourceConfig, name: str, where: str) -> dict:
     rec = {"id": str(rid) if rid is not None else None, "source": name, "role": src.role,
            "synthetic": synthetic, "weight": None if src.weight is None else float(src.weight),
            "messages": messages, "text": text}
+    if rejected is not None:
+        rec["rejected"] = rejected
     if str(src.split) != "auto":
         rec["split"] = str(src.split)
     elif declared not in (None, "", "auto"):
@@ -327,7 +385,7 @@ def _to_record(obj: dict, src: SourceConfig, name: str, where: str) -> dict:
         rec["scores"] = {k: float(v) for k, v in obj["scores"].items() if isinstance(v, (int, float))}
     if isinstance(obj.get("cluster"), (str, int)):
         rec["cluster"] = str(obj["cluster"])
-    for extra in ("label", "labels", "category", "intent", "source_id", "answers"):
+    for extra in ("label", "labels", "category", "intent", "source_id", "answers", "rater", "review_id"):
         if extra in obj:
             rec[extra] = obj[extra]
     return rec

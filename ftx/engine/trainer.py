@@ -137,9 +137,10 @@ def resume_checkpoint(spec, run_dir: Path, resolved: Optional[dict] = None) -> O
     return ckpt
 
 
-def training_arguments(spec, run_dir: Path, bf16: bool, select_metric: Optional[str] = None):
+def training_arguments(spec, run_dir: Path, bf16: bool, select_metric: Optional[str] = None, cls=None, **extra):
     """`select_metric`: a Trainer metric (e.g. eval_val_contains, higher is better) that chooses the best
-    checkpoint and drives early stopping instead of eval_loss."""
+    checkpoint and drives early stopping instead of eval_loss. `cls`: a TrainingArguments subclass (TRL's
+    DPOConfig) built from the same settings plus `extra`."""
     import torch
     from transformers import TrainingArguments
 
@@ -164,4 +165,5 @@ def training_arguments(spec, run_dir: Path, bf16: bool, select_metric: Optional[
         load_best_model_at_end=t.early_stopping_patience > 0 or t.keep_best,
         metric_for_best_model=select_metric or "eval_loss", greater_is_better=select_metric is not None, deepspeed=deepspeed_config(spec.zero, bf16), save_only_model=False,
     )
-    return TrainingArguments(**kwargs)
+    kwargs.update(extra)
+    return (cls or TrainingArguments)(**kwargs)

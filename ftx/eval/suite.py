@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from ftx.eval import generate as gen
+from ftx.eval import preference
 from ftx.eval.heldout import loss_pass, own_precision, summarize
 from ftx.eval.metrics import aggregate, contains, exact_match
 from ftx.eval.judge import load_judge
@@ -86,6 +87,12 @@ class Evaluator:
             if examples:
                 r = summarize(loss_pass(model, examples, self.collator, self.cfg.batch_size, self.bf16))
                 flat[f"{split}_loss"], flat[f"{split}_ppl"] = r["loss"], r["ppl"]
+        pair_margins = {}
+        for split in ("val", "test"):  # preference pairs (records with a `rejected` reply)
+            pairs = getattr(self.data, "pairs", {}).get(split, [])[:cap]
+            if pairs:
+                pair_margins[split] = preference.margins(model, pairs, self.collator, self.cfg.batch_size, self.bf16)
+                flat.update({f"{split}_{k}": v for k, v in preference.summarize(pair_margins[split]).items()})
         probe_per = loss_pass(model, self.probe, self.collator, self.cfg.batch_size, self.bf16)
         if probe_per:
             r = summarize(probe_per)
@@ -113,7 +120,7 @@ class Evaluator:
                 flat.update({f"{name}_{k}": summary[k] for k in GEN_METRICS})
             self._judge_rows(name, set_rows, flat)
             rows += set_rows
-        self.results[side] = {"flat": flat, "probe": probe_per, "rows": rows}
+        self.results[side] = {"flat": flat, "probe": probe_per, "rows": rows, "pairs": pair_margins}
         if self.out_dir is not None and rows:
             gen.write_jsonl(self.out_dir / f"predictions_{side}.jsonl", rows)
         return flat
@@ -167,6 +174,9 @@ class Evaluator:
         out = compare(base, tuned, self.cfg, self.bf16, self._golden_detail(), self._probe_detail(), task)
         out["eval"]["seconds"] = dict(self.seconds)
         out["eval"]["primary"] = {"metric": self.primary, "reason": self.primary_reason}
+        prefs = preference.comparison(self.results, getattr(self.data, "pairs", {}), self.spec.train.dpo.beta)
+        if prefs:
+            out["eval"]["preference"] = prefs
         return out
 
     def _golden_detail(self) -> Optional[dict]:
@@ -276,7 +286,7 @@ def compare(base: dict, tuned: dict, cfg, bf16: bool, golden: Optional[dict], pr
     return {"delta": delta, "eval": out_eval, "flags": flags}
 
 
-ROW_ORDER = ("_loss", "_ppl", "_exact_match", "_contains", "_token_f1", "_rouge_l", "_bleu", "_judge",
+ROW_ORDER = ("_loss", "_ppl", "_pref_accuracy", "_pref_margin", "_exact_match", "_contains", "_token_f1", "_rouge_l", "_bleu", "_judge",
              "_judge_pass", "golden_pass_rate", "offdomain_confidence", "offdomain_accuracy")
 
 
@@ -302,6 +312,10 @@ def summary_table(metrics: dict) -> list[str]:
     if "relative_change" in f:
         lines.append(f"forgetting: general_eval_loss {f['relative_change']:+.1%} (budget "
                      f"{'none' if f['budget'] is None else format(f['budget'], '.0%')})")
+    for split, p in ev.get("preference", {}).items():
+        lines.append(f"preference ({split}, {p['pairs']} pairs): chosen ranked first {p['base_pref_accuracy']:.1%} -> "
+                     f"{p['tuned_pref_accuracy']:.1%}; DPO reward margin {p['reward_margin']:+.4f} (beta "
+                     f"{p['beta']:g}), reward accuracy {p['reward_accuracy']:.1%}")
     for note in ev.get("task", {}).get("improvements", []):
         lines.append(f"IMPROVED {note}")
     for flag in metrics.get("flags", []):

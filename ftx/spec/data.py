@@ -25,6 +25,7 @@ class SourceKind(Choice):
     chat = "chat"
     prompt_response = "prompt_response"
     text = "text"
+    preference = "preference"
 
 
 class SourceFormat(Choice):
@@ -173,6 +174,10 @@ class FieldMap:
     response: str = "response"
     messages: str = "messages"
     text: str = "text"
+    chosen: str = "chosen"
+    """Preference pairs: the preferred reply (a string, or one assistant message) to `prompt` or `messages`."""
+    rejected: str = "rejected"
+    """Preference pairs: the dispreferred reply to the same prompt."""
     system: Optional[str] = None
     """Optional per-record system prompt field."""
     weight: Optional[str] = None
@@ -199,7 +204,8 @@ class SourceConfig:
     role: Role = Role.domain
     """domain | general | synthetic — what the mix ratio counts it as."""
     kind: SourceKind = SourceKind.auto
-    """auto | chat | prompt_response | text — how records are read (auto: by the fields present)."""
+    """auto | chat | prompt_response | text | preference — how records are read (auto: by the fields present;
+    a `chosen` or `rejected` field makes a preference pair, docs/feedback.md)."""
     fields: FieldMap = field(default_factory=FieldMap)
     weight: Optional[float] = None
     """Per-example loss weight for this source (null: data.weights.<role>, e.g. synthetic 0.5)."""

@@ -100,6 +100,10 @@ def produced_metrics(ev) -> list[str]:
     return out
 
 
+PREFERENCE_METRICS = ("val_pref_accuracy", "val_pref_margin", "test_pref_accuracy", "test_pref_margin")
+"""Measured on held-out preference pairs (ftx/eval/preference.py): accepted as objectives under train.objective=dpo."""
+
+
 @dataclass
 class RunSpec:
     """One run, fully specified."""
@@ -157,7 +161,7 @@ def rule_objective_is_measured(spec: RunSpec) -> None:
         return
     require(side == "tuned" or ev.base_vs_tuned, "objective.metric",
             f"{metric!r} needs the base model measured (eval.base_vs_tuned=false); use tuned/{key}")
-    if key in produced_metrics(ev):
+    if key in produced_metrics(ev) or (spec.train.objective == "dpo" and key in PREFERENCE_METRICS):
         return
     split = next((s for s in sorted(_eval.SPLITS, key=len, reverse=True) if key.startswith(s + "_")), "")
     why = ""
@@ -183,8 +187,26 @@ def rule_task_selection_needs_generation(spec: RunSpec) -> None:
             f"[{', '.join(g.splits)}]); use eval.select.metric=loss or enable generation on val")
 
 
+def rule_dpo_trains_on_whole_pairs(spec: RunSpec) -> None:
+    """DPO compares two whole replies to one prompt: no packing, raw text, mix ratio, curriculum or LLRD groups."""
+    if spec.train.objective != "dpo":
+        return
+    d = spec.data
+    for ok, key, why in ((not d.format.packing, "data.format.packing", "packing joins examples into rows"),
+                         (not d.format.raw_text, "data.format.raw_text", "raw text has no replies to compare"),
+                         (d.mix.domain_ratio is None, "data.mix.domain_ratio",
+                          "a mix ratio draws SFT examples; DPO trains on every pair once per epoch"),
+                         (d.curriculum.strategy == "none", "data.curriculum.strategy",
+                          "TRL's DPOTrainer shuffles pairs; a curriculum order would be lost"),
+                         (spec.optimizer.llrd is None, "optimizer.llrd",
+                          "layer-wise learning rates are built for ftx's SFT trainer only")):
+        require(ok, key, f"cannot be used with train.objective=dpo ({why}); leave it at its default "
+                "(docs/feedback.md, Preference tuning)")
+
+
 RULES = (rule_quantised_weights_cannot_train_in_full, rule_mixout_needs_unpartitioned_weights,
-         rule_embedded_gguf_needs_no_remote_code, rule_objective_is_measured, rule_task_selection_needs_generation)
+         rule_embedded_gguf_needs_no_remote_code, rule_objective_is_measured, rule_task_selection_needs_generation,
+         rule_dpo_trains_on_whole_pairs)
 
 
 def _schema_fields(cls: Any) -> dict:

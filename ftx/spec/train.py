@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from ftx.errors import require
@@ -12,10 +12,39 @@ from ftx.spec.choices import EITHER, Choice, Precision, check_choices
 class Objective(Choice):
     sft = "sft"
     cpt = "cpt"
+    dpo = "dpo"
 
 
 CHOICE_MESSAGES = {"train.objective": EITHER}
 from ftx.spec.cpt import check_objective
+
+
+class DpoLoss(Choice):
+    """TRL's pairwise DPO losses (trl.DPOConfig.loss_type) that need nothing beyond β and label smoothing."""
+
+    sigmoid = "sigmoid"
+    ipo = "ipo"
+    hinge = "hinge"
+    robust = "robust"
+    bco_pair = "bco_pair"
+    sppo_hard = "sppo_hard"
+    nca_pair = "nca_pair"
+    apo_zero = "apo_zero"
+    apo_down = "apo_down"
+
+
+@dataclass
+class DpoConfig:
+    """train.objective=dpo: Direct Preference Optimization through TRL's DPOTrainer (ftx/engine/dpo.py)."""
+
+    beta: float = 0.1
+    """Strength of the pull towards the reference model (the β of the DPO loss; 0.1 is TRL's and the paper's
+    usual value; larger stays closer to the reference)."""
+    loss_type: DpoLoss = DpoLoss.sigmoid
+    """sigmoid (the DPO paper) | ipo | hinge | robust | bco_pair | sppo_hard | nca_pair | apo_zero | apo_down
+    (TRL's DPOConfig.loss_type)."""
+    label_smoothing: float = 0.0
+    """Conservative DPO / robust DPO: the assumed share of flipped labels, in [0, 0.5)."""
 
 
 @dataclass
@@ -56,7 +85,9 @@ class TrainConfig:
     """Restore the best checkpoint by eval.select.metric at the end (on with early stopping)."""
     dataloader_workers: int = 0
     objective: Objective = Objective.sft
-    """sft (loss on responses) | cpt (continued pre-training: raw text, every token, packed; ftx/spec/cpt.py)."""
+    """sft (loss on responses) | cpt (continued pre-training: raw text, every token, packed; ftx/spec/cpt.py) |
+    dpo (preference pairs {prompt, chosen, rejected}: TRL's DPOTrainer; settings in train.dpo)."""
+    dpo: DpoConfig = field(default_factory=DpoConfig)
     cpt_general_share: float = 0.07
     """With objective=cpt: share of general text in the mix (sets data.mix.domain_ratio = 1 − share)."""
     init_adapter: Optional[str] = None
@@ -67,6 +98,9 @@ class TrainConfig:
     def check(self) -> None:
         check_choices(self, "train", CHOICE_MESSAGES)
         check_objective(self)
+        require(self.dpo.beta > 0, "train.dpo.beta", f"must be > 0 (0.1 is usual), got {self.dpo.beta}")
+        require(0.0 <= self.dpo.label_smoothing < 0.5, "train.dpo.label_smoothing",
+                f"must be in [0, 0.5), got {self.dpo.label_smoothing}")
         require(self.price_per_device_hour >= 0, "train.price_per_device_hour",
                 f"must be >= 0, got {self.price_per_device_hour}")
         require(self.epochs > 0 or self.max_steps > 0, "train.epochs", "must be > 0 unless train.max_steps > 0")

@@ -43,6 +43,8 @@ class Entry:
     locked: str = ""
     """Hold the output lock of this path (as another ftx process would) while the command runs; `{pid}`
     in the message is our pid."""
+    free_memory: int = 0
+    """Pretend the device has this many bytes free (ftx.engine.dpo.free_bytes), for the DPO reference check."""
 
 
 TINY = ["model=tiny_llama", "curation=none"]
@@ -457,6 +459,32 @@ CATALOGUE += [
           "model.name_or_path=/models/llama, or add model.source=path"),
 ]
 
+PREFS = ["spec", *TINY, "data=http_prefs", "data.sources.general.path={d}/good.jsonl"]
+CATALOGUE += [
+    Entry("pref-same-reply", "a preference record whose chosen and rejected replies are the same",
+          [*PREFS, "data.sources.prefs.path={d}/pref_same.jsonl", "--data"],
+          "ftx: data error: {d}/pref_same.jsonl:2: 'chosen' and 'rejected' are the same text; a preference pair "
+          "must differ (drop the record, or keep it as SFT data with a 'response' field)"),
+    Entry("pref-missing-side", "a preference record without its rejected reply",
+          [*PREFS, "data.sources.prefs.path={d}/pref_one_side.jsonl", "--data"],
+          "ftx: data error: {d}/pref_one_side.jsonl:3: preference record without 'rejected'; a pair needs both "
+          "'chosen' and 'rejected' (fields present: chosen, id, prompt)"),
+    Entry("dpo-beta", "`train.dpo.beta` <= 0", ["spec", "train.objective=dpo", "train.dpo.beta=0"],
+          "ftx: config error: train.dpo.beta: must be > 0 (0.1 is usual), got 0.0"),
+    Entry("dpo-no-pairs", "`train.objective=dpo` on data without preference pairs",
+          ["spec", *TINY, *DATA, "data.sources.http.path={d}/good.jsonl", "train.objective=dpo", "--data"],
+          "ftx: data error: train.objective=dpo: no preference pair in the train split to train on (52 train "
+          "records, none with a 'rejected' reply that fits data.format.max_length=256); add a source of "
+          "{{prompt, chosen, rejected}} records (docs/feedback.md)"),
+    Entry("dpo-full-too-big", "DPO with `lora=full` on a model too big to hold a reference copy beside it",
+          ["train", "experiment=tiny_smoke", "curation=none", "data=http_prefs", "train.objective=dpo", "lora=full",
+           "hydra.run.dir={d}/dpo_full"],
+          "ftx: model error: lora.method=full with train.objective=dpo: DPO compares the policy with a frozen "
+          "reference model, which full fine-tuning must keep as a second copy (0.00 GiB) but only 0.00 GiB is free "
+          "(at most 80% of it may go to the copy); use lora.method=lora (the reference is the same weights with "
+          "the adapter switched off: no copy), with quant=nf4 to shrink the base further", free_memory=1024),
+]
+
 # Faults with no error message: what must hold afterwards, and where that is tested.
 FAULTS = [
     ("sigkill-training", "SIGKILL during training after a checkpoint, then the same command with train.resume=auto",
@@ -519,6 +547,10 @@ def files(tmp_path_factory):
             for i in range(30)]
     text = "".join(json.dumps(r) + "\n" for r in good)
     (d / "good.jsonl").write_text(text)
+    pair = {"prompt": "What does 404 mean?", "chosen": "Not Found.", "rejected": "Server error."}
+    write_jsonl(d / "pref_same.jsonl", [dict(pair, id="p1"), dict(pair, id="p2", rejected=" Not Found.")])
+    write_jsonl(d / "pref_one_side.jsonl", [dict(pair, id=f"p{i}") for i in (1, 2)] +
+                [{"id": "p3", "prompt": "What does 410 mean?", "chosen": "Gone."}])
     (d / "truncated.jsonl").write_text(text[:-20])
     (d / "empty.jsonl").write_text("")
     (d / "nonempty").mkdir()
@@ -641,6 +673,10 @@ def test_entry(entry, files, capsys, monkeypatch, tmp_path):
             return real_replace(src, dst)
 
         monkeypatch.setattr(os, "replace", replace)
+    if entry.free_memory:
+        from ftx.engine import dpo
+
+        monkeypatch.setattr(dpo, "free_bytes", lambda model: entry.free_memory)
     if entry.locked:
         from ftx.runs import hold_lock
 

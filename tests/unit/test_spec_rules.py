@@ -13,7 +13,8 @@ from ftx.engine.trainer import spec_differences
 from ftx.errors import ConfigError
 from ftx.spec.choices import Choice
 from ftx.spec.lora import LoraMethod
-from ftx.spec.run import (RULES, TOOL_ONLY, RunSpec, as_dict, build_spec, rule_embedded_gguf_needs_no_remote_code,
+from ftx.spec.run import (RULES, TOOL_ONLY, RunSpec, as_dict, build_spec, rule_dpo_trains_on_whole_pairs,
+                          rule_embedded_gguf_needs_no_remote_code,
                           rule_mixout_needs_unpartitioned_weights, rule_objective_is_measured,
                           rule_quantised_weights_cannot_train_in_full, rule_task_selection_needs_generation,
                           metric_direction, spec_hash)
@@ -23,7 +24,28 @@ from ftx.spec.tree import compose
 def test_rules_are_all_run_by_check():
     assert set(RULES) == {rule_quantised_weights_cannot_train_in_full, rule_mixout_needs_unpartitioned_weights,
                           rule_embedded_gguf_needs_no_remote_code, rule_objective_is_measured,
-                          rule_task_selection_needs_generation}
+                          rule_task_selection_needs_generation, rule_dpo_trains_on_whole_pairs}
+
+
+@pytest.mark.parametrize("key,value", [("data.format.packing", True), ("data.format.raw_text", True),
+                                       ("data.mix.domain_ratio", 0.8), ("data.curriculum.strategy", "score"),
+                                       ("optimizer.llrd", 0.9)])
+def test_rule_dpo_trains_on_whole_pairs(key, value):
+    spec = RunSpec()
+    group, *path, last = key.split(".")
+    node = getattr(spec, group)
+    for part in path:
+        node = getattr(node, part)
+    setattr(node, last, value)
+    rule_dpo_trains_on_whole_pairs(spec)  # SFT: allowed
+    spec.train.objective = "dpo"
+    with pytest.raises(ConfigError, match=rf"^{key}: cannot be used with train.objective=dpo \("):
+        rule_dpo_trains_on_whole_pairs(spec)
+    spec = RunSpec()
+    spec.train.objective = "dpo"
+    rule_dpo_trains_on_whole_pairs(spec)  # the defaults are fine
+    spec.objective.metric = "tuned/val_pref_accuracy"
+    rule_objective_is_measured(spec)
 
 
 def test_rule_objective_is_measured():
@@ -127,12 +149,12 @@ def test_rules_run_from_build_spec():
     ("lora.method=x", "lora.method: must be one of lora, dora, rslora, full; got 'x'"),
     ("objective.direction=up", "objective.direction: must be auto, minimize or maximize; got 'up'"),
     ("quant.compute_dtype=fp16", "quant.compute_dtype: must be auto, bf16 or fp32; got 'fp16'"),
-    ("train.objective=dpo", "train.objective: must be sft or cpt; got 'dpo'"),
+    ("train.objective=orpo", "train.objective: must be sft, cpt or dpo; got 'orpo'"),
     ("tracking.backend=mlflow", "tracking.backend: must be none or wandb; got 'mlflow'"),
     ("optimizer.name=adam", "optimizer.name: must be one of adamw_torch, adamw_bnb_8bit, paged_adamw_8bit, sgd; "
                             "got 'adam'"),
     ("data.sources.http.on_bad_record=warn", "data.sources.http.on_bad_record: must be error or skip; got 'warn'"),
-    ("data.sources.http.kind=csv", "data.sources.http.kind: must be one of auto, chat, prompt_response, text; "
+    ("data.sources.http.kind=csv", "data.sources.http.kind: must be one of auto, chat, prompt_response, text, preference; "
                                    "got 'csv'"),
     ("curation.near_dedup.unit=byte", "curation.near_dedup.unit: must be word or char, got 'byte'"),
     ("curation.near_dedup.keep=last", "curation.near_dedup.keep: must be first or longest, got 'last'"),
