@@ -131,20 +131,22 @@ def pair_items(a: Side, b: Side, sets: Optional[list[str]] = None, generate=gene
     return items, generated
 
 
-def review_id(item: dict) -> str:
-    """Stable per prompt (set, id): the same prompt has the same id in every export of the run."""
-    return "r" + hashlib.sha256(f"{item['set']}\x00{item['id']}".encode()).hexdigest()[:10]
+def review_id(item: dict, pair: str) -> str:
+    """Stable per prompt (set, id) and pair of models: every export of the same comparison gives a prompt the same
+    id; another run's export never does (so answers from another run's review set are recognised)."""
+    return "r" + hashlib.sha256(f"{pair}\x00{item['set']}\x00{item['id']}".encode()).hexdigest()[:10]
 
 
 def blind(items: list[dict], a: Side, b: Side, seed: int) -> dict:
     """The key: a seeded shuffle of the items and, per item, which side is shown on the left."""
     rng = random.Random(seed)
+    pair = f"{a.describe()['run']}:{a.model}|{b.describe()['run']}:{b.model}"
     order = list(items)
     rng.shuffle(order)
     rows = []
     for it in order:
         left = rng.choice("AB")
-        rows.append({"review_id": review_id(it), "set": it["set"], "id": it["id"], "left": left,
+        rows.append({"review_id": review_id(it, pair), "set": it["set"], "id": it["id"], "left": left,
                      "prompt": it["prompt"], "reference": it["reference"], "A": it["A"], "B": it["B"]})
     ident = hashlib.sha256(json.dumps([a.label, b.label, seed, [r["review_id"] for r in rows]]).encode()).hexdigest()
     return {"review_set": "rs" + ident[:8], "seed": seed, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -332,11 +334,10 @@ def find_key(ratings: list[Rating], path: Path, run_dir: Optional[Path]) -> tupl
     kp = key_path(run_dir, rs)
     if not kp.is_file():
         keys = sorted((Path(run_dir) / "review").glob("*/key.json"))
-        best = max(((len(ids & {i["review_id"] for i in read_json(k)["items"]}), k.parent.name) for k in keys),
-                   default=(0, None))
-        raise DataError(f"{path}: review set {rs} was not exported from {run_dir} ("
-                        + (f"its review sets: {', '.join(k.parent.name for k in keys)}; " if keys else "it has none; ")
-                        + f"{best[0]} of {len(ids)} review ids match" + (f" {best[1]}" if best[1] else "") + ")")
+        known = set().union(*({i["review_id"] for i in read_json(k)["items"]} for k in keys))
+        raise DataError(f"{path}: answers from another review set: {len(ids & known)} of {len(ids)} review ids are "
+                        f"in the {len(keys)} review set(s) exported from {run_dir} (import each run's answers with "
+                        "that run's --run)")
     key = read_json(kp)
     known = {i["review_id"] for i in key["items"]}
     stray = ids - known
