@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import html
+import io
 import json
 import random
 import secrets
@@ -31,10 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ftx.data.curate.agreement import resolve, statistics
+from ftx.data.format import prepare_tokenizer
 from ftx.errors import ConfigError, DataError, RunError
-from ftx.record.rundir import RunRecord, load_run
-from ftx.runs import atomic_write_text, read_json, read_jsonl, write_json
+from ftx.eval import generate as gen
+from ftx.precision import use_bf16
+from ftx.record.rerun import load_models
+from ftx.record.rundir import RunRecord, load_run, run_spec
+from ftx.runs import atomic_write_text, output_dir, read_json, read_jsonl, write_json
 
 CHOICES = ("left", "right", "tie", "both_bad")
 """What a reviewer may answer about one item (an empty choice in the CSV = not answered)."""
@@ -74,12 +78,6 @@ def predictions(side: Side) -> dict[tuple, dict]:
 def generate_missing(side: Side, wanted: list[dict]) -> dict[tuple, dict]:
     """Answers of `side` to prompts it has no prediction for, generated with the run's own model, chat format
     and eval.generation settings (greedy unless the run sampled)."""
-    from ftx.data.format import prepare_tokenizer
-    from ftx.eval import generate as gen
-    from ftx.precision import use_bf16
-    from ftx.record.rerun import load_models
-    from ftx.record.rundir import run_spec
-
     spec = run_spec(side.run, [])
     stored = side.run.metrics.get("eval", {}).get("precision")
     bf16 = stored == "bf16" if stored else use_bf16(spec.train.precision)
@@ -173,8 +171,6 @@ def write_export(key: dict, out: Path, title: str) -> list[Path]:
     review.html into `out` (a temporary folder from ftx.runs.output_dir)."""
     rows = shown(key)
     atomic_write_text(out / "items.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    import io
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
     w.writeheader()
@@ -255,8 +251,6 @@ document.getElementById("download").onclick = () => {
 def export(run_dir: Path, out: Path, against: Optional[Path] = None, sets: Optional[list[str]] = None,
            seed: Optional[int] = None, overwrite: bool = False, generate=generate_missing) -> dict:
     """Build and write a review set; returns the key (also written to RUN/review/<set>/key.json)."""
-    from ftx.runs import output_dir
-
     a_run = load_run(run_dir)
     a = Side(a_run, "tuned")
     b = Side(load_run(against), "tuned") if against else Side(a_run, "base")
@@ -393,6 +387,8 @@ def wilson(k: int, n: int, level: float = LEVEL) -> list[float]:
 def summarize(key: dict, ratings: list[dict], judge: Optional[dict] = None) -> dict:
     """The review block: per-item majority verdicts → win/tie/loss with Wilson intervals; per-rater counts;
     agreement (Fleiss/Cohen via ftx.data.curate.agreement.statistics); disputed items; comments."""
+    from ftx.data.curate.agreement import resolve, statistics
+
     per_item: dict[str, dict] = {}
     for r in ratings:
         per_item.setdefault(r["review_id"], {})[r["rater"]] = r["verdict"]
