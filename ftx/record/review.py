@@ -35,6 +35,7 @@ from typing import Optional
 from ftx.data.format import prepare_tokenizer
 from ftx.errors import ConfigError, DataError, RunError
 from ftx.eval import generate as gen
+from ftx.eval.paired import wilson
 from ftx.precision import use_bf16
 from ftx.record.rerun import load_models
 from ftx.record.rundir import RunRecord, load_run, run_spec
@@ -368,22 +369,6 @@ def load_ratings(files: list[Path], run_dir: Optional[Path]) -> tuple[dict, list
 
 
 # -- statistics --------------------------------------------------------------------------------------------
-def wilson(k: int, n: int, level: float = LEVEL) -> list[float]:
-    """The Wilson score interval of k successes in n (statsmodels if installed, else scipy: the same formula)."""
-    if n == 0:
-        return [0.0, 1.0]
-    try:
-        from statsmodels.stats.proportion import proportion_confint
-
-        lo, hi = proportion_confint(k, n, alpha=1 - level, method="wilson")
-    except ImportError:
-        from scipy.stats import binomtest
-
-        ci = binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
-        lo, hi = ci.low, ci.high
-    return [round(float(lo), 4), round(float(hi), 4)]
-
-
 def summarize(key: dict, ratings: list[dict], judge: Optional[dict] = None) -> dict:
     """The review block: per-item majority verdicts → win/tie/loss with Wilson intervals; per-rater counts;
     agreement (Fleiss/Cohen via ftx.data.curate.agreement.statistics); disputed items; comments."""
@@ -443,10 +428,11 @@ def judge_agreement(key: dict, verdicts: dict, judge: dict) -> dict:
 
 
 def pairwise_verdicts(run_dir: Path, key: dict) -> Optional[dict]:
-    """The pairwise judge's per-item verdicts (RUN/pairwise_judge.jsonl), as A/B/tie with A = tuned, when the
+    """The pairwise judge's per-item verdicts (RUN/pairwise_judge.jsonl or RUN/eval/'s), as A/B/tie with A = tuned, when the
     review compares the run's own base and tuned models; None otherwise."""
-    p = Path(run_dir) / "pairwise_judge.jsonl"
-    if key["B"]["model"] != "base" or key["B"]["run"] != key["A"]["run"] or not p.is_file():
+    p = next((q for q in (Path(run_dir) / "eval" / "pairwise_judge.jsonl", Path(run_dir) / "pairwise_judge.jsonl")
+              if q.is_file()), None)  # `ftx eval`'s (the newer) first
+    if key["B"]["model"] != "base" or key["B"]["run"] != key["A"]["run"] or p is None:
         return None
     side = {"tuned": "A", "base": "B", "tie": "tie"}
     return {(r["set"], str(r["id"])): side[r["verdict"]] for _, r in read_jsonl(p)}
