@@ -25,6 +25,7 @@ from typing import Optional, Protocol
 from ftx.errors import ConfigError
 from ftx.engine.model import load_tokenizer
 from ftx.eval.metrics import token_f1
+from ftx.eval.paired import wilson
 
 RUBRIC = ("You are grading an answer.\nQuestion: {prompt}\nReference answer: {reference}\n"
           "Candidate answer: {prediction}\nIs the candidate answer correct and consistent with the "
@@ -49,27 +50,16 @@ class ReferenceJudge:
         return [token_f1(it["prediction"], it["answers"]) for it in items]
 
 
-class LMJudge:
-    """A causal LM as judge; loaded once, scored in fp32 for determinism across runs."""
+class NextTokenOdds:
+    """What both LM judges share: a chat prompt, and the odds of one set of next tokens against another."""
 
-    name = "lm"
-
-    def __init__(self, model, tok, batch_size: int = 8):
-        self.model, self.tok, self.batch_size = model, tok, batch_size
-        vocab = tok.get_vocab()
-        self.yes = self._first_ids(("yes", "Yes", " yes", " Yes"), vocab)
-        self.no = self._first_ids(("no", "No", " no", " No"), vocab)
-        if not self.yes or not self.no:
-            raise ConfigError("eval.judge.kind=lm: the judge tokenizer has no single tokens for yes/no")
+    model = tok = None
+    batch_size = 8
 
     def _first_ids(self, words, vocab) -> list[int]:
         ids = {self.tok.encode(w, add_special_tokens=False)[0] for w in words
                if self.tok.encode(w, add_special_tokens=False)}
         return sorted(ids)
-
-    def _prompt(self, it: dict) -> list[int]:
-        return self._chat(RUBRIC.format(prompt=it["prompt"], reference=(it["answers"] or [""])[0],
-                                        prediction=it["prediction"]))
 
     def _chat(self, text: str) -> list[int]:
         msgs = [{"role": "user", "content": text}]
@@ -96,11 +86,29 @@ class LMJudge:
                 out += (yes / (yes + no).clamp_min(1e-12)).tolist()
         return out
 
+
+class LMJudge(NextTokenOdds):
+    """A causal LM as judge; loaded once, scored in fp32 for determinism across runs."""
+
+    name = "lm"
+
+    def __init__(self, model, tok, batch_size: int = 8):
+        self.model, self.tok, self.batch_size = model, tok, batch_size
+        vocab = tok.get_vocab()
+        self.yes = self._first_ids(("yes", "Yes", " yes", " Yes"), vocab)
+        self.no = self._first_ids(("no", "No", " no", " No"), vocab)
+        if not self.yes or not self.no:
+            raise ConfigError("eval.judge.kind=lm: the judge tokenizer has no single tokens for yes/no")
+
+    def _prompt(self, it: dict) -> list[int]:
+        return self._chat(RUBRIC.format(prompt=it["prompt"], reference=(it["answers"] or [""])[0],
+                                        prediction=it["prediction"]))
+
     def score(self, items: list[dict]) -> list[float]:
         return self._odds([self._prompt(it) for it in items], self.yes, self.no)
 
 
-class PairwiseLMJudge(LMJudge):
+class PairwiseLMJudge(NextTokenOdds):
     """A causal LM choosing between two answers: P(first better) = P("1") / (P("1") + P("2"))."""
 
     name = "pairwise"
@@ -122,8 +130,6 @@ def both_orders(judge, pairs: list[dict]) -> tuple[list[dict], dict]:
     """Judge tuned against base in both orders. `pairs`: {set, id, prompt, answers, tuned, base}. Per item:
     p_tuned_first = P(tuned better) shown first, p_base_first = P(base better) shown first; the verdict is
     tuned/base when both orders agree and tie when they disagree (a flip: the order decided) or either is 0.5."""
-    from ftx.eval.paired import wilson
-
     ask = lambda first, second: [{"prompt": p["prompt"], "answers": p["answers"], "first": p[first],
                                   "second": p[second]} for p in pairs]
     tf, bf = judge.compare(ask("tuned", "base")), judge.compare(ask("base", "tuned"))
