@@ -129,25 +129,32 @@ class PairwiseLMJudge(NextTokenOdds):
 def both_orders(judge, pairs: list[dict]) -> tuple[list[dict], dict]:
     """Judge tuned against base in both orders. `pairs`: {set, id, prompt, answers, tuned, base}. Per item:
     p_tuned_first = P(tuned better) shown first, p_base_first = P(base better) shown first; the verdict is
-    tuned/base when both orders agree and tie when they disagree (a flip: the order decided) or either is 0.5."""
+    tuned/base when both orders agree, a tie when they disagree (a flip: the order decided) or either is 0.5.
+    Items whose two answers are the same text are ties without asking the judge (`identical`), and are left
+    out of the position statistics (with nothing to choose between, only the position differs)."""
+    same = [p["tuned"].strip() == p["base"].strip() for p in pairs]
+    asked = [p for p, s in zip(pairs, same) if not s]
     ask = lambda first, second: [{"prompt": p["prompt"], "answers": p["answers"], "first": p[first],
-                                  "second": p[second]} for p in pairs]
-    tf, bf = judge.compare(ask("tuned", "base")), judge.compare(ask("base", "tuned"))
+                                  "second": p[second]} for p in asked]
+    tf, bf = (judge.compare(ask("tuned", "base")), judge.compare(ask("base", "tuned"))) if asked else ([], [])
+    scores = iter(zip(tf, bf))
     rows, firsts = [], 0
-    for p, a, b in zip(pairs, tf, bf):
+    for p, s in zip(pairs, same):
+        if s:
+            rows.append({"set": p["set"], "id": p["id"], "verdict": "tie", "flipped": False, "identical": True})
+            continue
+        a, b = next(scores)
         v1 = "tuned" if a > 0.5 else "base" if a < 0.5 else "tie"  # tuned shown first
         v2 = "base" if b > 0.5 else "tuned" if b < 0.5 else "tie"  # base shown first
         firsts += (a > 0.5) + (b > 0.5)
-        verdict = v1 if v1 == v2 else "tie"
         rows.append({"set": p["set"], "id": p["id"], "p_tuned_first": float(a), "p_base_first": float(b),
-                     "verdict": verdict, "flipped": v1 != v2})
-    n = len(rows)
+                     "verdict": v1 if v1 == v2 else "tie", "flipped": v1 != v2})
+    n, k = len(rows), len(asked)
     c = {v: sum(r["verdict"] == v for r in rows) for v in ("tuned", "base", "tie")}
     flips = sum(r["flipped"] for r in rows)
-    summary = {"items": n, "win": c["tuned"], "tie": c["tie"], "loss": c["base"],
+    summary = {"items": n, "identical": n - k, "win": c["tuned"], "tie": c["tie"], "loss": c["base"],
                "win_rate": c["tuned"] / n if n else None, "win_rate_ci": wilson(c["tuned"], n),
-               "position_flip_rate": flips / n if n else None,
-               "first_position_rate": firsts / (2 * n) if n else None}
+               "position_flip_rate": flips / k if k else None, "first_position_rate": firsts / (2 * k) if k else None}
     return rows, summary
 
 

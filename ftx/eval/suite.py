@@ -195,9 +195,10 @@ class Evaluator:
         summary["kind"] = self.cfg.judge.kind
         if self.out_dir is not None:
             gen.write_jsonl(self.out_dir / "pairwise_judge.jsonl", rows)
-        log.info("pairwise judge: tuned wins %d, ties %d, loses %d of %d; %.0f%% of verdicts flip with the order",
-                 summary["win"], summary["tie"], summary["loss"], summary["items"],
-                 100 * summary["position_flip_rate"])
+        log.info("pairwise judge: tuned wins %d, ties %d, loses %d of %d (%d with identical answers); "
+                 "position flips: %s", summary["win"], summary["tie"], summary["loss"], summary["items"],
+                 summary["identical"], "-" if summary["position_flip_rate"] is None
+                 else f"{summary['position_flip_rate']:.0%}")
         return summary
 
     def _golden_detail(self) -> Optional[dict]:

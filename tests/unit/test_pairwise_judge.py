@@ -50,6 +50,22 @@ def test_a_position_biased_judge_flips_every_verdict_and_wins_nothing():
     assert (s["win"], s["tie"], s["loss"]) == (0, 10, 0) and all(r["flipped"] for r in rows)
 
 
+def test_identical_answers_are_ties_the_judge_is_not_asked_about():
+    asked = []
+
+    class Spy(Longer):
+        def compare(self, items):
+            asked.extend(it["first"] for it in items)
+            return super().compare(items)
+
+    ps = pairs(4) + [{"set": "val", "id": "same", "prompt": "Q", "answers": ["r"], "tuned": "Same ", "base": "Same"}]
+    rows, s = both_orders(Spy(), ps)
+    assert len(asked) == 8 and "Same" not in [a.strip() for a in asked]
+    assert rows[-1] == {"set": "val", "id": "same", "verdict": "tie", "flipped": False, "identical": True}
+    assert (s["items"], s["identical"], s["win"], s["tie"], s["position_flip_rate"]) == (5, 1, 4, 1, 0.0)
+    assert both_orders(Spy(), ps[-1:])[1]["position_flip_rate"] is None
+
+
 def test_spec_rules_for_the_pairwise_judge():
     from ftx.spec.eval import EvalConfig, JudgeConfig
 
