@@ -116,8 +116,9 @@ class PairwiseLMJudge(NextTokenOdds):
     def __init__(self, model, tok, batch_size: int = 8):
         self.model, self.tok, self.batch_size = model, tok, batch_size
         vocab = tok.get_vocab()
-        self.one, self.two = self._first_ids(("1", " 1"), vocab), self._first_ids(("2", " 2"), vocab)
-        if not self.one or not self.two or set(self.one) & set(self.two):
+        one, two = set(self._first_ids(("1", " 1"), vocab)), set(self._first_ids(("2", " 2"), vocab))
+        self.one, self.two = sorted(one - two), sorted(two - one)  # " 1" may start with a bare space token
+        if not self.one or not self.two:
             raise ConfigError("eval.judge.kind=pairwise: the judge tokenizer has no distinct single tokens for 1/2")
 
     def compare(self, items: list[dict]) -> list[float]:
