@@ -56,3 +56,27 @@ def run_main(args: list[str], capsys) -> tuple[int, str]:
     except SystemExit as e:
         code = e.code
     return code, capsys.readouterr().err
+
+
+def predicted_run(root: Path, name: str = "run", n: int = 8, sets: tuple[str, ...] = ("val", "test")) -> Path:
+    """A run directory as `ftx review` reads it — config.yaml, manifest.json, metrics.json and the generation
+    eval's predictions_base/tuned.jsonl — with no model: answers whose text does not say which model wrote it
+    (base answers are "…: short", tuned ones "…: detailed")."""
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(f"name: {name}\nmodel: {{name: tiny}}\n")
+    (run / "manifest.json").write_text('{"spec_hash": "0"}')
+    (run / "metrics.json").write_text('{"base": {"val_loss": 2.0}, "tuned": {"val_loss": 1.0}}')
+    for side, word in (("base", "short"), ("tuned", "detailed")):
+        write_jsonl(run / f"predictions_{side}.jsonl",
+                    [{"set": s, "id": f"{s}{i}", "prompt": f"Question {s} {i}?", "prediction": f"Answer {i}: {word}",
+                      "answers": [f"Reference {i}"]} for s in sets for i in range(n)]
+                    + [{"set": "offdomain", "id": "o0", "prompt": "Off?", "prediction": word, "answers": ["x"]}])
+    return run
+
+
+def answer_all(items_jsonl: Path, out: Path, rater: str, pick) -> Path:
+    """An answers file as the review page downloads it: `pick(item) -> choice` for every exported item."""
+    items = [json.loads(line) for line in items_jsonl.read_text().splitlines()]
+    return write_jsonl(out, [{"run": it["run"], "review_set": it["review_set"], "review_id": it["review_id"],
+                              "rater": rater, "choice": pick(it), "comment": ""} for it in items])

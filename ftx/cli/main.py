@@ -10,6 +10,7 @@
     ftx export  RUN_DIR [--out DIR] [--dtype fp32|bf16]  merge an adapter into its base model
     ftx report  RUN_DIR [--html] [--out DIR]  markdown report with plots for one run
     ftx sweep-report SWEEP_DIR              best trial as an override line, trials.csv, plots (docs/sweeps.md)
+    ftx review  export RUN [--against RUN_B] | import FILES… | to-preferences FILES… --out F  blind human review
     ftx init    [DIR]                       write a small working project: conf/ layered over ftx's, sample data
 
 `ftx help CMD` or `ftx CMD --help`: a command's flags. Every user mistake ends as one line on stderr
@@ -41,6 +42,7 @@ COMMANDS = {
     "compare": "ftx.cli.compare:cmd_compare",
     "report": "ftx.cli.report:cmd_report",
     "init": "ftx.cli.init:cmd_init",
+    "review": "ftx.cli.review:cmd_review",
 }
 """Each command lives in its own module under ftx/cli/, imported only when it runs (`ftx --help` and
 `ftx spec` do not load torch)."""

@@ -17,6 +17,23 @@ PAIRED_METRICS = ("exact_match", "contains", "token_f1", "rouge_l", "judge", "pa
 """Per-example scores in the predictions rows (`passed`: golden set); BLEU is corpus-level, never paired."""
 
 
+def wilson(k: int, n: int, level: float = 0.95) -> list[float]:
+    """The Wilson score interval of k successes in n: statsmodels' proportion_confint when installed, else
+    scipy's binomtest(...).proportion_ci — the same formula, (p + z²/2n ± z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n)."""
+    if n == 0:
+        return [0.0, 1.0]
+    try:
+        from statsmodels.stats.proportion import proportion_confint
+
+        lo, hi = proportion_confint(k, n, alpha=1 - level, method="wilson")
+    except ImportError:
+        from scipy.stats import binomtest
+
+        ci = binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+        lo, hi = ci.low, ci.high
+    return [round(float(lo), 4), round(float(hi), 4)]
+
+
 def is_binary(xs: Sequence[float]) -> bool:
     return all(x in (0, 1, 0.0, 1.0, True, False) for x in xs)
 

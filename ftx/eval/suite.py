@@ -19,7 +19,7 @@ from ftx.eval import generate as gen
 from ftx.eval import preference
 from ftx.eval.heldout import loss_pass, own_precision, summarize
 from ftx.eval.metrics import aggregate, contains, exact_match
-from ftx.eval.judge import load_judge
+from ftx.eval.judge import both_orders, load_judge
 from ftx.eval.paired import describe, task_comparison
 from ftx.spec.eval import parse_primary
 
@@ -130,6 +130,8 @@ class Evaluator:
             return
         if self._judge is None:
             self._judge = load_judge(self.cfg.judge, self.model_context)
+        if not callable(getattr(self._judge, "score", None)):  # a pairwise judge: base vs tuned, in compare()
+            return
         scores = self._judge.score([{"prompt": r["prompt"], "prediction": r["prediction"], "answers": r["answers"]}
                                     for r in rows])
         for r, s in zip(rows, scores):
@@ -172,12 +174,42 @@ class Evaluator:
             task = task_comparison(self.results["base"]["rows"], self.results["tuned"]["rows"],
                                    self.cfg.significance, seed=self.spec.train.seed)
         out = compare(base, tuned, self.cfg, self.bf16, self._golden_detail(), self._probe_detail(), task)
+        pairwise = self._pairwise()
+        if pairwise is not None:
+            out["eval"]["pairwise"] = pairwise
         out["eval"]["seconds"] = dict(self.seconds)
         out["eval"]["primary"] = {"metric": self.primary, "reason": self.primary_reason}
         prefs = preference.comparison(self.results, getattr(self.data, "pairs", {}), self.spec.train.dpo.beta)
         if prefs:
             out["eval"]["preference"] = prefs
         return out
+
+    def _pairwise(self) -> Optional[dict]:
+        """A pairwise judge on base vs tuned (every generated prompt but the off-domain probe), both orders;
+        per-item verdicts into pairwise_judge.jsonl (`ftx review import` compares them with the reviewers')."""
+        if self.cfg.judge.kind == "none" or "base" not in self.results:
+            return None
+        if self._judge is None:
+            self._judge = load_judge(self.cfg.judge, self.model_context)
+        if not callable(getattr(self._judge, "compare", None)):
+            return None
+        base = {(r["set"], r["id"]): r for r in self.results["base"]["rows"] if r["set"] != "offdomain"}
+        pairs = [{"set": r["set"], "id": r["id"], "prompt": r["prompt"], "answers": r["answers"],
+                  "tuned": r["prediction"], "base": base[(r["set"], r["id"])]["prediction"]}
+                 for r in self.results["tuned"]["rows"] if (r["set"], r["id"]) in base]
+        if not pairs:
+            return None
+        t0 = time.perf_counter()
+        rows, summary = both_orders(self._judge, pairs)
+        summary["seconds"] = round(time.perf_counter() - t0, 2)
+        summary["kind"] = self.cfg.judge.kind
+        if self.out_dir is not None:
+            gen.write_jsonl(self.out_dir / "pairwise_judge.jsonl", rows)
+        log.info("pairwise judge: tuned wins %d, ties %d, loses %d of %d (%d with identical answers); "
+                 "position flips: %s", summary["win"], summary["tie"], summary["loss"], summary["items"],
+                 summary["identical"], "-" if summary["position_flip_rate"] is None
+                 else f"{summary['position_flip_rate']:.0%}")
+        return summary
 
     def _golden_detail(self) -> Optional[dict]:
         if not self.golden:

@@ -15,7 +15,7 @@ from ftx.record.rundir import RunRecord, load_run
 from ftx.runs import flatten
 
 CORE_SECTIONS = ("base", "tuned", "delta", "params", "data", "train", "objective", "wall_seconds", "cost",
-                 "flags")
+                 "flags", "review")
 
 
 # ---------------------------------------------------------------- markdown pieces
@@ -132,6 +132,9 @@ def evaluation_section(r: RunRecord) -> str:
         parts.append(f"Paired per-example tests, base vs tuned (significance {level}; "
                      f"{100 * (1 - level):.0f}% bootstrap CI of the difference):\n\n"
                      + md_table(["metric", "n", "base", "tuned", "diff", "CI", "test", "p", "verdict"], rows))
+    rv = r.metrics.get("review") or {}
+    if rv.get("items_rated"):
+        parts.append(review_line(rv))
     obj = r.metrics.get("objective") or {}
     if obj:
         parts.append(f"Objective `{obj.get('metric')}` = **{fmt(obj.get('value'))}** "
@@ -143,6 +146,24 @@ def evaluation_section(r: RunRecord) -> str:
         if flat:
             parts.append(f"**{name}**\n\n" + md_table(["metric", "value"], [[k, v] for k, v in flat.items()]))
     return "\n\n".join(parts) or "_No evaluation recorded (the run did not finish)._"
+
+
+def review_line(rv: dict) -> str:
+    """The human review (`ftx review import`): who was compared with whom, the win rate and its interval."""
+    a, b = rv.get("A", {}), rv.get("B", {})
+    vs = "its base model" if b.get("model") == "base" and b.get("run") == a.get("run") else f"the tuned model of {b.get('run')}"
+    lo, hi = rv.get("win_rate_ci") or [None, None]
+    ag = rv.get("agreement") or {}
+    text = (f"Blind human review against {vs}: win rate **{fmt(rv.get('win_rate'))}** "
+            f"({100 * rv.get('level', 0.95):.0f}% Wilson [{fmt(lo)}, {fmt(hi)}]) over {rv['items_rated']} items "
+            f"— {rv.get('win', 0)} won, {rv.get('tie', 0)} tied, {rv.get('loss', 0)} lost, {rv.get('both_bad', 0)} "
+            f"both bad; {len(rv.get('raters') or {})} rater(s)")
+    if "fleiss_kappa" in ag:
+        text += f", Fleiss' kappa {fmt(ag['fleiss_kappa'])}, {rv.get('disputed', 0)} disputed"
+    ja = rv.get("judge_agreement") or {}
+    if ja.get("items"):
+        text += f"; the pairwise judge agrees on {ja['agree']}/{ja['items']}"
+    return text + f" (review set {rv.get('review_set')})."
 
 
 def training_section(r: RunRecord) -> str:

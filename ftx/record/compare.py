@@ -22,7 +22,8 @@ from ftx.record.rundir import RunRecord, is_run_dir, load_run
 from ftx.runs import flatten
 
 DEFAULT_METRICS = ("objective/value", "tuned/val_loss", "delta/val_loss", "tuned/val_rouge_l", "tuned/general_eval_loss",
-                   "delta/general_eval_loss", "train/loss", "train/seconds",
+                   "delta/general_eval_loss", "review/win_rate", "review/items_rated",
+                   "eval/pairwise/win_rate", "eval/pairwise/position_flip_rate", "train/loss", "train/seconds",
                    "cost/device_hours", "cost/estimated_cost", "cost/val_gain_per_device_hour")
 IGNORED_PREFIXES = ("sweep.",)  # per-trial bookkeeping (trial number, storage), not a setting
 

@@ -105,9 +105,10 @@ class JudgeConfig:
 
     kind: str = "none"
     """none | reference (deterministic token-F1 judge, no model) | lm (a local causal LM answers
-    yes/no) | package.module:factory (your own; called with this config, returns a Judge)."""
+    yes/no) | pairwise (a local causal LM picks the better of base and tuned, in both orders) |
+    package.module:factory (your own; called with this config, returns a Judge: score() or compare())."""
     model: Optional[str] = None
-    """kind=lm: a local model folder or hub id; null: the run's base model."""
+    """kind=lm or pairwise: a local model folder or hub id; null: the run's base model."""
     threshold: float = 0.5
     """A judged answer passes when its score is >= threshold."""
 
@@ -172,8 +173,10 @@ class EvalConfig:
         require(self.offdomain.loss_margin >= 0, "eval.offdomain.loss_margin",
                 f"must be >= 0, got {self.offdomain.loss_margin}")
         j = self.judge
-        require(j.kind in ("none", "reference", "lm") or ":" in j.kind, "eval.judge.kind",
-                f"must be none, reference, lm or package.module:factory; got {j.kind!r}")
+        require(j.kind in ("none", "reference", "lm", "pairwise") or ":" in j.kind, "eval.judge.kind",
+                f"must be none, reference, lm, pairwise or package.module:factory; got {j.kind!r}")
+        require(j.kind != "pairwise" or self.base_vs_tuned, "eval.judge.kind",
+                "=pairwise compares the base with the tuned model and needs eval.base_vs_tuned=true")
         require(0.0 <= j.threshold <= 1.0, "eval.judge.threshold", f"must be in [0, 1], got {j.threshold}")
         require(0.0 < self.significance < 1.0, "eval.significance",
                 f"must be in (0, 1) (0.05 = 5% level), got {self.significance}")
@@ -187,4 +190,7 @@ class EvalConfig:
                     f"eval.generation.splits=[{', '.join(g.splits)}])")
             require(metric != "judge" or j.kind != "none", "eval.primary",
                     f"={self.primary} needs a judge (eval.judge.kind is none)")
+            require(metric != "judge" or j.kind != "pairwise", "eval.primary",
+                    f"={self.primary} needs a judge that scores each answer (reference, lm or your own); "
+                    "eval.judge.kind=pairwise compares base with tuned (eval.pairwise in metrics.json)")
         require(self.reproduce_rtol >= 0, "eval.reproduce_rtol", f"must be >= 0, got {self.reproduce_rtol}")

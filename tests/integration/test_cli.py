@@ -148,12 +148,20 @@ def test_every_flag_of_every_command_is_refused_abbreviated_and_typo_d_forms_wit
     if cmd == "data":  # a group of subcommands: its flags are `ftx data diff`'s
         flags = sorted({o for a in module.diff_parser()._actions for o in a.option_strings
                         if o.startswith("--") and len(o) > 4 and o != "--help"})
+    groups = {"data": {("diff", "a", "b"): flags}}
+    if cmd == "review":  # each subcommand's flags, checked on that subcommand
+        groups["review"] = {(sub, "x"): sorted({o for a in make()._actions for o in a.option_strings
+                                                 if o.startswith("--") and len(o) > 4 and o != "--help"})
+                            for sub, make in (("export", module.export_parser), ("import", module.import_parser),
+                                              ("to-preferences", module.prefs_parser))}
+        flags = sorted({f for fs in groups["review"].values() for f in fs})
     assert flags or cmd in NO_LONG_FLAGS, f"ftx {cmd} has no long flags to check"
-    for flag in flags:
-        cut = flag[:-1]
-        if any(f == cut for f in flags):
-            continue
-        code, _, err = run_main(capsys, *([cmd, "diff", "a", "b"] if cmd == "data" else [cmd]), cut)
-        assert code == 2 and err.count("\n") == 1 and f"unknown flag '{cut}'" in err, (flag, err)
+    for prefix, sub_flags in groups.get(cmd, {(): flags}).items():
+        for flag in sub_flags:
+            cut = flag[:-1]
+            if any(f == cut for f in sub_flags):
+                continue
+            code, _, err = run_main(capsys, cmd, *prefix, cut)
+            assert code == 2 and err.count("\n") == 1 and f"unknown flag '{cut}'" in err, (flag, err)
     code, _, err = run_main(capsys, cmd, "--bogus-flag=3")
     assert code == 2 and err.count("\n") == 1 and "unknown flag '--bogus-flag'" in err, err

@@ -23,7 +23,7 @@ import pytest
 import ftx.cli.main as cli
 from ftx.spec import tree
 from ftx.spec.tree import compose
-from tests.helpers import ROOT, run_ftx, run_main, write_jsonl
+from tests.helpers import ROOT, answer_all, predicted_run, run_ftx, run_main, write_jsonl
 
 
 @dataclass
@@ -485,6 +485,16 @@ CATALOGUE += [
           "the adapter switched off: no copy), with quant=nf4 to shrink the base further", free_memory=1024),
 ]
 
+CATALOGUE += [
+    Entry("review-other-run", "`ftx review import` of answers exported from another run",
+          ["review", "import", "{d}/answers_b.jsonl", "--run", "{d}/rv_a"],
+          "ftx: data error: {d}/answers_b.jsonl: answers from another review set: 0 of 4 review ids are in the 1 "
+          "review set(s) exported from {d}/rv_a (import each run's answers with that run's --run)"),
+    Entry("review-bad-choice", "a reviewer's choice outside left/right/tie/both_bad",
+          ["review", "import", "{d}/answers_bad.jsonl"],
+          "ftx: data error: {d}/answers_bad.jsonl:2: choice 'lft' is not one of left, right, tie, both_bad"),
+]
+
 # Faults with no error message: what must hold afterwards, and where that is tested.
 FAULTS = [
     ("sigkill-training", "SIGKILL during training after a checkpoint, then the same command with train.resume=auto",
@@ -601,6 +611,14 @@ def files(tmp_path_factory):
         (run / "config.yaml").write_text(config)
         (run / "metrics.json").write_text(metrics)
         (run / "manifest.json").write_text("{}")
+    from ftx.record.review import export
+
+    for name, seed in (("rv_a", 1), ("rv_b", 2)):
+        export(predicted_run(d, name, n=2), d / f"rev_{name[-1]}", seed=seed)
+    answer_all(d / "rev_b" / "items.jsonl", d / "answers_b.jsonl", "ann", lambda it: "left")
+    first = json.loads((d / "rev_a" / "items.jsonl").read_text().splitlines()[0])["review_id"]
+    answer_all(d / "rev_a" / "items.jsonl", d / "answers_bad.jsonl", "ann",
+               lambda it: "left" if it["review_id"] == first else "lft")  # line 2 is the first bad one
     conf = d / "conf"
     shutil.copytree(tree.CONF_DIR, conf, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     (conf / "experiment" / "broken.yaml").write_text(

@@ -166,3 +166,23 @@ def test_lm_judge_scores_p_yes_over_p_yes_plus_no(model, tok):
             p = model(input_ids=torch.tensor([ids])).logits[0, -1].softmax(-1)
         yes, no = float(p[judge.yes].sum()), float(p[judge.no].sum())
         assert s == pytest.approx(yes / (yes + no), rel=1e-4)
+
+
+def test_pairwise_judge_is_p_one_over_p_one_plus_two_and_each_order_is_its_own_prompt(model, tok):
+    from ftx.eval.judge import PAIRWISE_RUBRIC, PairwiseLMJudge
+
+    judge = PairwiseLMJudge(model, tok, batch_size=2)
+    items = [{"prompt": "Capital of France?", "first": "Paris", "second": "Lyon", "answers": ["Paris"]},
+             {"prompt": "Capital of France?", "first": "Lyon", "second": "Paris", "answers": ["Paris"]},
+             {"prompt": "2+2?", "first": "four", "second": "five", "answers": ["4"]}]
+    p = judge.compare(items)
+    assert p == judge.compare(items) and len(set(p)) == 3  # deterministic; the order changes the prompt
+    for it, s in zip(items, p):
+        text = PAIRWISE_RUBRIC.format(prompt=it["prompt"], reference=it["answers"][0], first=it["first"],
+                                      second=it["second"])
+        ids = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                      tokenize=True, return_dict=False)
+        with torch.no_grad():
+            probs = model(input_ids=torch.tensor([ids])).logits[0, -1].softmax(-1)
+        one, two = float(probs[judge.one].sum()), float(probs[judge.two].sum())
+        assert s == pytest.approx(one / (one + two), rel=1e-4)

@@ -146,7 +146,7 @@ def test_judges_none_reference_and_plugged_in():
     ("eval.generation.splits=[val,train]", "eval.generation.splits: must name val, test, general_eval; got 'train'"),
     ("eval.golden.match=fuzzy", "eval.golden.match: must be contains or exact"),
     ("eval.forgetting.budget=-0.1", "eval.forgetting.budget: must be >= 0 or null"),
-    ("eval.judge.kind=gpt", "eval.judge.kind: must be none, reference, lm or package.module:factory"),
+    ("eval.judge.kind=gpt", "eval.judge.kind: must be none, reference, lm, pairwise or package.module:factory"),
     ("eval.precision=fp16", "eval.precision: must be one of train, bf16, fp32"),
     ("eval.generation.max_new_tokens=0", "eval.generation.max_new_tokens: must be > 0"),
     ("eval.generation.temprature=0.5", "unknown key 'eval.generation.temprature'"),

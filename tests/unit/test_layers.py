@@ -50,6 +50,7 @@ LAZY_ALLOWED = {
     ("ftx.record.rundir", "ftx.spec.tree"): "pulls omegaconf into ftx.record.rundir's import (CLI: report, compare)",
     ("ftx.record.rerun", "ftx.data.build"): "pulls datasets/numpy/omegaconf into CLI startup (ftx eval)",
     ("ftx.record.rerun", "ftx.data.format"): "pulls omegaconf into CLI startup (ftx eval)",
+    ("ftx.record.review", "ftx.data.curate.agreement"): "pulls datasets into CLI startup (ftx review export/--help)",
     ("ftx.track.tracker", "ftx.spec.run"): "pulls omegaconf into ftx.track.tracker's import",
     ("hydra_plugins.ftx_sweeper._space", "ftx.spec.run"): "pulls omegaconf into the sweep-space helpers",
 }
