@@ -18,6 +18,11 @@ class ShingleUnit(Choice):
     word = "word"
 
 
+class NearDedupBackend(Choice):
+    datasketch = "datasketch"
+    rensa = "rensa"
+
+
 class KeepPolicy(Choice):
     first = "first"
     longest = "longest"
@@ -198,7 +203,7 @@ class ExactDedupConfig:
 
 @dataclass
 class NearDedupConfig:
-    """MinHash LSH near-duplicate clustering (datasketch)."""
+    """MinHash LSH near-duplicate clustering (datasketch or rensa), verified by exact Jaccard."""
 
     shingle: int = 5
     """Shingle size, in `unit`s."""
@@ -206,12 +211,15 @@ class NearDedupConfig:
     """char (robust to light rewording of short texts) | word (cheaper on long documents)."""
     num_perm: int = 128
     threshold: float = 0.5
-    """Estimated Jaccard similarity above which two records are near-duplicates."""
+    """Shingle Jaccard similarity at or above which two records are near-duplicates (checked exactly)."""
     seed: int = 1
     keep: KeepPolicy = KeepPolicy.first
     """Representative per cluster: first (input order) | longest. Ties go to input order."""
     action: DedupAction = DedupAction.drop
     """drop (keep one per cluster) | tag (keep all; the cluster id keeps them in one split)."""
+    backend: NearDedupBackend = NearDedupBackend.datasketch
+    """MinHash and LSH implementation: datasketch | rensa (Rust; optional extra `ftx[rensa]`). Candidates of
+    either are verified by exact shingle Jaccard, so both find the same pairs up to LSH misses."""
 
 
 @dataclass
