@@ -86,3 +86,19 @@ def test_label_mode_on_the_command_line_refuses_overrides_and_bad_files(tmp_path
     assert code[0] == 2 and "needs an id and a text" in code[1]
     code = run_main(["curate", "--label", bad, "curation=default"], capsys)
     assert code[0] == 2 and "--label: takes no config overrides" in code[1]
+
+
+def test_report_markdown_has_a_row_per_round():
+    from ftx.data.curate.report import markdown
+
+    art = {"scorer": {"scorer": "learned", "seeds": 20}, "mode": "calibrated", "threshold": 0.4, "applies_to": 10,
+           "rounds": [{"round": 0, "labels": 80, "relevant": 30, "average_precision": 0.81, "threshold": 0.5,
+                       "fallback": True, "precision": 0.7, "recall": 0.6},
+                      {"round": 1, "labels": 90, "relevant": 34, "average_precision": 0.86, "threshold": 0.45,
+                       "fallback": False, "precision": 0.82, "recall": 0.7}]}
+    stage = {"stage": "relevance", "in": 10, "kept": 8, "dropped": 2, "dropped_by_reason": {"off_domain": 2},
+             "modified_by_reason": {}, "docs_per_s": 1, "cached": False, "artifacts": art}
+    md = markdown({"records_in": 10, "kept": 8, "dropped": 2, "synthetic": {}, "stages": [stage], "examples": {},
+                   "files": []})
+    assert "| 0 | 80 (30) | 0.810 | 0.5000 (best-F1 fallback) | 0.700 | 0.600 |" in md
+    assert "| 1 | 90 (34) | 0.860 | 0.4500 | 0.820 | 0.700 |" in md
