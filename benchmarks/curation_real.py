@@ -12,7 +12,9 @@ Per corpus it prints:
     precision/recall on the test labels at the threshold calibrated on cross-fitted dev scores
     (target precision 0.8 at 95% confidence, best-F1 fallback);
   - AP after 0..R active-learning rounds of 20 oracle labels (uncertain + diverse picks);
-  - near-dup pair recall/precision against the natural and planted near-duplicate pairs;
+  - near-dup, for the datasketch and rensa backends side by side: recall on the natural and planted pairs,
+    precision of the drops and of same-cluster pairs judged by exact Jaccard (the corpora hold genuine
+    near-duplicates nobody listed), and stage docs/s;
   - embedding docs/s: the scorer as it was (batches of 64 in input order) vs ftx.data.curate.embed now,
     on the same texts, and the cosine between their vectors.
 """
