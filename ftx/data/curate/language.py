@@ -15,7 +15,7 @@ import numpy as np
 from ftx.data.curate.table import NAN, Context, column, map_batches, prose_lines, texts, verdicts
 from ftx.spec.curation import CurationConfig
 
-VERSION = "1"
+VERSION = "2"  # 2: table.code_lines knows definition lists, C comments, synopses
 
 
 @lru_cache(maxsize=1)

@@ -17,15 +17,18 @@ from typing import Optional
 
 import numpy as np
 
-from ftx.data.curate.table import NAN, Context, map_batches, prose_lines, rewrite, texts, verdicts
+from ftx.data.curate.table import NAN, Context, code_lines, map_batches, prose_lines, rewrite, texts, verdicts
 from ftx.spec.curation import CurationConfig, QualityConfig
 
-VERSION = "2"
+VERSION = "3"  # 3: code-aware boilerplate and line shares, top n-gram counts repeats only
 WORD = re.compile(r"\w+")
 ALNUM = re.compile(r"[^\W_]")
 HEADER = re.compile(r"^\s{0,3}#{1,6}\s")
 BULLET = re.compile(r"^\s*([•‣◦▪*-]|\d+[.)])\s")
 MAX_BOILERPLATE_WORDS = 40
+MIN_PROSE_BESIDE_CODE = 20
+"""Beside code, prose ratios are judged only on at least this many prose words."""
+ELLIPSIS_END = re.compile(r"(?<![\]>)}])(\.\.\.|…)\s*$")  # not grammar notation: `<name>...`, `[<args>]...`
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 HISTOGRAMS = {"quality": {"column": "s_quality", "bins": np.linspace(0, 1, 21).tolist()},
               "words": {"column": "s_words", "log_bins": True}}
@@ -42,12 +45,15 @@ def _is_boilerplate(segment: str, rx) -> bool:
     return bool(s) and len(s.split()) <= MAX_BOILERPLATE_WORDS and rx.fullmatch(s) is not None
 
 
-def boilerplate(text: str, rx) -> tuple[float, list[bool]]:
-    """(share of characters in boilerplate sentences, per line: is it all boilerplate)."""
+def boilerplate(text: str, rx, exempt_code: bool = True) -> tuple[float, list[bool]]:
+    """(share of prose characters in boilerplate sentences, per line: is it all boilerplate). Code lines
+    (table.code_lines: command synopses `[-a | --all]`, sessions, …) are neither boilerplate nor counted."""
     total = bp = 0
     line_flags = []
-    for line in text.split("\n"):
-        segs = [s for s in SENTENCE_END.split(line.strip()) if s.strip()]
+    lines = text.split("\n")
+    code = code_lines(text) if exempt_code else [False] * len(lines)
+    for line, is_code in zip(lines, code):
+        segs = [] if is_code else [s for s in SENTENCE_END.split(line.strip()) if s.strip()]
         flags = [_is_boilerplate(s, rx) for s in segs]
         total += sum(len(s) for s in segs)
         bp += sum(len(s) for s, f in zip(segs, flags) if f)
@@ -65,7 +71,7 @@ def top_ngram_frac(tokens: list[str], n: int, total: int, min_count: int = 2) ->
     if not counts:
         return 0.0
     top, c = counts.most_common(1)[0]
-    return min(sum(map(len, top)) * c / total, 1.0) if c >= max(min_count, 2) else 0.0
+    return min(sum(map(len, top)) * (c - 1) / total, 1.0) if c >= max(min_count, 2) else 0.0
 
 
 def dup_ngram_frac(tokens: list[str], n: int, total: int, min_count: int = 2) -> float:
@@ -96,11 +102,13 @@ def measure(text: str, cfg: QualityConfig) -> dict:
     words = text.split()
     prose = prose_lines(text) if cfg.exempt_code_blocks else text.split("\n")
     lines = [l for l in prose if l.strip()]
+    all_lines = max(sum(1 for l in text.split("\n") if l.strip()), 1)  # code lines are lines too, and fine ones
     pwords = " ".join(prose).split()
     symbols = sum(l.count("#") for l in prose if not HEADER.match(l)) + \
         sum(l.count("...") + l.count("…") for l in prose)
-    n_lines = max(len(lines), 1)
-    if len(pwords) < cfg.min_words:  # (nearly) all code: the prose ratios would be read off a few words
+    has_code = len(pwords) < len(words)
+    if len(pwords) < (MIN_PROSE_BESIDE_CODE if has_code else cfg.min_words):
+        # (nearly) all code: the prose ratios would be read off a few words (a caption, a stray output line)
         pwords, lines, symbols = [], [], 0
     m = {
         "words": len(words),
@@ -108,9 +116,9 @@ def measure(text: str, cfg: QualityConfig) -> dict:
         "mean_word_length": sum(map(len, pwords)) / len(pwords) if pwords else None,
         "symbol_word_ratio": symbols / max(len(pwords), 1),
         "alnum_word_frac": sum(1 for w in pwords if ALNUM.search(w)) / len(pwords) if pwords else 1.0,
-        "bullet_line_frac": _line_frac(sum(bool(BULLET.match(l)) for l in lines), n_lines),
-        "ellipsis_line_frac": _line_frac(sum(l.rstrip().endswith(("...", "…")) for l in lines), n_lines),
-        "dup_line_frac": _line_frac(len(lines) - len(set(l.strip() for l in lines)), n_lines),
+        "bullet_line_frac": _line_frac(sum(bool(BULLET.match(l)) for l in lines), all_lines),
+        "ellipsis_line_frac": _line_frac(sum(bool(ELLIPSIS_END.search(l)) for l in lines), all_lines),
+        "dup_line_frac": _line_frac(len(lines) - len(set(l.strip() for l in lines)), all_lines),
         "top_ngram": {}, "dup_ngram": {},
     }
     if len(pwords) >= cfg.ngram_min_words:
@@ -171,14 +179,14 @@ def _batch(batch: dict, cfg: dict) -> dict:
             out["_detail"][i] = f"{len(t)} characters > max_chars={qcfg.max_chars}"
             continue
         if rx is not None:
-            frac, _ = boilerplate(t, rx)
+            frac, _ = boilerplate(t, rx, qcfg.exempt_code_blocks)
             if frac > qcfg.max_boilerplate_frac:
                 out["_drop"][i], out["_score"][i] = "boilerplate", frac
                 out["_detail"][i] = f"{frac:.0%} of the text is navigation/template text"
                 continue
             if frac and qcfg.strip_boilerplate:
                 def strip(s):
-                    flags = boilerplate(s, rx)[1]
+                    flags = boilerplate(s, rx, qcfg.exempt_code_blocks)[1]
                     new = "\n".join(l for l, f in zip(s.split("\n"), flags) if not f).strip()
                     return new, ({"boilerplate_lines"} if new != s else set())
 

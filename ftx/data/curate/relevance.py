@@ -27,7 +27,7 @@ from ftx.spec.curation import CurationConfig, RelevanceConfig
 from ftx.spec.data import SourceConfig
 from ftx.data.curate.embed import use_bf16
 
-VERSION = "2"
+VERSION = "3"  # 3: per-round active-learning estimates (learned scorer)
 log = logging.getLogger(__name__)
 POSITIVE = {"1", "true", "yes", "relevant", "domain", "in", "pos", "positive"}
 NEGATIVE = {"0", "false", "no", "irrelevant", "off", "off_domain", "out", "neg", "negative"}
@@ -197,9 +197,39 @@ def _learned(r: RelevanceConfig, ds, corpus: list[str], seed: int = 0):
         dev_y = np.array([y for _, y in dev])
         if 0 < dev_y.sum() < len(dev_y):
             dev_s = scorers.crossfit(r, corpus, fixed, dev, unlabelled, r.crossfit_folds, scorer.features, seed)
+            scorer.rounds = _rounds(r, corpus, fixed, L, unlabelled, scorer.features, dev_s, seed)
         else:
             dev_s = scorer([t for t, _ in dev])
     return scorer, dev, dev_s
+
+
+def _rounds(r: RelevanceConfig, corpus, fixed, L: dict, unlabelled, features, final_oof, seed: int) -> list[dict]:
+    """Active-learning rounds, one per feedback file (in order): for round k, the labels known then (dev +
+    the first k feedback files), their out-of-fold AP, and precision/recall at the threshold calibrated
+    on them — so a user sees whether the last round still moved the estimate."""
+    from sklearn.metrics import average_precision_score
+
+    t = r.threshold
+    sizes = [len(v) for v in L["feedback_ids"].values()]
+    base = [(x, y) for _, x, y in L["dev"]]
+    fb = [(x, y) for _, x, y in L["feedback"]]
+    out = []
+    for k in range(len(sizes) + 1):
+        dev = base + fb[:sum(sizes[:k])]
+        y = np.array([v for _, v in dev])
+        if not (1 < y.sum() < len(y) - 1):
+            continue
+        oof = final_oof if k == len(sizes) else scorers.crossfit(r, corpus, fixed, dev, unlabelled,
+                                                                  r.crossfit_folds, features, seed)
+        row = {"round": k, "labels": len(dev), "relevant": int(y.sum()),
+               "average_precision": float(average_precision_score(y, oof))}
+        if t.mode == "calibrated":
+            thr, curve = calibrate(oof, y, t.target_precision, t.confidence, "best_f1")
+            row.update(threshold=thr, fallback=bool(curve.get("fallback", False)))
+            m = dev_metrics(oof, y, thr)
+            row.update(precision=m["precision"], recall=m["recall"])
+        out.append(row)
+    return out
 
 
 def run(ds, cfg: CurationConfig, ctx: Context):
@@ -220,6 +250,8 @@ def run(ds, cfg: CurationConfig, ctx: Context):
     dev_y = np.array([y for _, y in dev], dtype=int)
     if r.scorer == "learned" and len(dev):
         art["dev_scores"] = "out-of-fold" if 0 < dev_y.sum() < len(dev_y) else "in-sample"
+        if getattr(scorer, "rounds", None):
+            art["rounds"] = scorer.rounds
     if t.mode == "calibrated":
         threshold, art["pr_curve"] = calibrate(dev_s, dev_y, t.target_precision, t.confidence, t.on_unreachable)
         art["target_precision"], art["confidence"] = t.target_precision, t.confidence

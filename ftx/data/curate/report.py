@@ -130,6 +130,17 @@ def markdown(r: dict) -> str:
                 dv = a["dev"]
                 lines.append(f"On the labelled dev set ({dv['n']} records, {dv['relevant']} relevant): "
                              f"precision {dv['precision']:.3f}, recall {dv['recall']:.3f} at this threshold.")
+            if a.get("rounds"):
+                lines += ["", "Active-learning rounds (one per feedback file; estimates on the labels known after "
+                          "each round, scored out of fold):", "",
+                          "| round | labels (relevant) | dev AP | threshold | precision | recall |", "|---|---|---|---|---|---|"]
+                for rd in a["rounds"]:
+                    thr = (f"{rd['threshold']:.4f}{' (best-F1 fallback)' if rd.get('fallback') else ''}"
+                           if "threshold" in rd else "–")
+                    pr = (f"{rd['precision']:.3f} | {rd['recall']:.3f}" if "precision" in rd else "– | –")
+                    lines.append(f"| {rd['round']} | {rd['labels']} ({rd['relevant']}) | {rd['average_precision']:.3f} "
+                                 f"| {thr} | {pr} |")
+                lines.append("")
             if a.get("active_learning_exported"):
                 lines.append(f"{a['active_learning_exported']} records nearest the threshold are in "
                              "`active_learning.jsonl`: fill in `label` (1/0) and pass the file back with "

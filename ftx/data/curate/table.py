@@ -155,6 +155,7 @@ CODE_END = re.compile(r"([;{}\]]|\)\s*[;{]?|\\|:=.*)\s*$")
 COLUMN_GAP = re.compile(r"(?<![.!?:;,])\s{2,}(?=\S)")  # column-aligned table rows (not the two spaces after a sentence)
 TABLE = re.compile(r"^\s*([|│┃┌┐└┘├┤┬┴┼╭╰═║╔╚╠]|\+[-=+]{3,})")
 CODE_SIGN = re.compile(r"[(){}\[\];=<>|&*]|->|::|\w\.\w+\(")
+SYNOPSIS = re.compile(r"[\[|]\s*-{1,2}\w")  # command grammar: `[ -v ]`, `[-a | --all]`, `| -C`
 
 
 def _indent(line: str) -> int:
@@ -183,7 +184,7 @@ def code_lines(text: str) -> list[bool]:
     code = [False] * n
     indents = [_indent(l) for l in lines]
     margin = min((indents[i] for i in range(n) if lines[i].strip()), default=0)
-    in_fence = session = False
+    in_fence = session = comment = False
     literal = None  # indent of the line that opened a reST literal block
     for i, line in enumerate(lines):
         if FENCE.match(line):
@@ -207,8 +208,13 @@ def code_lines(text: str) -> list[bool]:
         if PROMPT.match(line) or session:  # a prompt, its continuation lines and its output
             code[i] = session = True
             continue
+        opens = line.lstrip().startswith("/*")
+        if comment or opens:  # a C block comment (`/* … */`, its ` * ` lines): part of the code around it
+            code[i] = True
+            comment = "*/" not in (line.split("/*", 1)[1] if opens else line)
+            continue
         code[i] = (bool(TABLE.match(line)) or len(COLUMN_GAP.findall(line.strip())) >= 3 or _codeish(line) or bool(IDENT.match(line))
-                   or (bool(OPTION.match(line)) and len(line.split()) <= 4))
+                   or (bool(OPTION.match(line)) and len(line.split()) <= 4) or len(SYNOPSIS.findall(line)) >= 2)
     # an indented block is code as a whole when it holds a code line or does not read as prose
     # (commands, paths, identifiers); indented prose (option descriptions, quotes) stays prose
     i = 0
@@ -221,9 +227,12 @@ def code_lines(text: str) -> list[bool]:
             head = i - 1  # an option table entry: `--flag <arg>` / `name.key` line, then its description
             while head >= 0 and (not lines[head].strip() or indents[head] >= indents[i]):
                 head -= 1
-            entry = head >= 0 and code[head] and bool(OPTION.match(lines[head]) or IDENT.match(lines[head]))
-            if entry or any(code[i:j]) or _plain_share(block) < PLAIN_PROSE:
+            entry = head >= 0 and ((code[head] and _term(lines[head])) or _bare_term(lines[head]))
+            hanging = head >= 0 and bool(HANGING.match(lines[head]))  # `EINVAL An invalid …` / its indented rest
+            if entry or hanging or any(code[i:j]) or _plain_share(block) < PLAIN_PROSE:
                 code[i:j] = [True] * (j - i)
+                if hanging:
+                    code[head] = True
             i = j
         else:
             i += 1
@@ -241,6 +250,22 @@ def code_lines(text: str) -> list[bool]:
         else:
             i += 1
     return code
+
+
+def _term(line: str) -> bool:
+    """The term line of a definition list (option tables, man-page field and flag lists): `--flag <arg>`,
+    `name.key`, `ru_maxrss (since Linux 2.6.32)`, `CLONE_NEWNS (since Linux 2.4.19)` — an identifier
+    or option, with an annotation at most; not a sentence."""
+    return bool(OPTION.match(line) or IDENT.match(line)) or (len(line.split()) <= 6 and _plain_share([line]) < PLAIN_PROSE)
+
+
+def _bare_term(line: str) -> bool:
+    """A term of a definition list written as plain words (`stage`, `objectmode`, `create`): short, no sentence."""
+    s = line.strip()
+    return len(s.split()) <= 3 and not s.endswith((".", ",", ";", ":", "!", "?"))
+
+
+HANGING = re.compile(r"^\s*[A-Z][A-Z0-9_]{2,}(\s+\([^)]*\))?\s+\S")  # a man-page tag with its text on the line
 
 
 PLAIN = re.compile(r"^[(\"']?[A-Za-z][a-z]*(['-][a-z]+)*[)\"']?[,.;:!?)]*$")
