@@ -52,6 +52,8 @@ def connect(cfg: CurationConfig):
         return ray
     address = cfg.ray.address
     kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if address and address != "auto":
+        _reachable(address)  # ray.init retries an unreachable address for minutes
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -65,10 +67,27 @@ def connect(cfg: CurationConfig):
         raise ConfigError(f"curation.ray.address: cannot connect to {where}: {first}") from None
     from ray.data import DataContext
 
+    for name in ("ray", "ray.data"):  # Ray Data logs every execution plan at INFO: ftx logs the stages itself
+        logging.getLogger(name).setLevel(logging.WARNING)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = True
     return ray
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    import socket
+
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"curation.ray.address: {address!r} is not host:port, ray://host:port or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(f"curation.ray.address: cannot connect to the Ray cluster at {address!r}: "
+                          f"{e.strerror or e} (start it with `ray start --head`, or set curation.ray.address=null "
+                          "for a local cluster)") from None
 
 
 # -- blocks <-> the stage modules -------------------------------------------------------------------
@@ -365,7 +384,7 @@ def _is_dropped(tbl):
 
 def pipeline(ds, cfg: CurationConfig, ledger: Ledger, on_drops):
     """Every configured stage over a Ray Dataset of rows with `_pos`; `on_drops(stage, ray dataset of the
-    dropped rows)` receives each stage's drops. Returns (kept rows, stage reports as dicts)."""
+    dropped rows, counts by reason)` receives each stage's drops. Returns (kept rows, stage reports as dicts)."""
     reports = []
     n = ds.count()
     for name in cfg.stages:
@@ -388,7 +407,7 @@ def pipeline(ds, cfg: CurationConfig, ledger: Ledger, on_drops):
         for reason, k in modified.items():
             ledger.modify(stage, reason, k)
         if sum(dropped.values()):
-            on_drops(stage, _mapped(out, _is_dropped, cfg))
+            on_drops(stage, _mapped(out, _is_dropped, cfg), dropped)
         ds = _mapped(out, _is_kept, cfg).materialize()
         art["dropped"] = sum(dropped.values()) if name in ("near_dedup", "exact_dedup") else art.get("dropped")
         reports.append({"stage": name, "n_in": n_in, "kept": kept, "dropped_by_reason": dict(dropped),
@@ -417,7 +436,7 @@ def run(records: list[dict], cfg: CurationConfig, ledger: Ledger):
     blocks = max(1, -(-len(tbl) // cfg.ray.block_rows))
     ds = ray.data.from_arrow([tbl.slice(i * cfg.ray.block_rows, cfg.ray.block_rows) for i in range(blocks)])
 
-    def on_drops(stage, dropped):
+    def on_drops(stage, dropped, _counts):
         for row in sorted(dropped.take_all(), key=lambda r: r["_pos"]):
             reason, score, detail, rec = _drop_entry(row)
             ledger.drop(stage, reason, rec, score, detail)
@@ -448,7 +467,10 @@ def curate_files(inputs: list[str], out_dir: Path, cfg: CurationConfig, fmt: Opt
     out_dir = Path(out_dir)
     writer = (lambda d, p: d.write_parquet(str(p))) if fmt == "parquet" else (lambda d, p: d.write_json(str(p)))
 
-    def on_drops(stage, dropped):
+    def on_drops(stage, dropped, counts):
+        for reason, n in counts.items():
+            ledger.count_dropped(stage, reason, n)
+
         def entries(tbl):
             rows = []
             for row in tbl.to_pylist():
