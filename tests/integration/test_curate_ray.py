@@ -48,7 +48,7 @@ def test_local_and_ray_engines_give_identical_results(tmp_path):
     by_reason = {k for s in l_ledger.summary() for k in s["dropped_by_reason"]}
     # the corpus exercises every kind of drop (else equality would prove little)
     assert {"exact_duplicate", "near_duplicate", "off_domain", "language", "boilerplate"} <= by_reason, by_reason
-    assert any(s["modified_by_reason"].get("email") for s in l_ledger.summary())
+    assert any(s["modified_by_reason"].get("pii_email") for s in l_ledger.summary())
     near = {s.stage: s.artifacts for s in ray.stages}["near_dedup"]
     assert near["clusters"] == {s.stage: s.artifacts for s in local.stages}["near_dedup"]["clusters"] > 10
 

@@ -22,7 +22,6 @@ import json
 import logging
 import time
 from collections import Counter
-from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -31,7 +30,7 @@ import numpy as np
 from ftx.data.curate import exact_dedup, near_dedup, relevance
 from ftx.data.curate.table import VERDICT, Context, row_to_record, texts, to_dataset
 from ftx.data.ledger import Ledger
-from ftx.errors import ConfigError, DataError
+from ftx.errors import ConfigError
 from ftx.spec.curation import CurationConfig
 
 log = logging.getLogger(__name__)
@@ -409,7 +408,10 @@ def pipeline(ds, cfg: CurationConfig, ledger: Ledger, on_drops):
         if sum(dropped.values()):
             on_drops(stage, _mapped(out, _is_dropped, cfg), dropped)
         ds = _mapped(out, _is_kept, cfg).materialize()
-        art["dropped"] = sum(dropped.values()) if name in ("near_dedup", "exact_dedup") else art.get("dropped")
+        if name == "exact_dedup":  # the local stage's artifacts
+            art.update(duplicates=n_in - kept, distinct=kept)
+        elif name == "near_dedup":
+            art["dropped"] = n_in - kept
         reports.append({"stage": name, "n_in": n_in, "kept": kept, "dropped_by_reason": dict(dropped),
                         "modified_by_reason": dict(modified), "seconds": time.perf_counter() - t0,
                         "artifacts": {k: v for k, v in art.items() if v is not None}})
