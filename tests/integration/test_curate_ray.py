@@ -110,3 +110,27 @@ def test_ray_settings_are_checked_before_anything_runs(monkeypatch):
         CurationConfig(enabled=True, stages=["normalize"], engine="ray").check()
     assert str(err.value) == ("curation.engine: is ray but Ray is not installed (pip install 'ftx[ray]'), "
                               "or use curation.engine=local")
+
+
+def test_sharded_files_in_and_out_match_the_local_engine(tmp_path):
+    """curate_files: JSONL shards in, kept/ and dropped/ shards out, the ledger equal to a local run's."""
+    import json
+
+    from ftx.data.curate.ray_engine import curate_files
+
+    records, _ = bench.corpus(1200, seed=4)
+    for k in range(3):
+        write_jsonl(tmp_path / "in" / f"part-{k}.jsonl", records[k * 400:(k + 1) * 400])
+    cfg = bench.make_cfg(tmp_path, 1)
+    (local, l_ledger), _ = [both(records, cfg)[0], None]
+    c = copy.deepcopy(cfg)
+    c.engine, c.ray.num_cpus, c.ray.block_rows = "ray", 2, 400
+    out = curate_files(sorted(str(p) for p in (tmp_path / "in").glob("*.jsonl")), tmp_path / "out", c)
+    assert out["ledger"] == l_ledger.summary()
+    kept = [json.loads(line) for p in sorted((tmp_path / "out" / "kept").glob("*.json*"))
+            for line in p.read_text().splitlines()]
+    assert sorted(r["id"] for r in kept) == sorted(r["id"] for r in local.kept)
+    dropped = [json.loads(line) for p in (tmp_path / "out" / "dropped").rglob("*.json*")
+               for line in p.read_text().splitlines()]
+    assert sorted((d["stage"], d["id"], d["reason"]) for d in dropped) == \
+        sorted((d["stage"], d["id"], d["reason"]) for d in l_ledger.dropped_records)
