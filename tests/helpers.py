@@ -80,3 +80,59 @@ def answer_all(items_jsonl: Path, out: Path, rater: str, pick) -> Path:
     items = [json.loads(line) for line in items_jsonl.read_text().splitlines()]
     return write_jsonl(out, [{"run": it["run"], "review_set": it["review_set"], "review_id": it["review_id"],
                               "rater": rater, "choice": pick(it), "comment": ""} for it in items])
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Postgres:
+    """A throw-away PostgreSQL server (Debian's `postgresql` package, installed by `make setup`): its own
+    data directory in /tmp, a free local port, password authentication (scram-sha-256) for user `ftx`,
+    a unix socket in the data directory. PostgreSQL refuses to run as root, so under root the server runs
+    as `nobody` (via runuser). `url(db)` is the SQLAlchemy URL; `stop()` stops it and removes the data."""
+
+    USER, PASSWORD = "ftx", "s3cret-pg-pw"
+
+    def __init__(self):
+        import glob
+        import shutil
+        import tempfile
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        assert bins, "PostgreSQL is not installed: `make setup` installs Debian's postgresql package"
+        self.bin = Path(bins[-1]).parent
+        self.dir = Path(tempfile.mkdtemp(prefix="ftx-pg-"))  # not under pytest's tmp: nobody must reach it
+        self.data, self.port = self.dir / "data", free_port()
+        self.as_user = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
+        (self.dir / "pw").write_text(self.PASSWORD + "\n")
+        if self.as_user:
+            shutil.chown(self.dir, "nobody")
+            shutil.chown(self.dir / "pw", "nobody")
+        self._run("initdb", "-D", str(self.data), "-U", self.USER, "--auth=scram-sha-256",
+                  f"--pwfile={self.dir / 'pw'}", "--no-sync")
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-l", str(self.dir / "log"), "-o",
+                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        self.running = True
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.USER, "optuna",
+                  env={"PGPASSWORD": self.PASSWORD})
+
+    def _run(self, tool: str, *args: str, env: dict | None = None) -> None:
+        r = subprocess.run([*self.as_user, str(self.bin / tool), *args], capture_output=True, text=True,
+                           timeout=120, env={**os.environ, **(env or {})}, cwd=self.dir)
+        assert r.returncode == 0, f"{tool} failed: {r.stdout[-2000:]}{r.stderr[-2000:]}"
+
+    def url(self, db: str = "optuna", password: str | None = None) -> str:
+        return (f"postgresql+psycopg2://{self.USER}:{password or self.PASSWORD}@127.0.0.1:{self.port}/{db}")
+
+    def stop(self) -> None:
+        import shutil
+
+        if self.running:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            self.running = False
+        shutil.rmtree(self.dir, ignore_errors=True)

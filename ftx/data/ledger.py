@@ -63,6 +63,10 @@ class Ledger:
             entry["record"] = record
         self.dropped_records.append(entry)
 
+    def count_dropped(self, stage: str, reason: str, n: int) -> None:
+        """Count drops whose records are kept elsewhere (the dropped/ shards of a Ray curation run)."""
+        self._stage(stage).dropped[reason] += n
+
     def cause(self, role: Optional[str] = None, stages: Optional[tuple] = None) -> str:
         """Which stage dropped the most (of records with this role, when given), for a message explaining
         an empty result: "stage 'curate:relevance' dropped 60 (off_domain=60)"; "" when no stage dropped any."""

@@ -62,6 +62,11 @@ class Unreachable(Choice):
     error = "error"
 
 
+class Engine(Choice):
+    local = "local"
+    ray = "ray"
+
+
 class AgreementPolicy(Choice):
     drop = "drop"
     majority = "majority"
@@ -71,6 +76,7 @@ class AgreementPolicy(Choice):
 AGREEMENT_POLICIES = tuple(AgreementPolicy.values())
 EITHER_COMMA = "must be {either}, got {value!r}"
 CHOICE_MESSAGES = {
+    "curation.engine": EITHER,
     "curation.near_dedup.unit": "must be word or char, got {value!r}",  # listed in this order since before the enum
     "curation.near_dedup.keep": EITHER_COMMA,
     "curation.near_dedup.action": EITHER_COMMA,
@@ -322,6 +328,24 @@ class AgreementConfig:
                 f"must be in (0, 1], got {self.min_agreement}")
 
 
+RAY_STAGES = ("normalize", "quality", "language", "pii", "blocklist", "exact_dedup", "near_dedup", "relevance")
+
+
+@dataclass
+class RayConfig:
+    """`curation.engine=ray`: where the Ray Data pipeline runs (docs/curation.md#ray)."""
+
+    address: Optional[str] = None
+    """An existing cluster (`ray://head:10001`, `auto`, or `host:6379`); null starts a local one on this machine."""
+    num_cpus: Optional[int] = None
+    """CPUs of the local cluster (null: all of this machine's); ignored with an address."""
+    fit_sample: int = 200_000
+    """Relevance is fitted once on the seeds, labels and at most this many corpus texts (the first, in input
+    order); with no more records than this it is fitted on the whole corpus, as with engine=local."""
+    block_rows: int = 10_000
+    """Rows per Ray block (map_batches batch size); memory per worker grows with it."""
+
+
 @dataclass
 class CurationConfig:
     """Which curation stages run, in order, and their settings."""
@@ -336,6 +360,9 @@ class CurationConfig:
     num_proc: int = 1
     """Worker processes for per-record stages (datasets.map); used for inputs above 20k records."""
     batch_size: int = 1000
+    engine: Engine = Engine.local
+    """local: `datasets` in this process (num_proc workers); ray: the same stages as a Ray Data pipeline."""
+    ray: RayConfig = field(default_factory=RayConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     language: LanguageConfig = field(default_factory=LanguageConfig)
@@ -357,6 +384,8 @@ class CurationConfig:
         require(not dup, "curation.stages", f"lists {', '.join(dup)} more than once")
         require(self.num_proc >= 1, "curation.num_proc", f"must be >= 1, got {self.num_proc}")
         require(self.batch_size >= 1, "curation.batch_size", f"must be >= 1, got {self.batch_size}")
+        if self.engine == "ray" and self.enabled:
+            self._check_ray()
         q = self.quality
         require(0 <= q.min_words <= q.max_words, "curation.quality.min_words",
                 f"must be in [0, max_words={q.max_words}], got {q.min_words}")
@@ -385,6 +414,27 @@ class CurationConfig:
                 f"must be >= 0, got {sd.embedding_threads}")
         self._check_relevance()
         self.agreement.check()
+
+    def _check_ray(self) -> None:
+        import importlib.util
+
+        require(importlib.util.find_spec("ray") is not None, "curation.engine",
+                "is ray but Ray is not installed (pip install 'ftx[ray]'), or use curation.engine=local")
+        for s in self.stages:
+            require(s in RAY_STAGES, "curation.stages", f"stage {s!r} does not run on curation.engine=ray yet "
+                    f"(ray runs: {', '.join(RAY_STAGES)}); use curation.engine=local")
+        if "relevance" in self.stages:
+            r = self.relevance
+            require(r.threshold.mode != "top_k", "curation.relevance.threshold.mode",
+                    "top_k needs every score at once and does not run on curation.engine=ray; use calibrated "
+                    "or absolute, or curation.engine=local")
+            require(r.active_learning == 0, "curation.relevance.active_learning",
+                    f"is {r.active_learning}; the active-learning export needs every score at once and does not "
+                    "run on curation.engine=ray (set it to 0, or use curation.engine=local)")
+        require(self.ray.fit_sample >= 1, "curation.ray.fit_sample", f"must be >= 1, got {self.ray.fit_sample}")
+        require(self.ray.block_rows >= 1, "curation.ray.block_rows", f"must be >= 1, got {self.ray.block_rows}")
+        require(self.ray.num_cpus is None or self.ray.num_cpus >= 1, "curation.ray.num_cpus",
+                f"must be >= 1 or null, got {self.ray.num_cpus}")
 
     def _check_relevance(self) -> None:
         r, t = self.relevance, self.relevance.threshold

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
 from ftx.errors import ConfigError
+from ftx.secrets import redact_text
 
 log = logging.getLogger("ftx.track.sweep")
 
@@ -71,8 +73,9 @@ def open_storage(url: str, heartbeat: Optional[int] = None, on_stale=None):
     try:
         parsed.get_dialect()
     except NoSuchModuleError:
+        hint = "; did you mean postgresql://…?" if parsed.get_backend_name() == "postgres" else ""
         raise ConfigError(f"hydra.sweeper.storage: unknown database {parsed.drivername!r} in "
-                          f"{describe_storage(url)!r} (sqlite, postgresql, mysql, …)") from None
+                          f"{describe_storage(url)!r} (sqlite, postgresql, mysql, …, or journal:PATH{hint})") from None
     engine_kwargs = {"connect_args": {"timeout": 60}} if parsed.get_backend_name() == "sqlite" else None
     if parsed.get_backend_name() == "sqlite" and parsed.database:
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -80,10 +83,24 @@ def open_storage(url: str, heartbeat: Optional[int] = None, on_stale=None):
     try:
         return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except Exception as e:  # connection refused, bad credentials, unwritable file, missing driver
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "DB access module" in first:
-            first = "its Python driver is not installed (for postgresql: pip install psycopg2-binary)"
-        raise ConfigError(f"hydra.sweeper.storage: cannot open {describe_storage(url)!r}: {first}") from None
+        raise ConfigError(f"hydra.sweeper.storage: cannot open {describe_storage(url)!r}: "
+                          f"{_why_not(e, parsed)}") from None
+
+
+def _why_not(e: Exception, parsed) -> str:
+    """The first line of a database's refusal, without the driver's exception name, the password masked
+    even if a driver echoed it, and what to do for the common cases."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    first = re.sub(r"^\([\w.]+\)\s*", "", " ".join(first.split()))  # "(psycopg2.OperationalError) …"
+    if parsed.password:
+        first = redact_text(first, [str(parsed.password)])
+    if "DB access module" in first or "No module named" in first:
+        return "its Python driver is not installed (for postgresql: pip install 'ftx[postgres]')"
+    if "password authentication failed" in first:
+        return f"{first} (check the user and password in the URL)"
+    if re.search(r'database ".*" does not exist', first):
+        return f"{first} (create it first: createdb {parsed.database})"
+    return first
 
 
 def check_overrides(overrides: list[str]) -> None:

@@ -126,7 +126,9 @@ def test_storage_urls(tmp_path, monkeypatch):
     from ftx.track.sweep import describe_storage, job_storage_ref, open_storage
 
     for url, needle in [("foo", "'foo' is not a storage URL"), ("nosuchdb://x/y", "unknown database 'nosuchdb'"),
-                        ("postgresql://u:pw@localhost:1/db", "cannot open 'postgresql://u:***@localhost:1/db'")]:
+                        ("postgresql://u:pw@localhost:1/db", "cannot open 'postgresql://u:***@localhost:1/db'"),
+                        ("postgres://u:pw@localhost/db", "unknown database 'postgres' in 'postgres://u:***@localhost/db' "
+                         "(sqlite, postgresql, mysql, …, or journal:PATH; did you mean postgresql://…?)")]:
         with pytest.raises(ConfigError) as err:
             open_storage(url)
         assert needle in str(err.value) and "pw" not in str(err.value) and "\n" not in str(err.value)

@@ -505,6 +505,17 @@ CATALOGUE += [
           "ftx: data error: {d}/answers_bad.jsonl:2: choice 'lft' is not one of left, right, tie, both_bad"),
 ]
 
+CATALOGUE += [
+    Entry("sweep-storage-scheme", "a sweep storage URL of an unknown scheme",
+          [*SWEEP, "hydra.sweeper.storage=redis://localhost/0"],
+          "ftx: config error: hydra.sweeper.storage: unknown database 'redis' in 'redis://localhost/0' (sqlite, "
+          "postgresql, mysql, …, or journal:PATH)", subprocess=True),
+    Entry("curation-ray-top-k", "curation.engine=ray with a top_k relevance threshold",
+          [*curated("curation.engine=ray", "curation.relevance.threshold.mode=top_k")],
+          "ftx: config error: curation.relevance.threshold.mode: top_k needs every score at once and does not run "
+          "on curation.engine=ray; use calibrated or absolute, or curation.engine=local"),
+]
+
 # Faults with no error message: what must hold afterwards, and where that is tested.
 FAULTS = [
     ("sigkill-training", "SIGKILL during training after a checkpoint, then the same command with train.resume=auto",
@@ -557,6 +568,21 @@ FAULTS = [
     ("disk-full-keeps-old", "a full disk while replacing a file that already exists",
      "the previous version stays whole and no temporary file is left",
      "tests/integration/test_faults.py::test_atomic_write_on_a_full_disk_keeps_the_previous_file"),
+    ("sigkill-parallel-sweep-postgres", "SIGKILL of a sweep running two joblib trials at a time on PostgreSQL "
+     "(a server the test starts), then the same command",
+     "the two interrupted trials are re-queued once each; every trial number appears once, n_trials complete, "
+     "the best trial is reported; the password is in no file or log",
+     "tests/integration/test_sweep_workers.py::test_parallel_sweep_on_postgresql_killed_and_resumed"),
+    ("sigkill-parallel-sweep-journal", "the same on a journal file written by two joblib workers at once",
+     "as on PostgreSQL", "tests/integration/test_sweep_workers.py::test_parallel_sweep_on_a_journal_file_killed_and_resumed"),
+    ("sweep-postgres-bad-url", "a PostgreSQL sweep storage with a wrong password or a missing database",
+     "one line naming the URL with its password masked (`…ftx:***@127.0.0.1:PORT/nope': … FATAL: database \"nope\" "
+     "does not exist (create it first: createdb nope)`), exit 2",
+     "tests/integration/test_sweep_workers.py::test_bad_postgresql_url_is_one_line_with_the_password_masked"),
+    ("curation-ray-unreachable", "curation.engine=ray with curation.ray.address where nothing listens",
+     "one line within seconds: `ftx: config error: curation.ray.address: cannot connect to the Ray cluster at "
+     "'127.0.0.1:9': Connection refused (…)`, exit 2; Ray not installed: one line naming `pip install 'ftx[ray]'`",
+     "tests/integration/test_curate_ray.py::test_unreachable_ray_address_is_one_line"),
 ]
 
 

@@ -23,6 +23,7 @@ from typing import Optional
 import numpy as np
 
 from ftx.data.curate import cache as cache_mod
+from ftx.data.curate import ray_engine
 from ftx.data.curate.table import VERDICT, Context, column, iter_records, row_to_record, to_dataset
 from ftx.data.ledger import Ledger
 from ftx.data.sources import text_view
@@ -119,6 +120,8 @@ def run(records: list[dict], cfg: CurationConfig, ledger: Ledger) -> Result:
     disable_progress_bar()
     if not records:
         raise DataError("curation: no records to curate (the sources are empty)")
+    if cfg.engine == "ray":
+        return _finish(_ray(records, cfg, ledger), records, ledger)
     store = cache_mod.StageCache(cfg.cache_dir)
     key = cache_mod.records_key(records)
     result = Result([], len(records), synthetic={"in": sum(bool(r.get("synthetic")) for r in records)})
@@ -151,14 +154,25 @@ def run(records: list[dict], cfg: CurationConfig, ledger: Ledger) -> Result:
                      rep.n_in - rep.kept, " [cached]" if cached else "", rep.seconds)
             result.stages.append(rep)
             ds = entry.data
-        kept = []
-        for rec in iter_records(ds, cfg.batch_size):
-            if not rec.get("cluster"):  # no dedup stage ran: content identity is the cluster
-                rec["cluster"] = "x" + hashlib.sha1(text_view(rec["messages"], rec["text"]).encode()).hexdigest()[:16]
-            kept.append(rec)
+        result.kept = list(iter_records(ds, cfg.batch_size))
+    return _finish(result, records, ledger)
+
+
+def _ray(records: list[dict], cfg: CurationConfig, ledger: Ledger) -> Result:
+    """The same stages on Ray Data (ftx/data/curate/ray_engine.py); no stage cache there."""
+    kept, reports = ray_engine.run(records, cfg, ledger)
+    result = Result(kept, len(records), synthetic={"in": sum(bool(r.get("synthetic")) for r in records)})
+    result.stages = [StageReport(r["stage"], r["n_in"], r["kept"], r["dropped_by_reason"], r["modified_by_reason"],
+                                 r["seconds"], r["seconds"], False, r["artifacts"]) for r in reports]
+    return result
+
+
+def _finish(result: Result, records: list[dict], ledger: Ledger) -> Result:
+    for rec in result.kept:
+        if not rec.get("cluster"):  # no dedup stage ran: content identity is the cluster
+            rec["cluster"] = "x" + hashlib.sha1(text_view(rec["messages"], rec["text"]).encode()).hexdigest()[:16]
     ledger.check()
-    result.kept = kept
-    result.synthetic["kept"] = sum(bool(r["synthetic"]) for r in kept)
+    result.synthetic["kept"] = sum(bool(r["synthetic"]) for r in result.kept)
     return result
 
 

@@ -182,10 +182,11 @@ def fingerprint(cfg: CurationConfig) -> dict:
     return fp
 
 
-def _learned(r: RelevanceConfig, ds, corpus: list[str], seed: int = 0):
+def _learned(r: RelevanceConfig, ids, corpus: list[str], seed: int = 0):
     """The learned scorer fitted on every label, and the dev + feedback rows with out-of-fold scores."""
     L = load_labels(r)
-    check_feedback_ids(L["feedback_ids"], column(ds, "id"))
+    if ids is not None:
+        check_feedback_ids(L["feedback_ids"], ids)
     fixed = [(t, 1) for t in L["seeds"]] + [(t, 0) for t in L["background"]]
     dev = [(t, y) for _, t, y in L["dev"] + L["feedback"]]
     seen = {t for t, _ in fixed + dev}
@@ -232,26 +233,28 @@ def _rounds(r: RelevanceConfig, corpus, fixed, L: dict, unlabelled, features, fi
     return out
 
 
-def run(ds, cfg: CurationConfig, ctx: Context):
+def fit(cfg: CurationConfig, ids: list, corpus: list[str], check_ids: bool = True):
+    """The scorer, fitted once on the seeds, labels and `corpus`, with its dev scores, dev labels, the
+    artifacts so far and the threshold (None for top_k, which needs every corpus score). Both engines
+    call this: local on the whole corpus, ray on the whole corpus or its first curation.ray.fit_sample texts."""
     r, t = cfg.relevance, cfg.relevance.threshold
-    corpus = texts({"messages": column(ds, "messages"), "text": column(ds, "text")})
     if r.scorer == "learned":
-        scorer, dev, dev_s = _learned(r, ds, corpus)
+        scorer, dev, dev_s = _learned(r, ids if check_ids else None, corpus)
     else:
         L = load_labels(r)
-        check_feedback_ids(L["feedback_ids"], column(ds, "id"))
+        if check_ids:
+            check_feedback_ids(L["feedback_ids"], ids)
         seeds = L["seeds"] + [x for _, x, y in L["feedback"] if y == 1]
         background, dev = L["background"], [(x, y) for _, x, y in L["dev"] + L["feedback"]]
         scorer = scorers.fit(r, seeds, corpus, background)
         dev_s = scorer([x for x, _ in dev]) if dev else np.zeros(0)
-    scores = scorer(corpus)
-    applies = np.array([role in r.roles for role in column(ds, "role")], dtype=bool)
     art: dict = {"scorer": scorer.describe(), "mode": t.mode}
     dev_y = np.array([y for _, y in dev], dtype=int)
     if r.scorer == "learned" and len(dev):
         art["dev_scores"] = "out-of-fold" if 0 < dev_y.sum() < len(dev_y) else "in-sample"
         if getattr(scorer, "rounds", None):
             art["rounds"] = scorer.rounds
+    threshold = None
     if t.mode == "calibrated":
         threshold, art["pr_curve"] = calibrate(dev_s, dev_y, t.target_precision, t.confidence, t.on_unreachable)
         art["target_precision"], art["confidence"] = t.target_precision, t.confidence
@@ -259,19 +262,19 @@ def run(ds, cfg: CurationConfig, ctx: Context):
         if art["fallback"]:
             art["warning"] = art["pr_curve"].pop("warning")
             log.warning("relevance: %s", art["warning"])
-    elif t.mode == "top_k":
-        cand = np.flatnonzero(applies)
-        order = cand[np.lexsort((cand, -scores[cand]))]
-        threshold = float(scores[order[min(t.top_k, len(order)) - 1]]) if len(order) else 0.0
-    else:
+    elif t.mode != "top_k":
         threshold = float(t.value)
-    keep = scores >= threshold
-    if t.mode == "top_k":
-        keep = np.zeros(len(scores), dtype=bool)
-        keep[order[:t.top_k]] = True
-    keep |= ~applies
-    art["threshold"] = threshold
-    if len(dev):
+    return scorer, dev_s, dev_y, art, threshold
+
+
+def off_domain(score: float, threshold: float, r: RelevanceConfig) -> str:
+    """The drop detail of an off-domain record."""
+    return f"relevance {score:.3f} < {threshold:.3f} ({r.scorer}, {r.threshold.mode})"
+
+
+def dev_artifacts(art: dict, dev_s: np.ndarray, dev_y: np.ndarray, threshold: float) -> None:
+    """Dev-set precision/recall (and the PR curve in any mode) at the threshold, into `art`."""
+    if len(dev_y):
         art["dev"] = dev_metrics(dev_s, dev_y, threshold)
         if 0 < dev_y.sum() < len(dev_y):
             from sklearn.metrics import average_precision_score
@@ -282,11 +285,30 @@ def run(ds, cfg: CurationConfig, ctx: Context):
 
             p, rc, th = precision_recall_curve(dev_y, dev_s)
             art["pr_curve"] = {"precision": p.tolist(), "recall": rc.tolist(), "thresholds": th.tolist()}
+
+
+def run(ds, cfg: CurationConfig, ctx: Context):
+    r, t = cfg.relevance, cfg.relevance.threshold
+    corpus = texts({"messages": column(ds, "messages"), "text": column(ds, "text")})
+    scorer, dev_s, dev_y, art, threshold = fit(cfg, column(ds, "id"), corpus)
+    scores = scorer(corpus)
+    applies = np.array([role in r.roles for role in column(ds, "role")], dtype=bool)
+    if t.mode == "top_k":
+        cand = np.flatnonzero(applies)
+        order = cand[np.lexsort((cand, -scores[cand]))]
+        threshold = float(scores[order[min(t.top_k, len(order)) - 1]]) if len(order) else 0.0
+    keep = scores >= threshold
+    if t.mode == "top_k":
+        keep = np.zeros(len(scores), dtype=bool)
+        keep[order[:t.top_k]] = True
+    keep |= ~applies
+    art["threshold"] = threshold
+    dev_artifacts(art, dev_s, dev_y, threshold)
     out = verdicts(len(scores))
     out["s_relevance"] = scores.astype(float).tolist()
     for i in np.flatnonzero(~keep):
         out["_drop"][i], out["_score"][i] = "off_domain", float(scores[i])
-        out["_detail"][i] = f"relevance {scores[i]:.3f} < {threshold:.3f} ({r.scorer}, {t.mode})"
+        out["_detail"][i] = off_domain(float(scores[i]), threshold, r)
     if r.active_learning:
         cand = np.flatnonzero(applies)
         near = select_for_labelling(scores, threshold, cand, r.active_learning, corpus)
