@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+from ftx import memory
 from ftx.errors import RunError
 from ftx.engine.zero import deepspeed_config
 from ftx.runs import checkpoint_problem, flatten
@@ -34,18 +35,28 @@ def make_trainer_class():
                 # Packed rows: transformers 5.x derives the per-example mask from position ids only when
                 # no KV cache exists; with use_cache on (TrainingArguments.use_cache) it builds one.
                 inputs["use_cache"] = False
+            targets = F.pad(inputs["input_ids"][:, 1:], (0, 1), value=-100)
+            if model.training:
+                w = F.pad(weights[:, 1:], (0, 1)).float()
+            else:
+                w = F.pad((labels[:, 1:] != -100), (0, 1)).float()
+            head = None if return_outputs else loss_head(self.accelerator.unwrap_model(model), self.loss_chunk)
+            if head is not None:  # ftx.engine.trainer.chunked_loss: no batch × seq × vocab tensor
+                outputs = model(**inputs, output_hidden_states=-1, logits_to_keep=1)  # the final (normed) one only
+                with self.accelerator.autocast():
+                    loss = chunked_loss(head, outputs.hidden_states[-1], targets, w, self.loss_chunk)
+                return loss
             outputs = model(**inputs)
             # Shift the targets, not the logits: slicing logits copies the largest tensor of the step.
             logits = outputs.logits.float()
-            targets = F.pad(inputs["input_ids"][:, 1:], (0, 1), value=-100)
             ce = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1),
                                  ignore_index=-100, reduction="none").view_as(targets)
-            if model.training:
-                w = F.pad(weights[:, 1:], (0, 1)).to(ce.dtype)
-            else:
-                w = F.pad((labels[:, 1:] != -100), (0, 1)).to(ce.dtype)
             loss = (ce * w).sum() / w.sum().clamp_min(1e-8)
             return (loss, outputs) if return_outputs else loss
+
+        def evaluate(self, *args, **kwargs):
+            with memory.stage("train_eval"):  # evaluation during training: its own peak in metrics.json memory
+                return super().evaluate(*args, **kwargs)
 
         def _get_train_sampler(self, train_dataset=None):
             # A curriculum fixes the order (ftx.data.plan.Examples.ordered): no shuffling.
@@ -55,11 +66,70 @@ def make_trainer_class():
             return super()._get_train_sampler(train_dataset)
 
         def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            # Loss only: no logits are returned, so the evaluation loop accumulates none (test_memory.py).
             with torch.no_grad():
                 loss = self.compute_loss(model, dict(inputs))
             return loss.detach(), None, None
 
+    WeightedTrainer.loss_chunk = LOSS_CHUNK
     return WeightedTrainer
+
+
+LOSS_CHUNK = 512
+"""Positions per chunk of the chunked cross-entropy (set from train.loss_chunk; 0: the full-logits loss)."""
+
+SCALED_LOGITS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+"""Config fields of models that transform the logits after lm_head (Gemma 2/3, Cohere, Granite…): the chunked
+loss would miss the transform, so they keep the full-logits loss."""
+
+
+def loss_head(model, chunk: int):
+    """The output projection the chunked loss applies itself, or None where it cannot (chunk 0, a model whose
+    forward takes no `logits_to_keep`, or one that rescales its logits after lm_head)."""
+    import inspect
+
+    if chunk <= 0:
+        return None
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cached = getattr(base, "_ftx_loss_head", False)
+    if cached is not False:
+        return cached
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    cfg = getattr(base, "config", None)
+    text = getattr(cfg, "text_config", None) or cfg
+    if (head is None or "logits_to_keep" not in inspect.signature(base.forward).parameters
+            or any(getattr(text, k, None) not in (None, 0, 1, 1.0) for k in SCALED_LOGITS)):
+        head = None
+    base._ftx_loss_head = head
+    return head
+
+
+def chunked_loss(head, hidden, targets, weights, chunk: int):
+    """Σ w·CE / Σ w, computed `chunk` positions at a time from the final hidden states: only positions with a
+    non-zero weight are projected onto the vocabulary, and each chunk's logits are recomputed in the backward
+    pass (torch.utils.checkpoint) instead of kept, so the largest vocabulary-wide tensor is chunk × vocab —
+    not batch × seq × vocab in fp32 plus its log-softmax and gradient. Equal to the full loss in value and
+    gradient (tests/unit/test_memory.py)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.checkpoint import checkpoint
+
+    keep = (weights != 0) & (targets != -100)
+    h, t, w = hidden[keep], targets[keep], weights[keep]
+
+    def ce(h_chunk, t_chunk):
+        if not torch.is_autocast_enabled(h_chunk.device.type):
+            h_chunk = h_chunk.to(head.weight.dtype)
+        return F.cross_entropy(head(h_chunk).float(), t_chunk, reduction="none")
+
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for i in range(0, h.size(0), chunk):
+        part = checkpoint(ce, h[i:i + chunk], t[i:i + chunk], use_reentrant=False) if torch.is_grad_enabled() \
+            else ce(h[i:i + chunk], t[i:i + chunk])
+        total = total + (part * w[i:i + chunk]).sum()
+    if h.size(0) == 0:
+        total = total + hidden.sum() * 0.0  # keeps the graph (a batch without answer tokens)
+    return total / weights.sum().clamp_min(1e-8)
 
 
 def _damaged(ckpt: Path) -> bool:
@@ -137,21 +207,24 @@ def resume_checkpoint(spec, run_dir: Path, resolved: Optional[dict] = None) -> O
     return ckpt
 
 
-def training_arguments(spec, run_dir: Path, bf16: bool, select_metric: Optional[str] = None):
+def training_arguments(spec, run_dir: Path, bf16: bool, select_metric: Optional[str] = None,
+                       checkpointing: Optional[bool] = None):
     """`select_metric`: a Trainer metric (e.g. eval_val_contains, higher is better) that chooses the best
-    checkpoint and drives early stopping instead of eval_loss."""
+    checkpoint and drives early stopping instead of eval_loss. `checkpointing`: train.gradient_checkpointing
+    as planned (ftx.memory.decide resolves auto); None: on only when it is true."""
     import torch
     from transformers import TrainingArguments
 
     t, o = spec.train, spec.optimizer
+    ckpt = t.gradient_checkpointing is True if checkpointing is None else checkpointing
     per_epoch = t.eval_steps == 0
     kwargs = dict(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=t.epochs, max_steps=t.max_steps,
         per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=spec.eval.batch_size,
-        gradient_accumulation_steps=t.grad_accum, activation_checkpointing=t.gradient_checkpointing,
+        gradient_accumulation_steps=t.grad_accum, activation_checkpointing=ckpt,
         # Non-reentrant recomputation gives LoRA its gradients without forcing inputs to require grad.
-        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        activation_checkpointing_kwargs={"use_reentrant": False} if ckpt else None,
         learning_rate=o.lr, weight_decay=o.weight_decay, adam_beta1=o.betas[0], adam_beta2=o.betas[1],
         adam_epsilon=o.eps, lr_scheduler_type=o.scheduler, warmup_steps=o.warmup_ratio,
         max_grad_norm=o.max_grad_norm, optim=o.name,
@@ -163,5 +236,6 @@ def training_arguments(spec, run_dir: Path, bf16: bool, select_metric: Optional[
         dataloader_num_workers=t.dataloader_workers, disable_tqdm=False,
         load_best_model_at_end=t.early_stopping_patience > 0 or t.keep_best,
         metric_for_best_model=select_metric or "eval_loss", greater_is_better=select_metric is not None, deepspeed=deepspeed_config(spec.zero, bf16), save_only_model=False,
+        prediction_loss_only=True,  # evaluation during training: the loss, never the logits
     )
     return TrainingArguments(**kwargs)

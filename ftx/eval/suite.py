@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from ftx import memory
 from ftx.eval import generate as gen
 from ftx.eval.heldout import loss_pass, own_precision, summarize
 from ftx.eval.metrics import aggregate, contains, exact_match
@@ -98,7 +99,9 @@ class Evaluator:
             sets["offdomain"] = self.probe
         for name, items in sets.items():
             t0 = time.perf_counter()
-            preds = gen.generate(model, self.tok, [it["prompt_ids"] for it in items], self.cfg.generation, self.bf16)
+            with memory.stage(f"{side}_generate"):
+                preds = gen.generate(model, self.tok, [it["prompt_ids"] for it in items], self.cfg.generation,
+                                     self.bf16)
             self._gen_seconds += time.perf_counter() - t0
             summary, per = aggregate(preds, [it["answers"] for it in items])
             set_rows = [{"set": name, "id": it["id"], "prompt": it.get("prompt"), "prediction": p,
