@@ -40,17 +40,36 @@ def rss() -> int:
     return psutil.Process().memory_info().rss
 
 
-def available() -> int:
-    """Bytes this process may still use: free GPU memory on CUDA, else the machine's available memory, divided
-    among the local ranks of a distributed run (they share one machine)."""
+def cgroup_free() -> Optional[int]:
+    """What the container's memory limit leaves (cgroup v2 memory.max − memory.current; v1 alike), or None."""
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            raw = open(limit).read().strip()
+            if raw == "max" or int(raw) >= 1 << 60:
+                return None
+            return max(int(raw) - int(open(usage).read().strip()), 0)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def available(limit_mb: int = 0) -> int:
+    """Bytes this process may still use: `limit_mb` (train.memory_limit_mb) when set; else free GPU memory on
+    CUDA; else the machine's available memory (or the container's limit, if lower), divided among the local ranks
+    of a distributed run (they share one machine)."""
     import psutil
 
+    if limit_mb > 0:
+        return limit_mb * MB
     ranks = max(int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1), 1)
     if cuda_present():
         import torch
 
         return int(torch.cuda.mem_get_info()[0])
-    return int(psutil.virtual_memory().available) // ranks
+    free = int(psutil.virtual_memory().available)
+    box = cgroup_free()
+    return (min(free, box) if box is not None else free) // ranks
 
 
 def cuda_present() -> bool:
@@ -225,5 +244,5 @@ def check_fit(plan: Plan, checkpointing: bool, free: int, batch: int, length: in
         f"train.batch_size: a step of {batch}×{length} tokens needs ~{need / MB:.0f} MB "
         f"(activations {(plan.checkpointed if checkpointing else plan.activations) / MB:.0f} MB, loss "
         f"{plan.logits / MB:.0f} MB, optimizer {plan.trainable / MB:.0f} MB) but {free / MB:.0f} MB is available; "
-        f"{hint}lower train.batch_size (raise train.grad_accum={grad_accum} to keep the effective batch) or "
-        f"data.format.max_length={max_length}")
+        f"{hint}lower train.batch_size={batch} (raising train.grad_accum={grad_accum} keeps the effective batch) "
+        f"or data.format.max_length={max_length}")

@@ -101,6 +101,7 @@ class Recipe:
         params = lora_mod.count_parameters(self.model)
         log.info("trainable parameters: %s", params)
         self.metrics.update(params=params, data=self.data.stats)
+        self.checkpointing = self.plan_memory()  # a step that cannot fit fails now, before any evaluation
 
     def evaluate(self, which: str) -> None:
         """`base` runs before training (LoRA B starts at zero: the wrapped model is still the base)."""
@@ -118,7 +119,7 @@ class Recipe:
         rows = [len(ex["input_ids"]) for ex in self.data.train] or [spec.data.format.max_length]
         length, trainable = max(rows), self.metrics["params"]["trainable"]
         plan = memory.estimate(self.model.config, spec.train.batch_size, length, trainable, spec.train.loss_chunk)
-        free = memory.available()
+        free = memory.available(spec.train.memory_limit_mb)
         on, why = memory.decide(spec.train.gradient_checkpointing, plan, free)
         memory.check_fit(plan, on, free, spec.train.batch_size, length, spec.train.grad_accum,
                          spec.data.format.max_length)
@@ -135,7 +136,7 @@ class Recipe:
         mlog = MetricsLog(self.run_dir / "metrics.jsonl")
         selecting = spec.train.early_stopping_patience > 0 or spec.train.keep_best
         key = select_key(self.evaluator.primary) if selecting and self.evaluator.selects_by_task() else None
-        args = training_arguments(spec, self.run_dir, self.bf16, key, self.plan_memory())
+        args = training_arguments(spec, self.run_dir, self.bf16, key, self.checkpointing)
         callbacks = [metrics_callback(mlog), *trial_callbacks(spec)]  # sweep jobs: report/prune
         if key:  # before early stopping: it reads the metric this callback adds
             callbacks.append(select_callback(self.evaluator.select_score, key, mlog.log if self.main else None))

@@ -73,10 +73,14 @@ class TrainConfig:
     """For metrics.json cost/estimated_cost = device-hours × this (your currency; 0: not priced)."""
     loss_chunk: int = 512
     """Positions per chunk of the chunked cross-entropy (no batch × seq × vocab logits; 0: full logits)."""
+    memory_limit_mb: int = 0
+    """Plan against this much memory (MB) instead of what is free (0: free GPU memory, else the machine's or the
+    container's available memory): gradient_checkpointing=auto and the fit check use it."""
 
     def check(self) -> None:
         check_choices(self, "train", CHOICE_MESSAGES)
         self.gradient_checkpointing = tristate(self.gradient_checkpointing, "train.gradient_checkpointing")
+        require(self.memory_limit_mb >= 0, "train.memory_limit_mb", f"must be >= 0 (0: detect), got {self.memory_limit_mb}")
         require(self.loss_chunk >= 0, "train.loss_chunk", f"must be >= 0 (0: full logits), got {self.loss_chunk}")
         check_objective(self)
         require(self.price_per_device_hour >= 0, "train.price_per_device_hour",

@@ -449,6 +449,11 @@ CATALOGUE += [
           "'<stream end>')"),
     Entry("report-not-a-run", "`ftx report` on a folder that is not a run", ["report", "{d}"],
           "ftx: run error: {d}: not a run directory (expected config.yaml and manifest.json in it)"),
+    Entry("step-does-not-fit", "a training step planned larger than the memory available (checked after the model "
+          "loads, before any evaluation or step)", [*TRAIN, "train.memory_limit_mb=1"],
+          "ftx: config error: train.batch_size: a step of 4×34 tokens needs ~3 MB (activations 1 MB, loss 2 MB, "
+          "optimizer 0 MB) but 1 MB is available; lower train.batch_size=4 (raising train.grad_accum=1 keeps the "
+          "effective batch) or data.format.max_length=256", subprocess=True),
 ]
 
 # Faults with no error message: what must hold afterwards, and where that is tested.

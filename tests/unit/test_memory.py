@@ -163,7 +163,7 @@ def test_fit_check_names_the_keys_to_lower():
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("train.batch_size: a step of 4×1024 tokens needs ~")
     assert "set train.gradient_checkpointing=true" in msg  # it would fit with checkpointing
-    assert "raise train.grad_accum=1" in msg and "data.format.max_length=1024" in msg
+    assert "lower train.batch_size=4 (raising train.grad_accum=1 keeps" in msg and "data.format.max_length=1024" in msg
     with pytest.raises(ConfigError) as e:
         memory.check_fit(plan, True, plan.need(True) // 2, 4, 1024, 1, 1024)
     assert "gradient_checkpointing" not in str(e.value)  # already on: only the batch keys help
