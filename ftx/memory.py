@@ -101,6 +101,8 @@ class Meter:
         self.interval = interval
         self.peaks: dict[str, dict] = {}
         self.current: Optional[str] = None
+        self.window = 0
+        """The highest sample since `take_window` last read it (metrics.jsonl: the peak of each logged step)."""
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
@@ -108,7 +110,7 @@ class Meter:
     def start(self) -> "Meter":
         """Start sampling with no peaks recorded (a run in a multirun process starts afresh)."""
         with self._lock:
-            self.peaks, self.current = {}, None
+            self.peaks, self.current, self.window = {}, None, 0
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="ftx-memory", daemon=True)
             self._thread.start()
@@ -127,9 +129,17 @@ class Meter:
     def sample(self) -> None:
         value = rss()
         with self._lock:
+            self.window = max(self.window, value)
             if self.current is not None:
                 entry = self.peaks[self.current]
                 entry["rss"] = max(entry["rss"], value)
+
+    def take_window(self) -> Optional[float]:
+        """The peak RSS in MB since the last call (None before the meter sampled anything), and a new window."""
+        self.sample()
+        with self._lock:
+            peak, self.window = self.window, 0
+        return round(peak / MB, 1) if peak else None
 
     @contextlib.contextmanager
     def stage(self, name: str):

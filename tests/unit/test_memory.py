@@ -186,3 +186,21 @@ def test_meter_attributes_a_peak_to_its_stage():
     assert s["big"]["rss_mb"] >= s["small"]["rss_mb"] + 50
     assert s["peak"] == {"stage": "big", "rss_mb": s["big"]["rss_mb"]}
     assert "cuda_mb" not in s["big"]  # no GPU here
+
+
+def test_meter_window_is_the_peak_since_the_last_read():
+    meter = memory.Meter(interval=60)  # no thread: samples only when asked
+    block = torch.ones(64 * 1024 * 1024 // 4)
+    first = meter.take_window()
+    del block
+    second = meter.take_window()
+    assert first >= second + 50  # the second window no longer holds the freed block
+
+
+def test_release_drops_the_gradients_before_generation():
+    model = _lora_model().train()
+    x = torch.arange(24).view(2, 12) % model.config.vocab_size
+    model(input_ids=x, labels=x).loss.backward()
+    assert any(p.grad is not None for p in model.parameters())
+    memory.release(model)
+    assert all(p.grad is None for p in model.parameters())
