@@ -9,6 +9,7 @@ from typing import Optional
 
 from ftx import memory
 from ftx.errors import RunError
+from ftx.engine.loss import LOSS_CHUNK, chunked_loss, loss_head
 from ftx.engine.zero import deepspeed_config
 from ftx.runs import checkpoint_problem, flatten
 from ftx.spec.run import as_dict, is_not_hashed
@@ -73,63 +74,6 @@ def make_trainer_class():
 
     WeightedTrainer.loss_chunk = LOSS_CHUNK
     return WeightedTrainer
-
-
-LOSS_CHUNK = 512
-"""Positions per chunk of the chunked cross-entropy (set from train.loss_chunk; 0: the full-logits loss)."""
-
-SCALED_LOGITS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
-"""Config fields of models that transform the logits after lm_head (Gemma 2/3, Cohere, Granite…): the chunked
-loss would miss the transform, so they keep the full-logits loss."""
-
-
-def loss_head(model, chunk: int):
-    """The output projection the chunked loss applies itself, or None where it cannot (chunk 0, a model whose
-    forward takes no `logits_to_keep`, or one that rescales its logits after lm_head)."""
-    import inspect
-
-    if chunk <= 0:
-        return None
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    cached = getattr(base, "_ftx_loss_head", False)
-    if cached is not False:
-        return cached
-    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
-    cfg = getattr(base, "config", None)
-    text = getattr(cfg, "text_config", None) or cfg
-    if (head is None or "logits_to_keep" not in inspect.signature(base.forward).parameters
-            or any(getattr(text, k, None) not in (None, 0, 1, 1.0) for k in SCALED_LOGITS)):
-        head = None
-    base._ftx_loss_head = head
-    return head
-
-
-def chunked_loss(head, hidden, targets, weights, chunk: int):
-    """Σ w·CE / Σ w, computed `chunk` positions at a time from the final hidden states: only positions with a
-    non-zero weight are projected onto the vocabulary, and each chunk's logits are recomputed in the backward
-    pass (torch.utils.checkpoint) instead of kept, so the largest vocabulary-wide tensor is chunk × vocab —
-    not batch × seq × vocab in fp32 plus its log-softmax and gradient. Equal to the full loss in value and
-    gradient (tests/unit/test_memory.py)."""
-    import torch
-    import torch.nn.functional as F
-    from torch.utils.checkpoint import checkpoint
-
-    keep = (weights != 0) & (targets != -100)
-    h, t, w = hidden[keep], targets[keep], weights[keep]
-
-    def ce(h_chunk, t_chunk):
-        if not torch.is_autocast_enabled(h_chunk.device.type):
-            h_chunk = h_chunk.to(head.weight.dtype)
-        return F.cross_entropy(head(h_chunk).float(), t_chunk, reduction="none")
-
-    total = hidden.new_zeros((), dtype=torch.float32)
-    for i in range(0, h.size(0), chunk):
-        part = checkpoint(ce, h[i:i + chunk], t[i:i + chunk], use_reentrant=False) if torch.is_grad_enabled() \
-            else ce(h[i:i + chunk], t[i:i + chunk])
-        total = total + (part * w[i:i + chunk]).sum()
-    if h.size(0) == 0:
-        total = total + hidden.sum() * 0.0  # keeps the graph (a batch without answer tokens)
-    return total / weights.sum().clamp_min(1e-8)
 
 
 def _damaged(ckpt: Path) -> bool:

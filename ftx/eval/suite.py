@@ -85,9 +85,11 @@ class Evaluator:
         for split in ("val", "test", "general_eval"):
             examples = getattr(self.data, split)[:cap]
             if examples:
-                r = summarize(loss_pass(model, examples, self.collator, self.cfg.batch_size, self.bf16))
+                r = summarize(loss_pass(model, examples, self.collator, self.cfg.batch_size, self.bf16,
+                                        self.spec.train.loss_chunk))
                 flat[f"{split}_loss"], flat[f"{split}_ppl"] = r["loss"], r["ppl"]
-        probe_per = loss_pass(model, self.probe, self.collator, self.cfg.batch_size, self.bf16)
+        probe_per = loss_pass(model, self.probe, self.collator, self.cfg.batch_size, self.bf16,
+                              self.spec.train.loss_chunk)
         if probe_per:
             r = summarize(probe_per)
             flat.update({f"offdomain_{k}": r[k] for k in ("loss", "ppl", "confidence", "accuracy")})

@@ -204,3 +204,35 @@ def test_release_drops_the_gradients_before_generation():
     assert any(p.grad is not None for p in model.parameters())
     memory.release(model)
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_models_that_rescale_their_logits_keep_the_full_loss():
+    from ftx.engine.loss import loss_head
+
+    model = _lora_model()
+    assert loss_head(model, 512) is model.get_output_embeddings()
+    assert loss_head(model, 0) is None  # train.loss_chunk=0
+    model.config.final_logit_softcapping = 30.0  # Gemma: tanh soft-capping after lm_head
+    assert loss_head(model, 512) is None
+
+
+def test_heldout_pass_in_chunks_equals_the_full_projection():
+    """Loss, confidence and top-1 hits per example: the chunked pass (no B×S×V logits) equals the full one."""
+    from ftx.data.format import Collator
+    from ftx.eval.heldout import loss_pass
+
+    model = _lora_model()
+    b = _batch(model.config.vocab_size)
+    rows = [{k: b[k][i].tolist() for k in ("input_ids", "labels", "loss_weight")} for i in range(3)]
+    widest = []
+    model.get_output_embeddings().register_forward_hook(lambda m, i, o: widest.append(o.shape[:-1].numel()))
+    full = loss_pass(model, rows, Collator(0), 2, False, chunk=0)
+    assert max(widest) == 2 * 17
+    widest.clear()
+    chunked = loss_pass(model, rows, Collator(0), 2, False, chunk=4)
+    assert max(widest) <= 4
+    assert [r["tokens"] for r in full] == [r["tokens"] for r in chunked] == [11, 11, 6]
+    for f, c in zip(full, chunked):
+        assert f["hits"] == c["hits"]
+        assert f["loss_sum"] == pytest.approx(c["loss_sum"], rel=1e-5)
+        assert f["conf_sum"] == pytest.approx(c["conf_sum"], rel=1e-5)
