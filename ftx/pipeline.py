@@ -111,6 +111,7 @@ class Recipe:
             memory.release(self.model)
         with memory.stage(f"{which}_eval"):
             self.metrics[which] = self.evaluator.run(self.model, which)
+        memory.release()  # the evaluation's freed batches go back to the OS before training or saving
 
     def plan_memory(self) -> bool:
         """train.gradient_checkpointing resolved (auto: by the planned activations) and the fit check, before
