@@ -35,13 +35,14 @@ WORDS = ("kettle lamp river engine garden ladder mirror window tower bridge valv
 
 
 def write_data(folder: Path, length: int, n: int = 40) -> tuple[Path, Path]:
-    """FAQ records whose answers are ~0.85 × length tokens (SmolLM2's tokenizer: ~7 tokens a sentence)."""
+    """FAQ records whose answers are about `length` tokens (~14 tokens a sentence); rows run cut to max_length
+    (truncation=truncate), so every row fills it."""
     r = random.Random(length)
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(n):
         sentences = [f"The {r.choice(WORDS)} of unit {r.randint(1, 99)} needs check {r.randint(1, 9)}."
-                     for _ in range(int(length * 0.85 / 12))]
+                     for _ in range(int(length / 12))]
         rows.append({"id": f"q{i}", "prompt": f"How do I service the {r.choice(WORDS)} number {i}?",
                      "response": " ".join(sentences)})
     general = [{"id": f"g{i}", "prompt": f"Count to {i % 7 + 2}.",
@@ -59,7 +60,8 @@ def run_case(out: Path, batch: int, length: int, packing: bool, quant: str, befo
     run_dir = out / name
     args = [sys.executable, "-m", "ftx", "train", "model=smollm2_135m", "curation=none",
             f"data.sources.http.path={d}", f"data.sources.general.path={g}",
-            f"data.format.max_length={length}", f"data.format.packing={str(packing).lower()}",
+            f"data.format.max_length={length}", "data.format.truncation=truncate",
+            f"data.format.packing={str(packing).lower()}",
             f"quant={quant}", f"train.batch_size={batch}", f"train.max_steps={steps}", "train.eval_steps=1",
             "train.save_steps=0", f"train.threads={threads}", "eval.max_examples=8",
             "eval.generation.max_examples=4", "eval.generation.max_new_tokens=16", "eval.golden.path=null",
