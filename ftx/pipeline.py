@@ -25,6 +25,7 @@ from ftx.engine import optim as optim_mod
 from ftx.engine.build import build_model
 from ftx.engine.trainer import make_trainer_class, resume_checkpoint, training_arguments
 from ftx.engine.zero import prepare_deepspeed
+from ftx import memory
 from ftx.errors import ConfigError, RunError
 from ftx.eval.select import select_callback, select_key
 from ftx.eval.suite import Evaluator, summary_table
@@ -70,6 +71,7 @@ class Recipe:
     def setup(self, tracker: Tracker) -> None:
         """Run dir, resume point (read before config.yaml is rewritten), spec record, threads, precision."""
         self.t0 = time.time()
+        memory.METER.start()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.main and self.spec.train.resume == "none":  # other ranks join the dir rank 0 is writing
             reused = earlier_run(self.run_dir)
@@ -88,23 +90,48 @@ class Recipe:
         spec, out = self.spec, self.run_dir if self.main else None
         self.model_path = model_mod.resolve_model_path(spec.model)
         self.tok = model_mod.load_tokenizer(spec.model, self.model_path)
-        self.data = prepare(spec.data, spec.curation, self.tok, out, str(spec.train.objective))
+        with memory.stage("data"):
+            self.data = prepare(spec.data, spec.curation, self.tok, out, str(spec.train.objective))
         log.info("data: %s", {k: self.data.stats[k]["examples"] for k in ("train", "val", "test", "general_eval")})
         self.evaluator = Evaluator(spec, self.tok, self.data, self.bf16, out, self.model_path)
 
     def build(self) -> None:
         """Load → quantise (the 4-bit CPU gradient guard before any forward) → seed → wrap."""
-        self.model = build_model(self.spec, self.model_path, self.bf16)
+        with memory.stage("model"):
+            self.model = build_model(self.spec, self.model_path, self.bf16)
         dpo_mod.check_reference(self.model, self.spec)  # DPO with lora=full: the reference copy must fit
         params = lora_mod.count_parameters(self.model)
         log.info("trainable parameters: %s", params)
         self.metrics.update(params=params, data=self.data.stats)
+        self.checkpointing = self.plan_memory()  # a step that cannot fit fails now, before any evaluation
 
     def evaluate(self, which: str) -> None:
         """`base` runs before training (LoRA B starts at zero: the wrapped model is still the base)."""
         if which == "base" and not self.spec.eval.base_vs_tuned:
             return
-        self.metrics[which] = self.evaluator.run(self.model, which)
+        if which == "tuned":  # gradients and the last step's leftovers go before generation and evaluation
+            memory.release(self.model)
+        with memory.stage(f"{which}_eval"):
+            self.metrics[which] = self.evaluator.run(self.model, which)
+        memory.release()  # the evaluation's freed batches go back to the OS before training or saving
+
+    def plan_memory(self) -> bool:
+        """train.gradient_checkpointing resolved (auto: by the planned activations) and the fit check, before
+        training; metrics.json memory.plan records the estimate and the decision."""
+        spec = self.spec
+        rows = [len(ex["input_ids"]) for ex in self.data.train] or [spec.data.format.max_length]
+        length, trainable = max(rows), self.metrics["params"]["trainable"]
+        plan = memory.estimate(self.model.config, spec.train.batch_size, length, trainable, spec.train.loss_chunk)
+        free = memory.available(spec.train.memory_limit_mb)
+        on, why = memory.decide(spec.train.gradient_checkpointing, plan, free)
+        memory.check_fit(plan, on, free, spec.train.batch_size, length, spec.train.grad_accum,
+                         spec.data.format.max_length)
+        self.memory_plan = {"batch": spec.train.batch_size, "length": length, "available_mb": round(free / memory.MB),
+                            "activations_mb": round(plan.activations / memory.MB),
+                            "checkpointed_mb": round(plan.checkpointed / memory.MB),
+                            "loss_mb": round(plan.logits / memory.MB), "gradient_checkpointing": on, "why": why}
+        log.info("memory plan: gradient checkpointing %s (%s)", "on" if on else "off", why)
+        return on
 
     def train(self) -> None:
         spec, data = self.spec, self.data
@@ -114,10 +141,10 @@ class Recipe:
         key = select_key(self.evaluator.primary) if selecting and self.evaluator.selects_by_task() else None
         dpo = spec.train.objective == "dpo"
         if dpo:
-            args = training_arguments(spec, self.run_dir, self.bf16, key, cls=dpo_mod.config_class(),
-                                      **dpo_mod.dpo_arguments(spec))
+            args = training_arguments(spec, self.run_dir, self.bf16, key, self.checkpointing,
+                                      cls=dpo_mod.config_class(), **dpo_mod.dpo_arguments(spec))
         else:
-            args = training_arguments(spec, self.run_dir, self.bf16, key)
+            args = training_arguments(spec, self.run_dir, self.bf16, key, self.checkpointing)
         callbacks = [metrics_callback(mlog), *trial_callbacks(spec)]  # sweep jobs: report/prune
         if key:  # before early stopping: it reads the metric this callback adds
             callbacks.append(select_callback(self.evaluator.select_score, key, mlog.log if self.main else None))
@@ -130,19 +157,21 @@ class Recipe:
 
             callbacks.append(EarlyStoppingCallback(spec.train.early_stopping_patience))
         optim_kwargs = optim_mod.trainer_kwargs(self.model, spec.optimizer, args)
-        if dpo:  # TRL's DPOTrainer on the prepared pairs; the same model, arguments, callbacks and optimizer
+        if dpo:  # TRL's DPOTrainer on the prepared pairs (its own loss); the same model, arguments, callbacks, optimizer
             trainer = dpo_mod.make_trainer(spec, self.model, self.tok, data.pairs, args, callbacks, **optim_kwargs)
         else:
             trainer = make_trainer_class()(model=self.model, args=args, train_dataset=data.train,
                                            eval_dataset=data.val, data_collator=Collator(self.tok.pad_token_id),
                                            callbacks=callbacks, **optim_kwargs)
+            trainer.loss_chunk = spec.train.loss_chunk
         # Tokens this process trained on: a resumed run counts only the epochs it ran itself. Read before
         # training: save_total_limit may delete the resumed checkpoint while the run goes on.
         resume = self.resume
         epoch0 = read_json(Path(resume) / "trainer_state.json").get("epoch") or 0.0 if resume else 0.0
         self.tracker.attach(trainer)
         t_train = time.time()
-        result = trainer.train(resume_from_checkpoint=resume)
+        with memory.stage("train"):
+            result = trainer.train(resume_from_checkpoint=resume)
         seconds = time.time() - t_train
         if dpo:
             dpo_mod.drop_reference(self.model)
@@ -163,10 +192,12 @@ class Recipe:
         m["wall_seconds"] = round(time.time() - self.t0, 2)
         m["cost"] = account(self.train_tokens, self.train_seconds, m["wall_seconds"],
                             spec.train.price_per_device_hour, m)
-        self.trainer.save_model(str(self.run_dir / "adapter"))  # every rank: ZeRO-3 gathers weights collectively
+        with memory.stage("save"):
+            self.trainer.save_model(str(self.run_dir / "adapter"))  # every rank: ZeRO-3 gathers weights collectively
         if not self.main:
             return float("nan")
         self.tok.save_pretrained(str(self.run_dir / "adapter"))
+        m["memory"] = {**memory.METER.summary(), "plan": self.memory_plan}
         m["objective"] = resolve_objective(spec, m, self.evaluator)
         value = m["objective"]["value"]
         write_json(self.run_dir / "metrics.json", m)

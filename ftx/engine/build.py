@@ -39,7 +39,7 @@ def build_model(spec, path: str, bf16: bool):
                          quant.bnb_config(spec.quant, bf16), device_map=quant.device_map(spec.quant))
     optim.apply_dropout(m, spec.optimizer.dropout)
     if spec.quant.enabled:
-        m = quant.prepare(m, spec.quant, spec.train.gradient_checkpointing)
+        m = quant.prepare(m, spec.quant, spec.train.gradient_checkpointing is True)  # auto: the Trainer, once planned
     set_seed(spec.train.seed)
     m = lora.wrap(m, spec.lora)
     if spec.train.init_adapter:

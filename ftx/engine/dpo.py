@@ -113,9 +113,7 @@ def dpo_arguments(spec) -> dict:
                 max_length=f.max_length, truncation_mode="keep_start", remove_unused_columns=True,
                 # Pairs over data.format.max_length were dropped (or truncated) by ftx's format step with a
                 # ledger entry; TRL's own pass then has nothing left to drop.
-                dataset_num_proc=None, precompute_ref_log_probs=False,
-                # DPOConfig turns gradient checkpointing on by default; ftx keeps train.gradient_checkpointing's.
-                gradient_checkpointing=spec.train.gradient_checkpointing)
+                dataset_num_proc=None, precompute_ref_log_probs=False)
 
 
 def drop_reference(model) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
 from typing import Optional
 
+from ftx import memory
 from ftx.errors import RunError
+from ftx.engine.loss import LOSS_CHUNK, chunked_loss, loss_head
 from ftx.engine.zero import deepspeed_config
 from ftx.runs import checkpoint_problem, flatten
 from ftx.spec.run import as_dict, is_not_hashed
@@ -34,18 +37,28 @@ def make_trainer_class():
                 # Packed rows: transformers 5.x derives the per-example mask from position ids only when
                 # no KV cache exists; with use_cache on (TrainingArguments.use_cache) it builds one.
                 inputs["use_cache"] = False
+            targets = F.pad(inputs["input_ids"][:, 1:], (0, 1), value=-100)
+            if model.training:
+                w = F.pad(weights[:, 1:], (0, 1)).float()
+            else:
+                w = F.pad((labels[:, 1:] != -100), (0, 1)).float()
+            head = None if return_outputs else loss_head(self.accelerator.unwrap_model(model), self.loss_chunk)
+            if head is not None:  # ftx.engine.trainer.chunked_loss: no batch × seq × vocab tensor
+                outputs = model(**inputs, output_hidden_states=-1, logits_to_keep=1)  # the final (normed) one only
+                with self.accelerator.autocast():
+                    loss = chunked_loss(head, outputs.hidden_states[-1], targets, w, self.loss_chunk)
+                return loss
             outputs = model(**inputs)
             # Shift the targets, not the logits: slicing logits copies the largest tensor of the step.
             logits = outputs.logits.float()
-            targets = F.pad(inputs["input_ids"][:, 1:], (0, 1), value=-100)
             ce = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1),
                                  ignore_index=-100, reduction="none").view_as(targets)
-            if model.training:
-                w = F.pad(weights[:, 1:], (0, 1)).to(ce.dtype)
-            else:
-                w = F.pad((labels[:, 1:] != -100), (0, 1)).to(ce.dtype)
             loss = (ce * w).sum() / w.sum().clamp_min(1e-8)
             return (loss, outputs) if return_outputs else loss
+
+        def evaluate(self, *args, **kwargs):
+            with memory.stage("train_eval"):  # evaluation during training: its own peak in metrics.json memory
+                return super().evaluate(*args, **kwargs)
 
         def _get_train_sampler(self, train_dataset=None):
             # A curriculum fixes the order (ftx.data.plan.Examples.ordered): no shuffling.
@@ -55,10 +68,12 @@ def make_trainer_class():
             return super()._get_train_sampler(train_dataset)
 
         def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            # Loss only: no logits are returned, so the evaluation loop accumulates none (test_memory.py).
             with torch.no_grad():
                 loss = self.compute_loss(model, dict(inputs))
             return loss.detach(), None, None
 
+    WeightedTrainer.loss_chunk = LOSS_CHUNK
     return WeightedTrainer
 
 
@@ -137,22 +152,25 @@ def resume_checkpoint(spec, run_dir: Path, resolved: Optional[dict] = None) -> O
     return ckpt
 
 
-def training_arguments(spec, run_dir: Path, bf16: bool, select_metric: Optional[str] = None, cls=None, **extra):
+def training_arguments(spec, run_dir: Path, bf16: bool, select_metric: Optional[str] = None,
+                       checkpointing: Optional[bool] = None, cls=None, **extra):
     """`select_metric`: a Trainer metric (e.g. eval_val_contains, higher is better) that chooses the best
-    checkpoint and drives early stopping instead of eval_loss. `cls`: a TrainingArguments subclass (TRL's
-    DPOConfig) built from the same settings plus `extra`."""
+    checkpoint and drives early stopping instead of eval_loss. `checkpointing`: train.gradient_checkpointing
+    as planned (ftx.memory.decide resolves auto); None: on only when it is true. `cls`: a TrainingArguments
+    subclass (TRL's DPOConfig) built from the same settings plus `extra`."""
     import torch
     from transformers import TrainingArguments
 
     t, o = spec.train, spec.optimizer
+    ckpt = t.gradient_checkpointing is True if checkpointing is None else checkpointing
     per_epoch = t.eval_steps == 0
     kwargs = dict(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=t.epochs, max_steps=t.max_steps,
         per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=spec.eval.batch_size,
-        gradient_accumulation_steps=t.grad_accum, activation_checkpointing=t.gradient_checkpointing,
+        gradient_accumulation_steps=t.grad_accum, activation_checkpointing=ckpt,
         # Non-reentrant recomputation gives LoRA its gradients without forcing inputs to require grad.
-        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        activation_checkpointing_kwargs={"use_reentrant": False} if ckpt else None,
         learning_rate=o.lr, weight_decay=o.weight_decay, adam_beta1=o.betas[0], adam_beta2=o.betas[1],
         adam_epsilon=o.eps, lr_scheduler_type=o.scheduler, warmup_steps=o.warmup_ratio,
         max_grad_norm=o.max_grad_norm, optim=o.name,
@@ -164,6 +182,9 @@ def training_arguments(spec, run_dir: Path, bf16: bool, select_metric: Optional[
         dataloader_num_workers=t.dataloader_workers, disable_tqdm=False,
         load_best_model_at_end=t.early_stopping_patience > 0 or t.keep_best,
         metric_for_best_model=select_metric or "eval_loss", greater_is_better=select_metric is not None, deepspeed=deepspeed_config(spec.zero, bf16), save_only_model=False,
+        prediction_loss_only=True,  # evaluation during training: the loss, never the logits
     )
+    if cls is not None and "gradient_checkpointing" in {f.name for f in dataclasses.fields(cls)}:
+        kwargs["gradient_checkpointing"] = ckpt  # TRL's DPOConfig turns it on by default: keep ftx's plan
     kwargs.update(extra)
     return (cls or TrainingArguments)(**kwargs)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import math
 
+from ftx.engine.loss import LOSS_CHUNK, head_logits, loss_head
+
 
 def autocast(bf16: bool):
     """The training precision for evaluation too: a bf16-trained model is measured under bf16."""
@@ -42,8 +44,12 @@ def ppl(loss):
     return None if loss is None else math.exp(min(loss, 50.0))
 
 
-def loss_pass(model, examples: list[dict], collator, batch_size: int, bf16: bool) -> list[dict]:
-    """Per example: summed CE, token count, summed top-1 probability and top-1 hits (labels != -100)."""
+def loss_pass(model, examples: list[dict], collator, batch_size: int, bf16: bool, chunk: int = LOSS_CHUNK) -> list[dict]:
+    """Per example: summed CE, token count, summed top-1 probability and top-1 hits (labels != -100).
+
+    Only answer positions are projected onto the vocabulary, `chunk` of them at a time, from the model's final
+    hidden states (ftx.engine.loss): no batch × seq × vocab logits (chunk 0, or a model the chunked head does not
+    fit, projects the whole batch as before)."""
     import torch
 
     out: list[dict] = []
@@ -52,27 +58,33 @@ def loss_pass(model, examples: list[dict], collator, batch_size: int, bf16: bool
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    head = loss_head(model, chunk)
     try:
         with torch.no_grad(), autocast(bf16):
             for i in range(0, len(examples), batch_size):
                 batch = collator(examples[i:i + batch_size])
-                logits = model(input_ids=batch["input_ids"].to(device),
-                               attention_mask=batch["attention_mask"].to(device)).logits[:, :-1]
+                ids, attn = batch["input_ids"].to(device), batch["attention_mask"].to(device)
                 labels = batch["labels"].to(device)[:, 1:]
                 mask = labels != -100
-                # Only answer positions: the vocabulary-wide softmax is the costly part, and prompts
-                # are most of each sequence.
-                logp = logits[mask].float().log_softmax(-1)
                 target = labels[mask]
-                ce = -logp.gather(1, target[:, None]).squeeze(1)
-                top_lp, top_i = logp.max(-1)
+                if head is not None:
+                    hidden = model(input_ids=ids, attention_mask=attn, output_hidden_states=-1,
+                                   logits_to_keep=1).hidden_states[-1][:, :-1][mask]
+                    parts = [_token_stats(head_logits(head, hidden[j:j + chunk]), target[j:j + chunk])
+                             for j in range(0, hidden.size(0), chunk)]
+                    ce, top_p, hit = (torch.cat(x) for x in zip(*parts)) if parts else (target.float(),) * 3
+                else:
+                    logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
+                    # Only answer positions: the vocabulary-wide softmax is the costly part, and prompts
+                    # are most of each sequence.
+                    ce, top_p, hit = _token_stats(logits[mask].float(), target)
                 row, n = mask.nonzero()[:, 0], labels.size(0)
 
                 def per_row(values):
                     return torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, row, values.double())
 
-                loss_sum, conf_sum = per_row(ce), per_row(top_lp.exp())
-                hits, tokens = per_row((top_i == target).double()), mask.sum(1)
+                loss_sum, conf_sum = per_row(ce), per_row(top_p)
+                hits, tokens = per_row(hit), mask.sum(1)
                 for j in range(n):
                     out.append({"loss_sum": float(loss_sum[j]), "tokens": int(tokens[j]),
                                 "conf_sum": float(conf_sum[j]), "hits": int(hits[j])})
@@ -80,6 +92,14 @@ def loss_pass(model, examples: list[dict], collator, batch_size: int, bf16: bool
         if was_training:
             model.train()
     return out
+
+
+def _token_stats(logits, target):
+    """Per position: cross-entropy, top-1 probability, and whether the top-1 token is the target (as 0/1)."""
+    logp = logits.log_softmax(-1)
+    ce = -logp.gather(1, target[:, None]).squeeze(1)
+    top_lp, top_i = logp.max(-1)
+    return ce, top_lp.exp(), (top_i == target).double()
 
 
 def summarize(per: list[dict]) -> dict:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from ftx import memory
 from ftx.eval import generate as gen
 from ftx.eval import preference
 from ftx.eval.heldout import loss_pass, own_precision, summarize
@@ -85,7 +86,8 @@ class Evaluator:
         for split in ("val", "test", "general_eval"):
             examples = getattr(self.data, split)[:cap]
             if examples:
-                r = summarize(loss_pass(model, examples, self.collator, self.cfg.batch_size, self.bf16))
+                r = summarize(loss_pass(model, examples, self.collator, self.cfg.batch_size, self.bf16,
+                                        self.spec.train.loss_chunk))
                 flat[f"{split}_loss"], flat[f"{split}_ppl"] = r["loss"], r["ppl"]
         pair_margins = {}
         for split in ("val", "test"):  # preference pairs (records with a `rejected` reply)
@@ -93,7 +95,8 @@ class Evaluator:
             if pairs:
                 pair_margins[split] = preference.margins(model, pairs, self.collator, self.cfg.batch_size, self.bf16)
                 flat.update({f"{split}_{k}": v for k, v in preference.summarize(pair_margins[split]).items()})
-        probe_per = loss_pass(model, self.probe, self.collator, self.cfg.batch_size, self.bf16)
+        probe_per = loss_pass(model, self.probe, self.collator, self.cfg.batch_size, self.bf16,
+                              self.spec.train.loss_chunk)
         if probe_per:
             r = summarize(probe_per)
             flat.update({f"offdomain_{k}": r[k] for k in ("loss", "ppl", "confidence", "accuracy")})
@@ -105,7 +108,9 @@ class Evaluator:
             sets["offdomain"] = self.probe
         for name, items in sets.items():
             t0 = time.perf_counter()
-            preds = gen.generate(model, self.tok, [it["prompt_ids"] for it in items], self.cfg.generation, self.bf16)
+            with memory.stage(f"{side}_generate"):
+                preds = gen.generate(model, self.tok, [it["prompt_ids"] for it in items], self.cfg.generation,
+                                     self.bf16)
             self._gen_seconds += time.perf_counter() - t0
             summary, per = aggregate(preds, [it["answers"] for it in items])
             set_rows = [{"set": name, "id": it["id"], "prompt": it.get("prompt"), "prediction": p,

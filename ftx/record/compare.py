@@ -4,8 +4,8 @@
     ftx compare outputs/runs/*/*_lr*  other/run                  # run dirs and globs, mixed
     ftx compare SWEEP --metric tuned/val_loss --out cmp/         # rank by another metric
 
-Prints a table of the config keys that differ between the runs plus their key metrics, marks the best
-run, and writes the table as compare.csv and the runs' loss curves overlaid as loss_curves.png.
+Prints a table of the config keys that differ between the runs plus their key metrics (peak memory too:
+metrics.json memory, the stage at the peak and the training peak, in MB), marks the best run, and writes the table as compare.csv and the runs' loss curves overlaid as loss_curves.png.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ftx.runs import flatten
 DEFAULT_METRICS = ("objective/value", "tuned/val_loss", "delta/val_loss", "tuned/val_rouge_l", "tuned/general_eval_loss",
                    "delta/general_eval_loss", "review/win_rate", "review/items_rated",
                    "eval/pairwise/win_rate", "eval/pairwise/position_flip_rate", "train/loss", "train/seconds",
+                   "memory/peak/rss_mb", "memory/peak/stage", "memory/train/rss_mb", "memory/train/cuda_mb",
                    "cost/device_hours", "cost/estimated_cost", "cost/val_gain_per_device_hour")
 IGNORED_PREFIXES = ("sweep.",)  # per-trial bookkeeping (trial number, storage), not a setting
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from ftx.errors import require
 from ftx.spec.choices import EITHER, Choice, Precision, check_choices
@@ -16,6 +16,13 @@ class Objective(Choice):
 
 
 CHOICE_MESSAGES = {"train.objective": EITHER}
+
+
+def tristate(value: Any, key: str):
+    """auto | true | false (YAML and Hydra give booleans for true/false) → "auto", True or False."""
+    text = str(value).lower()
+    require(text in ("auto", "true", "false"), key, f"must be auto, true or false; got {value!r}")
+    return "auto" if text == "auto" else text == "true"
 from ftx.spec.cpt import check_objective
 
 
@@ -61,8 +68,9 @@ class TrainConfig:
     """Gradient accumulation steps (effective batch = batch_size × grad_accum × world size)."""
     precision: Precision = Precision.auto
     """auto (bf16 where native, else fp32) | bf16 | fp32."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass: less memory, ~10–30% more time."""
+    gradient_checkpointing: Any = "auto"
+    """auto | true | false: recompute activations in the backward pass (less memory, ~10–30% more time).
+    auto: on when the planned activations exceed 20% of the memory available (ftx/memory.py)."""
     eval_steps: int = 0
     """Validate every N steps (0: once per epoch)."""
     save_steps: int = 0
@@ -94,9 +102,17 @@ class TrainConfig:
     """Start from a previous run's adapter (its run dir or adapter/ folder): CPT, then SFT on the same adapter."""
     price_per_device_hour: float = 0.0
     """For metrics.json cost/estimated_cost = device-hours × this (your currency; 0: not priced)."""
+    loss_chunk: int = 512
+    """Positions per chunk of the chunked cross-entropy (no batch × seq × vocab logits; 0: full logits)."""
+    memory_limit_mb: int = 0
+    """Plan against this much memory (MB) instead of what is free (0: free GPU memory, else the machine's or the
+    container's available memory): gradient_checkpointing=auto and the fit check use it."""
 
     def check(self) -> None:
         check_choices(self, "train", CHOICE_MESSAGES)
+        self.gradient_checkpointing = tristate(self.gradient_checkpointing, "train.gradient_checkpointing")
+        require(self.memory_limit_mb >= 0, "train.memory_limit_mb", f"must be >= 0 (0: detect), got {self.memory_limit_mb}")
+        require(self.loss_chunk >= 0, "train.loss_chunk", f"must be >= 0 (0: full logits), got {self.loss_chunk}")
         check_objective(self)
         require(self.dpo.beta > 0, "train.dpo.beta", f"must be > 0 (0.1 is usual), got {self.dpo.beta}")
         require(0.0 <= self.dpo.label_smoothing < 0.5, "train.dpo.label_smoothing",

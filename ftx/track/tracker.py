@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from ftx import memory
 from ftx.runs import flatten
 from ftx.secrets import redact
 from ftx.spec.tracking import TrackingConfig
@@ -283,7 +284,8 @@ def metrics_callback(metrics_log, objective_reporter=None):
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and state.is_world_process_zero:
-                metrics_log.log({"step": state.global_step, "epoch": state.epoch, **logs})
+                extra = {"rss_mb": memory.METER.take_window()} if "loss" in logs else {}  # the steps' peak RSS
+                metrics_log.log({"step": state.global_step, "epoch": state.epoch, **logs, **extra})
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             if objective_reporter is not None and metrics and "eval_loss" in metrics:

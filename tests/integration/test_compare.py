@@ -56,6 +56,10 @@ def test_compare_shows_exactly_the_two_differing_keys_and_both_runs_metrics(two_
         assert float(row["objective/value"]) == metrics["objective"]["value"]
         assert float(row["tuned/val_loss"]) == metrics["tuned"]["val_loss"]
         assert float(row["delta/val_loss"]) == metrics["delta"]["val_loss"]
+        # Peak memory per stage is recorded and read back: a sweep can be read for memory as well as loss.
+        assert float(row["memory/peak/rss_mb"]) == metrics["memory"]["peak"]["rss_mb"] > 100
+        assert row["memory/peak/stage"] in metrics["memory"] and float(row["memory/train/rss_mb"]) > 100
+        assert {"data", "model", "base_eval", "train", "tuned_eval", "save"} <= set(metrics["memory"])
         values[row["run"]] = metrics["objective"]["value"]
     best = min(values, key=values.get)
     assert [row["run"] for row in rows if row["best"] == "*"] == [best]

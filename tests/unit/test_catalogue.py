@@ -514,6 +514,11 @@ CATALOGUE += [
           [*curated("curation.engine=ray", "curation.relevance.threshold.mode=top_k")],
           "ftx: config error: curation.relevance.threshold.mode: top_k needs every score at once and does not run "
           "on curation.engine=ray; use calibrated or absolute, or curation.engine=local"),
+    Entry("step-does-not-fit", "a training step planned larger than the memory available (checked after the model "
+          "loads, before any evaluation or step)", [*TRAIN, "train.memory_limit_mb=1"],
+          "ftx: config error: train.batch_size: a step of 4×34 tokens needs ~3 MB (activations 1 MB, loss 2 MB, "
+          "optimizer 0 MB) but 1 MB is available; lower train.batch_size=4 (raising train.grad_accum=1 keeps the "
+          "effective batch) or data.format.max_length=256", subprocess=True),
 ]
 
 # Faults with no error message: what must hold afterwards, and where that is tested.

@@ -1,0 +1,67 @@
+"""The loss without batch × seq × vocab logits: the output head a model lets ftx apply itself, and the weighted
+cross-entropy computed from the final hidden states a chunk of positions at a time (training: ftx/engine/trainer.py;
+held-out evaluation: ftx/eval/heldout.py). No heavy imports at module level."""
+
+from __future__ import annotations
+
+
+LOSS_CHUNK = 512
+"""Positions per chunk of the chunked cross-entropy (set from train.loss_chunk; 0: the full-logits loss)."""
+
+SCALED_LOGITS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+"""Config fields of models that transform the logits after lm_head (Gemma 2/3, Cohere, Granite…): the chunked
+loss would miss the transform, so they keep the full-logits loss."""
+
+
+def loss_head(model, chunk: int):
+    """The output projection the chunked loss applies itself, or None where it cannot: chunk 0, a model whose
+    forward takes no `logits_to_keep`, one that rescales its logits after lm_head, or a head DeepSpeed ZeRO-3
+    partitions (its gather hooks expect the module order of the engine's forward: the full loss there)."""
+    import inspect
+
+    if chunk <= 0:
+        return None
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    cfg = getattr(base, "config", None)
+    text = getattr(cfg, "text_config", None) or cfg
+    if (head is None or not hasattr(head, "weight") or hasattr(head.weight, "ds_id")
+            or "logits_to_keep" not in inspect.signature(base.forward).parameters
+            or any(getattr(text, k, None) not in (None, 0, 1, 1.0) for k in SCALED_LOGITS)):
+        return None
+    return head
+
+
+def chunked_loss(head, hidden, targets, weights, chunk: int):
+    """Σ w·CE / Σ w, computed `chunk` positions at a time from the final hidden states: only positions with a
+    non-zero weight are projected onto the vocabulary, and each chunk's logits are recomputed in the backward
+    pass (torch.utils.checkpoint) instead of kept, so the largest vocabulary-wide tensor is chunk × vocab —
+    not batch × seq × vocab in fp32 plus its log-softmax and gradient. Equal to the full loss in value and
+    gradient (tests/unit/test_memory.py)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.checkpoint import checkpoint
+
+    keep = (weights != 0) & (targets != -100)
+    h, t, w = hidden[keep], targets[keep], weights[keep]
+
+    def ce(h_chunk, t_chunk):
+        return F.cross_entropy(head_logits(head, h_chunk), t_chunk, reduction="none")
+
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for i in range(0, h.size(0), chunk):
+        part = checkpoint(ce, h[i:i + chunk], t[i:i + chunk], use_reentrant=False) if torch.is_grad_enabled() \
+            else ce(h[i:i + chunk], t[i:i + chunk])
+        total = total + (part * w[i:i + chunk]).sum()
+    if h.size(0) == 0:
+        total = total + hidden.sum() * 0.0  # keeps the graph (a batch without answer tokens)
+    return total / weights.sum().clamp_min(1e-8)
+
+
+def head_logits(head, hidden):
+    """head(hidden) as fp32 logits, in the caller's autocast (else the head's own dtype)."""
+    import torch
+
+    if not torch.is_autocast_enabled(hidden.device.type):
+        hidden = hidden.to(head.weight.dtype)
+    return head(hidden).float()
