@@ -1,0 +1,139 @@
+"""Fast by default (issue 17): train.threads=auto respects CPU affinity, the cgroup quota and local ranks;
+packing is on by default where correct and trains to the same loss as unpacked batches. In-process."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ftx.engine import dist
+from ftx.errors import ConfigError
+from ftx.spec.run import build_spec
+from ftx.spec.tree import compose
+
+
+@pytest.fixture
+def machine(monkeypatch, tmp_path):
+    """A fake machine: `cpus` in the affinity mask, psutil's logical/physical counts, no cgroup quota."""
+    import psutil
+
+    def make(cpus: int, logical: int, physical: int):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
+        monkeypatch.setattr(psutil, "cpu_count", lambda logical_=True, **kw: logical if kw.get("logical", logical_)
+                            else physical)
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+        return tmp_path  # an empty cgroup root: no quota
+
+    return make
+
+
+def test_auto_threads_counts_physical_cores_of_the_affinity_mask(machine):
+    root = machine(cpus=16, logical=32, physical=16)  # SMT 2: 16 logical CPUs are 8 cores
+    assert dist.auto_threads(str(root)) == 8
+    root = machine(cpus=3, logical=4, physical=4)  # taskset -c 0-2 on a 4-core box
+    assert dist.auto_threads(str(root)) == 3
+
+
+def test_auto_threads_respects_the_cgroup_quota_v2_and_v1(machine):
+    root = machine(cpus=16, logical=16, physical=16)
+    (root / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs: rounded up
+    assert dist.auto_threads(str(root)) == 2
+    (root / "cpu.max").write_text("max 100000\n")
+    assert dist.auto_threads(str(root)) == 16
+    (root / "cpu.max").unlink()
+    (root / "cpu").mkdir()
+    (root / "cpu" / "cpu.cfs_quota_us").write_text("400000\n")
+    (root / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert dist.auto_threads(str(root)) == 4
+    (root / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")  # v1: no limit
+    assert dist.auto_threads(str(root)) == 16
+
+
+def test_auto_threads_is_shared_by_local_ranks_and_never_below_one(machine, monkeypatch):
+    root = machine(cpus=8, logical=8, physical=8)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert dist.auto_threads(str(root)) == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
+    assert dist.auto_threads(str(root)) == 1
+    (root / "cpu.max").write_text("10000 100000\n")  # a tenth of a CPU
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert dist.auto_threads(str(root)) == 1
+
+
+def test_auto_threads_on_this_machine_is_within_its_affinity():
+    n = dist.auto_threads()
+    assert 1 <= n <= len(os.sched_getaffinity(0))
+
+
+def test_apply_threads_sets_torch_and_omp(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", before and str(before))
+    try:
+        assert dist.apply_threads("1") == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+        assert dist.apply_threads("auto") == dist.auto_threads() == torch.get_num_threads()
+        assert dist.apply_threads("0") == torch.get_num_threads()  # 0 leaves torch's default as it is
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_default_auto_takes_numbers_and_refuses_the_rest():
+    assert build_spec(compose([])).train.threads == "auto"
+    assert build_spec(compose(["train.threads=3"])).train.threads == "3"
+    for bad in ("train.threads=-1", "train.threads=many", "train.threads=1.5"):
+        with pytest.raises(ConfigError) as e:
+            build_spec(compose([bad]))
+        assert str(e.value).startswith("train.threads: must be auto or a whole number >= 0") and "\n" not in str(e.value)
+
+
+def test_packing_is_on_by_default_and_off_for_remote_code_models():
+    assert build_spec(compose([])).data.format.packing is True
+    assert build_spec(compose(["data.format.packing=false"])).data.format.packing is False
+    remote = ["model.source=path", "model.name_or_path=/some/model", "model.trust_remote_code=true"]
+    assert build_spec(compose(remote)).data.format.packing is False
+    assert build_spec(compose([*remote, "data.format.packing=true"])).data.format.packing is True
+
+
+def test_a_tiny_run_packed_by_default_reaches_the_loss_of_the_unpacked_run(tmp_path):
+    """The same examples, the same number of optimizer steps and tokens per step (about): the held-out
+    answer loss after training with the default (packed) rows is within 5% of training on padded batches."""
+    import torch
+    from transformers import TrainingArguments
+
+    from ftx.data import format as fmt
+    from ftx.engine.model import load_model, load_tokenizer
+    from ftx.engine.trainer import make_trainer_class
+    from ftx.runs import read_jsonl
+    from ftx.spec.data import FormatConfig
+    from tests.helpers import ROOT, TINY
+
+    tok = load_tokenizer(TINY)
+    recs = [{"id": str(i), "source": "http", "role": "domain", "synthetic": False, "weight": None, "text": None,
+             "messages": [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["response"]}]}
+            for i, (_, r) in enumerate(read_jsonl(ROOT / "ftx" / "assets" / "demo" / "http_qa.jsonl"))][:72]
+    cfg = FormatConfig(prompt_loss_weight=0.0, max_length=256)
+    exs = [e for r in recs for e in [fmt.encode(r, tok, cfg)[0]] if e is not None]
+    train, val = exs[:60], exs[60:]
+    packed, stats = fmt.pack(train, 256)
+    assert stats["rows"] < len(train) / 2
+    collate = fmt.Collator(tok.pad_token_id)
+    losses = {}
+    for name, rows, batch in (("unpacked", train, 4), ("packed", packed, 4 * len(packed) // len(train) or 1)):
+        torch.manual_seed(0)
+        model = load_model(TINY)
+        steps = 12
+        args = TrainingArguments(output_dir=str(tmp_path / name), per_device_train_batch_size=batch, use_cpu=True,
+                                 max_steps=steps, learning_rate=3e-3, report_to=[], remove_unused_columns=False,
+                                 seed=0, disable_tqdm=True, save_strategy="no", logging_strategy="no")
+        trainer = make_trainer_class()(model=model, args=args, train_dataset=rows, data_collator=collate)
+        model.eval()
+        with torch.no_grad():
+            before = float(trainer.compute_loss(model, dict(collate(val))))
+        trainer.train()
+        model.eval()
+        with torch.no_grad():
+            losses[name] = float(trainer.compute_loss(model, dict(collate(val))))
+        assert losses[name] < before - 0.3, (name, before, losses[name])
+    assert losses["packed"] == pytest.approx(losses["unpacked"], rel=0.05), losses
