@@ -32,17 +32,26 @@ def auto_threads(cgroup_root: str = "/sys/fs/cgroup") -> int:
     """Physical cores this process may use, shared among the local ranks: the CPUs of its affinity mask,
     as physical cores (psutil's logical/physical ratio: one thread per core; hyper-threads of a core
     contend for the same FPUs), capped by the cgroup quota (rounded up: a 1.5-CPU quota still gets two
-    threads), divided by LOCAL_WORLD_SIZE (torchrun, deepspeed and accelerate set it). At least 1."""
+    threads) — or, with neither an affinity mask nor a quota narrower than the machine, minus the cores the
+    load average says other processes use — divided by LOCAL_WORLD_SIZE (torchrun, deepspeed and
+    accelerate set it). At least 1."""
     import math
 
     import psutil
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     logical, physical = psutil.cpu_count(logical=True), psutil.cpu_count(logical=False)
-    cores = max(1, cpus // max(1, logical // physical)) if logical and physical else cpus
+    smt = max(1, logical // physical) if logical and physical else 1
+    cores = max(1, cpus // smt)
     quota = cgroup_cpus(cgroup_root)  # CPU time, not cores: a 2-CPU quota runs two busy threads
     if quota is not None:
         cores = min(cores, max(1, math.ceil(quota - 1e-9)))
+    elif cpus >= (os.cpu_count() or cpus) and hasattr(os, "getloadavg"):
+        # The whole machine, no quota of our own: cores other processes keep busy (the 1-minute load
+        # average, which the run itself has barely entered yet) are not available. torch's OpenMP kernels
+        # wait at a barrier for their slowest thread, so one thread on a busy core stalls them all
+        # (measured on a loaded 2-core box: 2 threads ~25× slower than 1 on the tiny model).
+        cores = min(cores, max(1, (cpus - int(os.getloadavg()[0])) // smt))
     local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     return max(1, cores // local)
 

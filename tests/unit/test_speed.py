@@ -15,13 +15,15 @@ from ftx.spec.tree import compose
 
 @pytest.fixture
 def machine(monkeypatch, tmp_path):
-    """A fake machine: `cpus` in the affinity mask, psutil's logical/physical counts, no cgroup quota."""
+    """A fake idle machine: `cpus` in the affinity mask, psutil's logical/physical counts, no cgroup quota."""
     import psutil
 
     def make(cpus: int, logical: int, physical: int):
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
         monkeypatch.setattr(psutil, "cpu_count", lambda logical_=True, **kw: logical if kw.get("logical", logical_)
                             else physical)
+        monkeypatch.setattr(os, "cpu_count", lambda: logical)
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # an idle machine
         monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
         return tmp_path  # an empty cgroup root: no quota
 
@@ -33,6 +35,17 @@ def test_auto_threads_counts_physical_cores_of_the_affinity_mask(machine):
     assert dist.auto_threads(str(root)) == 8
     root = machine(cpus=3, logical=4, physical=4)  # taskset -c 0-2 on a 4-core box
     assert dist.auto_threads(str(root)) == 3
+
+
+def test_auto_threads_leaves_out_cores_other_processes_keep_busy(machine, monkeypatch):
+    root = machine(cpus=8, logical=8, physical=8)
+    monkeypatch.setattr(os, "getloadavg", lambda: (5.6, 3.0, 1.0))
+    assert dist.auto_threads(str(root)) == 3
+    monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 30.0, 10.0))
+    assert dist.auto_threads(str(root)) == 1
+    root = machine(cpus=4, logical=8, physical=8)  # taskset: the load elsewhere is not on our cores
+    monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 30.0, 10.0))
+    assert dist.auto_threads(str(root)) == 4
 
 
 def test_auto_threads_respects_the_cgroup_quota_v2_and_v1(machine):
