@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from ftx.errors import RunError
+from ftx.engine.accel import training_options
 from ftx.engine.zero import deepspeed_config
 from ftx.runs import checkpoint_problem, flatten
 from ftx.spec.run import as_dict, is_not_hashed
@@ -164,4 +165,5 @@ def training_arguments(spec, run_dir: Path, bf16: bool, select_metric: Optional[
         load_best_model_at_end=t.early_stopping_patience > 0 or t.keep_best,
         metric_for_best_model=select_metric or "eval_loss", greater_is_better=select_metric is not None, deepspeed=deepspeed_config(spec.zero, bf16), save_only_model=False,
     )
+    kwargs.update(training_options(spec))  # train.compile, train.liger (ftx/engine/accel.py)
     return TrainingArguments(**kwargs)

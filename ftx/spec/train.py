@@ -47,6 +47,12 @@ class TrainConfig:
     """torch intra-op threads per process: auto (the physical cores this process may use — CPU affinity
     and cgroup quota respected — divided by the local ranks under torchrun/deepspeed) | N | 0 (torch's
     default). On a machine shared with other jobs a fixed small N can beat auto."""
+    compile: bool = False
+    """torch.compile the model (the Trainer's torch_compile; inductor: C++ on CPU, Triton on GPU). Pays only
+    when the run is long enough to earn back its compile time (docs/training.md, "Speed")."""
+    liger: bool = False
+    """Liger kernels (fused RMSNorm, RoPE, SwiGLU; Triton, CUDA only; pip install 'ftx[liger]'). Without a
+    GPU: a warning, and training runs without them."""
     resume: str = "none"
     """none | auto (newest checkpoint in the run dir, error if none; give the run dir:
     hydra.run.dir=…) | if_present (auto, or a fresh start: for requeued jobs) | a checkpoint

@@ -150,3 +150,73 @@ def test_a_tiny_run_packed_by_default_reaches_the_loss_of_the_unpacked_run(tmp_p
             losses[name] = float(trainer.compute_loss(model, dict(collate(val))))
         assert losses[name] < before - 0.3, (name, before, losses[name])
     assert losses["packed"] == pytest.approx(losses["unpacked"], rel=0.05), losses
+
+
+def test_compile_reaches_the_trainer_and_is_off_by_default(tmp_path):
+    from ftx.engine.trainer import training_arguments
+
+    assert build_spec(compose([])).train.compile is False
+    assert not training_arguments(build_spec(compose([])), tmp_path, False).torch_compile
+    args = training_arguments(build_spec(compose(["train.compile=true"])), tmp_path, False)
+    assert args.torch_compile and args.torch_compile_backend == "inductor"
+
+
+def test_liger_falls_back_with_a_warning_without_a_gpu_and_is_one_line_when_missing(monkeypatch, caplog):
+    from ftx.engine import accel
+    from ftx.errors import RunError
+
+    spec = build_spec(compose(["train.liger=true"]))
+    monkeypatch.setattr(accel, "_cuda", lambda: False)
+    assert accel.training_options(spec) == {}
+    assert "train.liger=true" in caplog.text and "training without them" in caplog.text
+    monkeypatch.setattr(accel, "_cuda", lambda: True)  # a GPU machine: the kernels are switched on …
+    monkeypatch.setattr(accel, "_installed", lambda m: True)
+    assert accel.training_options(spec) == {"use_liger_kernel": True}
+    monkeypatch.setattr(accel, "_installed", lambda m: False)  # … or the missing package named in one line
+    with pytest.raises(RunError) as e:
+        accel.training_options(spec)
+    assert "pip install 'ftx[liger]'" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_flash_attention_falls_back_to_sdpa_without_a_gpu(monkeypatch, caplog):
+    from ftx.engine import accel
+    from ftx.engine.model import load_model
+    from ftx.errors import RunError
+    from ftx.spec.model import ModelConfig
+
+    monkeypatch.setattr(accel, "_cuda", lambda: False)
+    model = load_model(ModelConfig(source="tiny", dtype="fp32", attn_implementation="flash_attention_2"))
+    assert model.config._attn_implementation == "sdpa"
+    assert "flash_attention_2 needs a CUDA GPU" in caplog.text
+    monkeypatch.setattr(accel, "_cuda", lambda: True)
+    monkeypatch.setattr(accel, "_installed", lambda m: False)
+    with pytest.raises(RunError, match="flash-attn package is not installed"):
+        accel.attn_implementation("flash_attention_2")
+    assert accel.attn_implementation("sdpa") == "sdpa"
+
+
+def test_fused_adamw_is_torchs_fused_kernel_and_trains_on_cpu(tmp_path):
+    import torch
+
+    from ftx.data import format as fmt
+    from ftx.engine.build import build_model
+    from ftx.engine.model import load_tokenizer, resolve_model_path
+    from ftx.engine.optim import trainer_kwargs
+    from ftx.engine.trainer import make_trainer_class, training_arguments
+
+    spec = build_spec(compose(["model=tiny_llama", "train=tiny", "optimizer.name=adamw_torch_fused",
+                               "train.max_steps=2", "train.eval_steps=0", "train.save_steps=0"]))
+    model = build_model(spec, resolve_model_path(spec.model), False)
+    tok = load_tokenizer(spec.model)
+    ids = [list(range(5, 45))] * 4
+    rows = [{"input_ids": i, "labels": i, "loss_weight": [1.0] * len(i)} for i in ids]
+    args = training_arguments(spec, tmp_path, False)
+    trainer = make_trainer_class()(model=model, args=args, train_dataset=rows, data_collator=fmt.Collator(tok.pad_token_id),
+                                   **trainer_kwargs(model, spec.optimizer, args))
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    trainer.args.save_strategy = "no"
+    trainer.args.eval_strategy = "no"
+    trainer.train()
+    opt = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["fused"] is True
+    assert any(not torch.equal(before[n], p) for n, p in model.named_parameters() if p.requires_grad)
