@@ -211,7 +211,8 @@ def test_fused_adamw_is_torchs_fused_kernel_and_trains_on_cpu(tmp_path):
     ids = [list(range(5, 45))] * 4
     rows = [{"input_ids": i, "labels": i, "loss_weight": [1.0] * len(i)} for i in ids]
     args = training_arguments(spec, tmp_path, False)
-    trainer = make_trainer_class()(model=model, args=args, train_dataset=rows, data_collator=fmt.Collator(tok.pad_token_id),
+    trainer = make_trainer_class()(model=model, args=args, train_dataset=rows, eval_dataset=rows,
+                                   data_collator=fmt.Collator(tok.pad_token_id),
                                    **trainer_kwargs(model, spec.optimizer, args))
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     trainer.args.save_strategy = "no"
