@@ -183,6 +183,146 @@ def make_bare(spec, path, bf16: bool):
     return step
 
 
+def defaults_worker(a) -> dict:
+    """ftx at its shipped defaults (`ftx train` with no overrides but the step budget: threads auto, packed
+    rows, the demo data through curation) or, with --side bare, the loop a user would write on the same
+    examples: shuffled padded batches of train.batch_size, torch's default threads, forward with labels,
+    backward, clip, AdamW. Real (non-pad) tokens/s over the measured steps."""
+    import contextlib
+    import random
+    import tempfile
+
+    import torch
+
+    from ftx.data.build import prepare
+    from ftx.data.format import IGNORE, Collator
+    from ftx.engine.build import build_model
+    from ftx.engine.dist import apply_threads
+    from ftx.engine.model import load_tokenizer, resolve_model_path
+    from ftx.engine.optim import trainer_kwargs
+    from ftx.engine.trainer import make_trainer_class, training_arguments
+    from ftx.precision import use_bf16
+    from ftx.spec.run import build_spec
+    from ftx.spec.tree import compose
+
+    n = a.warmup + a.steps
+    spec = build_spec(compose([f"model={MODELS[a.model]}", f"train.max_steps={n}", "train.logging_steps=1000",
+                               "train.save_steps=100000", "train.eval_steps=100000", *a.extra]))
+    bare = a.side == "bare"
+    threads = torch.get_num_threads() if bare else apply_threads(spec.train.threads)
+    bf16 = use_bf16(spec.train.precision)
+    path = resolve_model_path(spec.model)
+    tok = load_tokenizer(spec.model, path)
+    data = prepare(spec.data, spec.curation, tok)
+    model = build_model(spec, path, bf16)
+    bs = spec.train.batch_size
+    times: list[float] = []
+    real: list[int] = []
+    if bare:
+        rows = list(data.train_examples)
+        random.Random(0).shuffle(rows)
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=spec.optimizer.lr)
+        ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+        for i in range(n):
+            batch = [rows[(i * bs + j) % len(rows)] for j in range(bs)]
+            width = max(len(r["input_ids"]) for r in batch)
+            ids = torch.tensor([r["input_ids"] + [tok.pad_token_id] * (width - len(r["input_ids"])) for r in batch])
+            mask = torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in batch])
+            labels = torch.tensor([r["labels"] + [IGNORE] * (width - len(r["labels"])) for r in batch])
+            t = time.perf_counter()
+            with ctx():
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, spec.optimizer.max_grad_norm)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            times.append(time.perf_counter() - t)
+            real.append(int(mask.sum()))
+    else:
+        from transformers import TrainerCallback
+
+        collate = Collator(tok.pad_token_id)
+
+        def counting(batch):  # batches are collated in step order (a prefetch only moves it earlier)
+            real.append(sum(len(r["input_ids"]) for r in batch))
+            return collate(batch)
+
+        class Clock(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kw):
+                self.t = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kw):
+                times.append(time.perf_counter() - self.t)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            args = training_arguments(spec, Path(tmp), bf16)
+            trainer = make_trainer_class()(model=model, args=args, train_dataset=data.train, eval_dataset=data.val,
+                                           data_collator=counting, callbacks=[Clock()],
+                                           **trainer_kwargs(model, spec.optimizer, args))
+            apply_threads(spec.train.threads)  # accelerate may have reset it
+            trainer.train()
+    w = a.warmup
+    return {"side": a.side, "extra": a.extra, "threads": threads, "packing": bool(spec.data.format.packing) and not bare,
+            "real_tokens_per_s": sum(real[w:n]) / sum(times[w:n]), "step_s": statistics.median(times[w:n]),
+            "real_tokens_per_step": statistics.median(real[w:n]), "batch_size": bs}
+
+
+def run_defaults(model: str, side: str, extra: list[str], a) -> dict:
+    cmd = [sys.executable, __file__, "--worker", "--defaults-worker", "--side", side, "--models", model,
+           "--steps", str(a.steps), "--warmup", str(a.warmup), *[f"--extra={e}" for e in extra]]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
+    for k in ("WORLD_SIZE", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # torch's own default in the bare loop
+        env.pop(k, None)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    for line in r.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    return {"side": side, "extra": extra, "error": (r.stderr.strip().splitlines() or ["?"])[-1][:160]}
+
+
+def defaults_section(model: str, a) -> list[str]:
+    """`ftx` at its shipped defaults vs the bare loop, and ftx at fixed thread counts: every variant once
+    per round, rounds interleaved (machine load drifts across all alike), medians over the rounds."""
+    fixed = [int(t) for t in a.thread_counts.split(",") if t]
+    variants = [("defaults", "ftx", []), ("bare", "bare", [])] + [
+        (f"threads={t}", "ftx", [f"train.threads={t}"]) for t in fixed]
+    got: dict = {name: [] for name, _, _ in variants}
+    t0 = time.time()
+    for rnd in range(a.rounds):
+        for name, side, extra in variants:
+            r = run_defaults(model, side, extra, a)
+            got[name].append(r)
+            print(f"  {model} {name} round {rnd + 1}: {r.get('real_tokens_per_s', r.get('error'))} "
+                  f"({time.time() - t0:.0f}s)", file=sys.stderr, flush=True)
+    med = {name: statistics.median(r["real_tokens_per_s"] for r in rs if "error" not in r)
+           for name, rs in got.items() if any("error" not in r for r in rs)}
+    lines = [f"{model}: ftx at its shipped defaults vs the bare loop (real tokens/s, median of {a.rounds} rounds, "
+             f"{a.steps} measured steps each)",
+             f"{'variant':<14}{'threads':>8}{'packed':>8}{'real tok/step':>14}{'step ms':>9}{'real tok/s':>11}"
+             f"{'× bare':>8}{'runs':>16}"]
+    for name, _, _ in variants:
+        ok = [r for r in got[name] if "error" not in r]
+        if not ok:
+            lines.append(f"{name:<14}  failed: {got[name][-1].get('error')}")
+            continue
+        r0 = ok[0]
+        runs = "/".join(f"{r['real_tokens_per_s']:.0f}" for r in ok)
+        lines.append(f"{name:<14}{r0['threads']:>8}{'yes' if r0['packing'] else 'no':>8}"
+                     f"{statistics.median(r['real_tokens_per_step'] for r in ok):>14.0f}"
+                     f"{1000 * statistics.median(r['step_s'] for r in ok):>9.0f}{med[name]:>11.1f}"
+                     f"{med[name] / med['bare'] if 'bare' in med else float('nan'):>8.2f}{runs:>16}")
+    if "defaults" in med and "bare" in med:
+        lines.append(f"defaults vs bare: {med['defaults'] / med['bare']:.2f}× real tokens/s (goal ≥ 1.5×)")
+    best = max((t for t in fixed if f"threads={t}" in med), key=lambda t: med[f"threads={t}"], default=None)
+    if best is not None and "defaults" in med:
+        lines.append(f"threads: auto={got['defaults'][0].get('threads')} gives {med['defaults']:.1f} real tok/s, the "
+                     f"best fixed count ({best}) {med[f'threads={best}']:.1f}: auto/best = "
+                     f"{med['defaults'] / med[f'threads={best}']:.3f}")
+    return lines
+
+
 def run_config(model: str, quant: str, zero: str, a, bare: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--models", model, "--quant", quant, "--zero", zero,
            "--steps", str(a.steps), "--warmup", str(a.warmup), "--batch", str(a.batch_for(model)),
@@ -232,18 +372,26 @@ def main() -> None:
                         "every quant option, or none (zero=none only; an extra worker each)")
     p.add_argument("--bare-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--json", help="also write the raw rows here")
+    p.add_argument("--defaults", default="smollm2", help="models for the defaults-vs-bare and thread-count "
+                   "section ('' to skip)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of the defaults section (medians over them)")
+    p.add_argument("--thread-counts", default="1,2", help="fixed train.threads compared with auto")
+    p.add_argument("--defaults-steps", type=int, default=4, help="measured steps per defaults-section worker")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--defaults-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--side", default="ftx", help=argparse.SUPPRESS)
+    p.add_argument("--extra", action="append", default=[], help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
         a.model, a.bare = a.models, a.bare_worker
-        print("RESULT " + json.dumps(worker(a)), flush=True)
+        print("RESULT " + json.dumps(defaults_worker(a) if a.defaults_worker else worker(a)), flush=True)
         return
     a.batch_for = lambda m: a.batch or (8 if m == "tiny" else 2)
     a.seq_for = lambda m: a.seq or 128
     steps = a.steps
     rows = []
     t0 = time.time()
-    for model in a.models.split(","):
+    for model in filter(None, a.models.split(",")):
         a.steps = steps or (20 if model == "tiny" else 6)
         for i, quant in enumerate(a.quant.split(",")):
             for zero in a.zero.split(","):
@@ -272,6 +420,9 @@ def main() -> None:
             print(f"{r['model']} quant={r['quant']}: ftx step {1000 * p_['ftx_step_s']:.1f} ms vs bare transformers+peft "
                   f"{1000 * p_['bare_step_s']:.1f} ms on the same batches, interleaved step by step in one process: "
                   f"ratio {p_['bare_step_s'] / p_['ftx_step_s']:.3f} (target ≥ 0.95)")
+    a.steps = a.defaults_steps
+    for model in filter(None, a.defaults.split(",")):
+        print("\n".join(defaults_section(model, a)))
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=2))
 

@@ -37,7 +37,9 @@ def main() -> None:
     rows = {}
     for batch in (8, 1):
         spec = build_spec(compose([*args.overrides, f"eval.generation.batch_size={batch}"]))
-        torch.set_num_threads(spec.train.threads or torch.get_num_threads())
+        from ftx.engine.dist import apply_threads
+
+        apply_threads(spec.train.threads)
         path = model_mod.resolve_model_path(spec.model)
         tok = model_mod.load_tokenizer(spec.model, path)
         data = prepare(spec.data, spec.curation, tok, None)

@@ -57,8 +57,9 @@ def main() -> None:
     from ftx.spec.tree import compose
 
     spec = build_spec(compose(args.overrides))
-    if spec.train.threads:
-        torch.set_num_threads(spec.train.threads)
+    from ftx.engine.dist import apply_threads
+
+    apply_threads(spec.train.threads)
     bf16 = use_bf16(spec.train.precision)
     path = model_mod.resolve_model_path(spec.model)
     tok = model_mod.load_tokenizer(spec.model, path)

@@ -78,11 +78,13 @@ class Recipe:
             if reused:
                 raise ConfigError(f"hydra.run.dir: {reused}")
         self.resume = resume_checkpoint(self.spec, self.run_dir, self.resolved)
+        # Before the manifest: its environment records the thread count train.threads resolved to.
+        log.info("torch threads: %d (train.threads=%s)", dist.apply_threads(self.spec.train.threads),
+                 self.spec.train.threads)
         if self.main:
             self.manifest = record_spec(self.spec, self.cfg, self.run_dir, self.overrides, self.resolved)
         self.tracker = tracker
         tracker.start(self.spec, self.run_dir, self.overrides, self.resolved)
-        dist.apply_threads(self.spec.train.threads)
         self.bf16 = use_bf16(self.spec.train.precision)
 
     def prepare_data(self) -> None:

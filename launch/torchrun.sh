@@ -3,7 +3,7 @@
 #   launch/torchrun.sh zero=zero2                 # every visible GPU
 #   NPROC=2 launch/torchrun.sh zero=zero3 experiment=tiny_smoke
 # One run dir for all ranks: ftx picks it on rank 0 (or pass hydra.run.dir=…); only rank 0 writes.
-# On CPU the ranks talk over gloo; set train.threads so NPROC × threads ≤ cores.
+# On CPU the ranks talk over gloo; train.threads=auto (the default) gives each rank cores ÷ NPROC.
 set -euo pipefail
 GPUS=$("${PYTHON:-python}" -c "import torch; print(torch.cuda.device_count())")
 NPROC="${NPROC:-$(( GPUS > 0 ? GPUS : 2 ))}"

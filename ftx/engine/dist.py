@@ -5,17 +5,72 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+from pathlib import Path
+from typing import Optional
 
 log = logging.getLogger("ftx")
 
 
-def apply_threads(n: int) -> None:
-    """torch intra-op threads; OMP_NUM_THREADS too, or accelerate resets it under a launcher."""
+def cgroup_cpus(root: str = "/sys/fs/cgroup") -> Optional[float]:
+    """CPUs the cgroup quota allows this process (cgroup v2 `cpu.max`, else v1 `cpu.cfs_quota_us` /
+    `cpu.cfs_period_us`), or None when there is no quota (or no cgroup file to read)."""
+    base = Path(root)
+    try:
+        quota, period = (base / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((base / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((base / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def auto_threads(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """Physical cores this process may use, shared among the local ranks: the CPUs of its affinity mask,
+    as physical cores (psutil's logical/physical ratio: one thread per core; hyper-threads of a core
+    contend for the same FPUs), capped by the cgroup quota (rounded up: a 1.5-CPU quota still gets two
+    threads) — or, with neither an affinity mask nor a quota narrower than the machine, minus the cores the
+    load average says other processes use — divided by LOCAL_WORLD_SIZE (torchrun, deepspeed and
+    accelerate set it). At least 1."""
+    import math
+
+    import psutil
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    logical, physical = psutil.cpu_count(logical=True), psutil.cpu_count(logical=False)
+    smt = max(1, logical // physical) if logical and physical else 1
+    cores = max(1, cpus // smt)
+    quota = cgroup_cpus(cgroup_root)  # CPU time, not cores: a 2-CPU quota runs two busy threads
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota - 1e-9)))
+    elif cpus >= (os.cpu_count() or cpus) and hasattr(os, "getloadavg"):
+        # The whole machine, no quota of our own: cores other processes keep busy (the 1-minute load
+        # average, which the run itself has barely entered yet) are not available. torch's OpenMP kernels
+        # wait at a barrier for their slowest thread, so one thread on a busy core stalls them all
+        # (measured on a loaded 2-core box: 2 threads ~25× slower than 1 on the tiny model).
+        cores = min(cores, max(1, (cpus - int(os.getloadavg()[0])) // smt))
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, cores // local)
+
+
+def resolve_threads(value) -> int:
+    """train.threads → a thread count: `auto` → auto_threads(); N → N; 0 → torch's default (returned as 0)."""
+    return auto_threads() if str(value) == "auto" else int(value)
+
+
+def apply_threads(value) -> int:
+    """torch intra-op threads from train.threads (auto | N | 0 = torch's default); OMP_NUM_THREADS too, or
+    accelerate resets it under a launcher. Returns the count torch now uses."""
     import torch
 
+    n = resolve_threads(value)
     if n:
         os.environ["OMP_NUM_THREADS"] = str(n)
         torch.set_num_threads(n)
+    return torch.get_num_threads()
 
 
 _EXIT = {"registered": False, "clean": False}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from ftx import ASSETS
+from ftx.engine.accel import attn_implementation
 from ftx.errors import ModelError
 from ftx.precision import resolve_dtype
 from ftx.runs import read_jsonl
@@ -192,7 +193,7 @@ def load_model(cfg: ModelConfig, path: Optional[str] = None, quantization_config
                          "loaded; convert them to safetensors, or set model.use_safetensors=false if you trust them")
     # use_safetensors=None lets transformers fall back to pickle; False would forbid safetensors.
     kwargs = dict(dtype=resolve_dtype(cfg.dtype), trust_remote_code=cfg.trust_remote_code,
-                  use_safetensors=True if cfg.use_safetensors else None, attn_implementation=cfg.attn_implementation)
+                  use_safetensors=True if cfg.use_safetensors else None, attn_implementation=attn_implementation(cfg.attn_implementation))
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
     if device_map is not None:

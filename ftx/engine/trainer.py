@@ -10,6 +10,7 @@ from typing import Optional
 
 from ftx import memory
 from ftx.errors import RunError
+from ftx.engine.accel import training_options
 from ftx.engine.loss import LOSS_CHUNK, chunked_loss, loss_head
 from ftx.engine.zero import deepspeed_config
 from ftx.runs import checkpoint_problem, flatten
@@ -184,6 +185,7 @@ def training_arguments(spec, run_dir: Path, bf16: bool, select_metric: Optional[
         metric_for_best_model=select_metric or "eval_loss", greater_is_better=select_metric is not None, deepspeed=deepspeed_config(spec.zero, bf16), save_only_model=False,
         prediction_loss_only=True,  # evaluation during training: the loss, never the logits
     )
+    kwargs.update(training_options(spec))  # train.compile, train.liger (ftx/engine/accel.py)
     if cls is not None and "gradient_checkpointing" in {f.name for f in dataclasses.fields(cls)}:
         kwargs["gradient_checkpointing"] = ckpt  # TRL's DPOConfig turns it on by default: keep ftx's plan
     kwargs.update(extra)

@@ -18,7 +18,7 @@ from pathlib import Path
 from ftx.errors import RunError
 from ftx.record.rundir import load_run, run_spec
 from ftx.runs import flatten
-from ftx.engine import model as model_mod, quant as quant_mod
+from ftx.engine import dist, model as model_mod, quant as quant_mod
 from ftx.engine.build import base_dtype
 from ftx.eval.suite import Evaluator
 from ftx.precision import use_bf16
@@ -80,8 +80,7 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> dict:
 
     record = load_run(run_dir, finished=True)
     spec, stored, manifest = run_spec(record, overrides), record.metrics, record.manifest
-    if spec.train.threads:
-        torch.set_num_threads(spec.train.threads)
+    dist.apply_threads(spec.train.threads)
     stored_precision = stored.get("eval", {}).get("precision")
     # Training's precision decides how the base was loaded; with eval.precision=train it is what the
     # run recorded (precision=auto may resolve differently on another machine).

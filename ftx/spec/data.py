@@ -280,9 +280,11 @@ class FormatConfig:
     truncation: Truncation = Truncation.drop
     """drop (skip over-long examples, counted) | truncate (cut the response's end, counted; a prompt that
     does not fit is an error) | error (stop at the first over-long example)."""
-    packing: bool = False
+    packing: Optional[bool] = None
     """Pack several training examples per sequence (position ids restart per example, so no attention
-    crosses example boundaries); validation stays unpacked."""
+    crosses example boundaries; loss weights and prompt masking are kept); validation stays unpacked.
+    null (auto): on, except with model.trust_remote_code (a model's own code may ignore the restarted
+    position ids); build_spec resolves it, so config.yaml shows true or false."""
     pack_length: Optional[int] = None
     """Length of packed sequences (null: max_length)."""
     raw_text: bool = False

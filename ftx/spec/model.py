@@ -61,7 +61,8 @@ class ModelConfig:
     use_safetensors: bool = True
     """Load weights from safetensors only (no pickle). Turning it off logs a warning."""
     attn_implementation: AttnImplementation = AttnImplementation.sdpa
-    """eager | sdpa | flash_attention_2 (GPU only)."""
+    """eager | sdpa | flash_attention_2 (CUDA + flash-attn: packed rows through its varlen kernel; without a
+    GPU it falls back to sdpa with a warning)."""
     tiny: TinyConfig = field(default_factory=TinyConfig)
 
     def check(self) -> None:

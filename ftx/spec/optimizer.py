@@ -11,6 +11,7 @@ from ftx.spec.choices import Choice, check_choices
 
 class OptimizerName(Choice):
     adamw_torch = "adamw_torch"
+    adamw_torch_fused = "adamw_torch_fused"
     adamw_bnb_8bit = "adamw_bnb_8bit"
     paged_adamw_8bit = "paged_adamw_8bit"
     sgd = "sgd"
@@ -33,7 +34,8 @@ class OptimizerConfig:
     """Optimizer, schedule and regularisation."""
 
     name: OptimizerName = OptimizerName.adamw_torch
-    """adamw_torch | adamw_bnb_8bit (8-bit states, bitsandbytes) | paged_adamw_8bit (CUDA paging;
+    """adamw_torch | adamw_torch_fused (torch's one-kernel AdamW: CUDA, and CPU since torch 2.4) |
+    adamw_bnb_8bit (8-bit states, bitsandbytes) | paged_adamw_8bit (CUDA paging;
     on CPU it runs as adamw_bnb_8bit) | sgd."""
     lr: float = 1e-3
     """Peak learning rate."""

@@ -366,7 +366,18 @@ def build_spec(cfg: DictConfig) -> RunSpec:
     spec.check()
 
     resolve(spec)  # train.objective=cpt → data-plan settings, visible in config.yaml and the hash
+    resolve_packing(spec)
     return spec
+
+
+def resolve_packing(spec: RunSpec) -> None:
+    """data.format.packing=null (auto) → true, unless the model runs its own code (model.trust_remote_code):
+    packing relies on transformers deriving per-example attention from position ids that restart at 0
+    (masking_utils for eager/sdpa, the varlen path for flash-attention), which custom modelling code need
+    not do. Resolved here so config.yaml, the hash and `ftx spec` show what runs."""
+    f = spec.data.format
+    if f.packing is None:
+        f.packing = not spec.model.trust_remote_code
 
 
 def as_dict(spec: RunSpec) -> dict:

@@ -80,8 +80,16 @@ class TrainConfig:
     logging_steps: int = 1
     seed: int = 42
     """Set before PEFT wraps the model: the same seed gives the same adapter init and data order."""
-    threads: int = 1
-    """torch intra-op threads (on a loaded 2-core box 1 beats 2; 0 = torch default)."""
+    threads: str = "auto"
+    """torch intra-op threads per process: auto (the physical cores this process may use — CPU affinity
+    and cgroup quota respected — divided by the local ranks under torchrun/deepspeed) | N | 0 (torch's
+    default). On a machine shared with other jobs a fixed small N can beat auto."""
+    compile: bool = False
+    """torch.compile the model (the Trainer's torch_compile; inductor: C++ on CPU, Triton on GPU). Pays only
+    when the run is long enough to earn back its compile time (docs/training.md, "Speed")."""
+    liger: bool = False
+    """Liger kernels (fused RMSNorm, RoPE, SwiGLU; Triton, CUDA only; pip install 'ftx[liger]'). Without a
+    GPU: a warning, and training runs without them."""
     resume: str = "none"
     """none | auto (newest checkpoint in the run dir, error if none; give the run dir:
     hydra.run.dir=…) | if_present (auto, or a fresh start: for requeued jobs) | a checkpoint
@@ -122,7 +130,8 @@ class TrainConfig:
         require(self.epochs > 0 or self.max_steps > 0, "train.epochs", "must be > 0 unless train.max_steps > 0")
         require(self.batch_size > 0, "train.batch_size", f"must be > 0, got {self.batch_size}")
         require(self.grad_accum > 0, "train.grad_accum", f"must be > 0, got {self.grad_accum}")
-        require(self.threads >= 0, "train.threads", f"must be >= 0, got {self.threads}")
+        require(self.threads == "auto" or self.threads.isdigit(), "train.threads",
+                f"must be auto or a whole number >= 0 (0: torch's default), got {self.threads!r}")
         require(self.eval_steps >= 0 and self.save_steps >= 0, "train.eval_steps",
                 "eval_steps and save_steps must be >= 0")
         require(self.early_stopping_patience >= 0, "train.early_stopping_patience",

@@ -127,7 +127,7 @@ CATALOGUE = [
     Entry("user-conf-unknown-option", "an option in neither your config folder nor ftx's",
           ["spec", "--config-dir", "{d}/userconf", "data=nope"],
           "ftx: config error: unknown option 'nope' for group 'data' (yours in {d}/userconf/data: broken, mine; "
-          "ftx's: http_demo, http_mix, leaky)"),
+          "ftx's: http_demo, http_mix, http_prefs, leaky)"),
     Entry("user-conf-malformed-yaml", "malformed YAML in your own config folder",
           ["spec", "--config-dir", "{d}/userconf", "data=broken"],
           "ftx: config error: {d}/userconf/data/broken.yaml:4:12: malformed YAML (mapping values are not allowed here)"),
