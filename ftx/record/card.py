@@ -132,6 +132,14 @@ def evaluation_section(r: RunRecord) -> str:
         parts.append(f"Paired per-example tests, base vs tuned (significance {level}; "
                      f"{100 * (1 - level):.0f}% bootstrap CI of the difference):\n\n"
                      + md_table(["metric", "n", "base", "tuned", "diff", "CI", "test", "p", "verdict"], rows))
+    ops = (r.metrics.get("eval") or {}).get("ops") or {}
+    if ops.get("answers"):
+        parts.append(f"Operational metrics (`ops_*`): {ops['answers']} answers from {ops.get('set')}, generated one at "
+                     f"a time after {ops.get('warmup')} warm-up answers, {ops.get('threads')} thread(s), "
+                     f"max_new_tokens {ops.get('max_new_tokens')}; tuned/base p99 latency "
+                     f"x{fmt(ops.get('latency_p99_ratio'))} (budget {fmt(ops.get('latency_budget_p99_ratio'))}), "
+                     f"mean output tokens x{fmt(ops.get('output_tokens_ratio'))} "
+                     f"(budget {fmt(ops.get('tokens_budget_ratio'))}).")
     obj = r.metrics.get("objective") or {}
     if obj:
         parts.append(f"Objective `{obj.get('metric')}` = **{fmt(obj.get('value'))}** "

@@ -22,7 +22,8 @@ from ftx.record.rundir import RunRecord, is_run_dir, load_run
 from ftx.runs import flatten
 
 DEFAULT_METRICS = ("objective/value", "tuned/val_loss", "delta/val_loss", "tuned/val_rouge_l", "tuned/general_eval_loss",
-                   "delta/general_eval_loss", "train/loss", "train/seconds",
+                   "delta/general_eval_loss", "tuned/ops_latency_p99_s", "eval/ops/latency_p99_ratio",
+                   "tuned/ops_output_tokens_mean", "eval/ops/output_tokens_ratio", "train/loss", "train/seconds",
                    "cost/device_hours", "cost/estimated_cost", "cost/val_gain_per_device_hour")
 IGNORED_PREFIXES = ("sweep.",)  # per-trial bookkeeping (trial number, storage), not a setting
 
