@@ -47,8 +47,9 @@ def cmd_export(args: list[str]) -> None:
         print(f"exported {report['method']} model ({ns.dtype or 'fp32'}, safetensors) to {out}{check}")
         return
     rt = report.get("round_trip")
-    proof = (f"; read back by transformers: same token ids, max |Δlogit| {rt['max_abs_logit_diff']:.2e} on "
-             f"{rt['prompts']} prompts (tolerance {rt['tolerance']:g})" if rt else "")
+    proof = (f"; read back by transformers: same token ids, max |Δlogit| {rt['max_abs_logit_diff']:.2e} "
+             f"({rt['relative_logit_error']:.1e} of max |logit|, tolerance {rt['tolerance']:g}), top-1 agreement "
+             f"{rt['top1_agreement']:.1%} on {rt['prompts']} prompts" if rt else "")
     print(f"exported {report['method']} model as {out / report['file']} ({report['quant']}, "
           f"{report['size_bytes'] / 2**20:.0f} MiB){check}{proof}\nOllama: {out / 'Modelfile'} "
           f"(template: {report['modelfile']['template']}); ollama create NAME -f {out / 'Modelfile'}")

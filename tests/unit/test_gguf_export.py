@@ -37,8 +37,8 @@ def test_ollama_template_renders_what_the_chat_template_renders(tok, family):
     from ftx.data.format import TEMPLATES
 
     tok.chat_template = TEMPLATES[family][0]
-    go, how = gguf.ollama_template(tok)
-    assert go is not None and how.startswith(family) and "checked" in how
+    go, how, default = gguf.ollama_template(tok)
+    assert go is not None and how.startswith(family) and "checked" in how and default is None
     msgs = [{"role": "user", "content": "Which port?"}, {"role": "assistant", "content": "22."},
             {"role": "user", "content": "And HTTPS?"}]
     expected = tok.apply_chat_template([{"role": "system", "content": "Be brief."}, *msgs],
@@ -51,8 +51,8 @@ def test_a_template_that_renders_differently_gets_no_template(tok):
     from ftx.data.format import TEMPLATES
 
     tok.chat_template = TEMPLATES["chatml"][0].replace("<|im_start|>", "<|im_start|> ")
-    go, how = gguf.ollama_template(tok)
-    assert go is None and "renders differently" in how
+    go, how, default = gguf.ollama_template(tok)
+    assert go is None and "renders differently" in how and default is None
     text, _ = gguf.modelfile("model-f16.gguf", tok, ["<|im_end|>"], None, 0.0)
     assert "TEMPLATE" not in text.replace("# no TEMPLATE", "") and "FROM ./model-f16.gguf" in text
 
@@ -88,3 +88,17 @@ def test_export_flag_mistakes_are_one_line(tmp_path, capsys, args, message):
 
     code, err = run_main(["export", str(tmp_path), *args], capsys)
     assert code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_a_template_default_system_prompt_becomes_the_modelfile_system(tok):
+    """SmolLM2's template adds "You are a helpful AI assistant named SmolLM…" when no system turn is given."""
+    from ftx.data.format import TEMPLATES
+
+    tok.chat_template = ("{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nBe a helper.<|im_end|>\\n' }}"
+                         "{% endif %}" + TEMPLATES["chatml"][0])
+    go, how, default = gguf.ollama_template(tok)
+    assert go is not None and default == "Be a helper." and "default system prompt" in how
+    text, _ = gguf.modelfile("m.gguf", tok, [], None, 0.0)
+    assert 'SYSTEM """Be a helper."""' in text
+    text, _ = gguf.modelfile("m.gguf", tok, [], "The run's own.", 0.0)
+    assert 'SYSTEM """The run\'s own."""' in text
