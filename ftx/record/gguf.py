@@ -24,10 +24,10 @@ from ftx.record.rundir import read_config
 from ftx.runs import atomic_write_text, write_json
 
 QUANTS = ("f16", "q8_0")
-TOLERANCE = {"f16": 1e-2, "q8_0": 5e-2}
+TOLERANCE = {"f16": 1e-2, "q8_0": 0.1}
 """Largest allowed relative logit error, max |Δlogit| / max |logit|, between the GGUF read back and the merged
 fp32 model. Measured on SmolLM2-135M (docs/export.md): f16 1.0e-3 (max |Δlogit| 0.041 on logits up to 39),
-q8_0 see docs/export.md. f16 rounds weights to 11 significant bits, q8_0 to 8-bit blocks of 32 with an f16 scale."""
+q8_0 3.4e-2 (1.32 on 39). f16 rounds weights to 11 significant bits, q8_0 to 8-bit blocks of 32 with an f16 scale."""
 PROMPTS = ("What is the capital of France?", "Explain what a TCP port is in one sentence.",
            "Write a haiku about autumn.")
 
