@@ -13,8 +13,9 @@ import time
 
 from ftx.eval.generate import generation_kwargs, stop_ids
 from ftx.eval.heldout import autocast
+from ftx.spec.eval import OPS_METRICS, OPS_PREFIX
 
-PREFIX = "ops_"
+PREFIX = OPS_PREFIX
 """Operational keys in metrics.json base/tuned (timings: never part of the `ftx eval --check` reproduction)."""
 
 
@@ -86,7 +87,9 @@ def summarize(rows: list[dict]) -> dict:
                 hit_max_new_tokens_rate=sum(r["hit_max"] for r in rows) / len(rows),
                 prompt_tokens_mean=sum(r["prompt_tokens"] for r in rows) / len(rows),
                 tokens_per_s=sum(r["generated"] for r in rows) / max(sum(lat), 1e-9))
-    return {PREFIX + k: v for k, v in flat.items()}
+    out = {PREFIX + k: v for k, v in flat.items()}
+    assert tuple(out) == OPS_METRICS  # the spec's list (objective.metric validation) is what is written
+    return out
 
 
 def budgets(base: dict, tuned: dict, cfg, detail: dict) -> tuple[dict, list[str]]:

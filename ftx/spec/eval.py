@@ -123,6 +123,13 @@ class SelectConfig:
     """Validation prompts generated at each evaluation during training (the first N, fixed for the run)."""
 
 
+OPS_PREFIX = "ops_"
+OPS_METRICS = tuple(OPS_PREFIX + k for k in (
+    "latency_p50_s", "latency_p90_s", "latency_p99_s", "ttft_p50_s", "ttft_p90_s", "output_tokens_mean",
+    "output_tokens_p90", "hit_max_new_tokens_rate", "prompt_tokens_mean", "tokens_per_s"))
+"""The operational metrics every evaluation with generated prompts writes per side (ftx.eval.ops)."""
+
+
 @dataclass
 class LatencyConfig:
     """Operational metrics: each answer generated alone (batch 1, eval.generation settings) on the same prompts

@@ -124,3 +124,16 @@ def test_timings_are_not_part_of_the_reproduction_check():
     rep = reproduction({"tuned": {"val_loss": 1.0, "ops_latency_p99_s": 1.0}},
                        {"tuned": {"val_loss": 1.0, "ops_latency_p99_s": 3.0}}, 1e-3)
     assert rep["ok"] and rep["compared"] == 1
+
+
+def test_objective_direction_and_validation_know_the_operational_metrics():
+    from ftx.spec.eval import OPS_METRICS
+    from ftx.spec.run import metric_direction, produced_metrics
+
+    assert metric_direction("tuned/ops_latency_p99_s") == "minimize"
+    assert metric_direction("delta/ops_output_tokens_mean") == "minimize"
+    assert metric_direction("tuned/ops_tokens_per_s") == "maximize"
+    assert set(OPS_METRICS) <= set(produced_metrics(EvalConfig()))
+    off = EvalConfig()
+    off.latency.prompts = 0
+    assert not set(OPS_METRICS) & set(produced_metrics(off))
