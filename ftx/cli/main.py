@@ -7,7 +7,8 @@
     ftx augment [overrides] --out FILE      synthetic paraphrases/back-translations by the base model
     ftx eval    RUN_DIR [overrides] [--check]  re-evaluate a finished run
     ftx compare RUNS… [--metric M] [--out DIR]  table of runs: differing config keys and metrics
-    ftx export  RUN_DIR [--out DIR] [--dtype fp32|bf16]  merge an adapter into its base model
+    ftx export  RUN_DIR [--out DIR] [--format safetensors|gguf]  merge an adapter into its base model (GGUF + Ollama)
+    ftx chat    RUN_DIR [--base]            talk to the tuned model (and the base beside it) in the terminal
     ftx report  RUN_DIR [--html] [--out DIR]  markdown report with plots for one run
     ftx sweep-report SWEEP_DIR              best trial as an override line, trials.csv, plots (docs/sweeps.md)
     ftx review  export RUN [--against RUN_B] | import FILES… | to-preferences FILES… --out F  blind human review
@@ -39,6 +40,7 @@ COMMANDS = {
     "eval": "ftx.cli.eval:cmd_eval",
     "sweep-report": "ftx.cli.sweep_report:cmd_sweep_report",
     "export": "ftx.cli.export:cmd_export",
+    "chat": "ftx.cli.chat:cmd_chat",
     "compare": "ftx.cli.compare:cmd_compare",
     "report": "ftx.cli.report:cmd_report",
     "init": "ftx.cli.init:cmd_init",

@@ -86,6 +86,21 @@ def stop_ids(tok) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
+def generation_kwargs(tok, gen_cfg) -> dict:
+    """`model.generate` keyword arguments for eval.generation (seeds the sampler when sampling)."""
+    import torch
+
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    kwargs = dict(max_new_tokens=gen_cfg.max_new_tokens, do_sample=gen_cfg.do_sample, pad_token_id=pad,
+                  eos_token_id=stop_ids(tok), use_cache=True, repetition_penalty=gen_cfg.repetition_penalty)
+    if gen_cfg.do_sample:
+        kwargs.update(temperature=gen_cfg.temperature, top_p=gen_cfg.top_p)
+        torch.manual_seed(gen_cfg.seed)
+    else:  # greedy: clear sampling knobs a model's generation_config may carry
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    return kwargs
+
+
 def generate(model, tok, prompt_ids: list[list[int]], gen_cfg, bf16: bool) -> list[str]:
     """Batched generation, left-padded; returns the decoded new text of each prompt."""
     import torch
@@ -95,14 +110,8 @@ def generate(model, tok, prompt_ids: list[list[int]], gen_cfg, bf16: bool) -> li
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    kwargs = dict(max_new_tokens=gen_cfg.max_new_tokens, do_sample=gen_cfg.do_sample, pad_token_id=pad,
-                  eos_token_id=stop_ids(tok), use_cache=True, repetition_penalty=gen_cfg.repetition_penalty)
-    if gen_cfg.do_sample:
-        kwargs.update(temperature=gen_cfg.temperature, top_p=gen_cfg.top_p)
-        torch.manual_seed(gen_cfg.seed)
-    else:  # greedy: clear sampling knobs a model's generation_config may carry
-        kwargs.update(temperature=None, top_p=None, top_k=None)
+    kwargs = generation_kwargs(tok, gen_cfg)
+    pad = kwargs["pad_token_id"]
     texts: list[str] = []
     try:
         with torch.no_grad(), autocast(bf16):

@@ -18,6 +18,7 @@ from typing import Optional
 from ftx import memory
 from ftx.eval import generate as gen
 from ftx.eval import preference
+from ftx.eval import ops as ops_mod
 from ftx.eval.heldout import loss_pass, own_precision, summarize
 from ftx.eval.metrics import aggregate, contains, exact_match
 from ftx.eval.judge import both_orders, load_judge
@@ -68,6 +69,8 @@ class Evaluator:
                           prompt_ids=gen.chat_prompt_ids(r["prompt"], tok, spec.data.format))
         self.results: dict[str, dict] = {}
         self.seconds: dict[str, dict] = {}
+        self.latency_set, self.latency_items = latency_prompts(self.cfg.latency.prompts, self.prompts, self.golden)
+        self.threads: dict[str, int] = {}
 
     # -- one side ---------------------------------------------------------------------------------
     def run(self, model, side: str) -> dict:
@@ -76,9 +79,24 @@ class Evaluator:
         self._gen_seconds = 0.0
         with own_precision(model):
             flat = self._run(model, side)
+            if self.latency_items:
+                t1 = time.perf_counter()
+                flat.update(self._time_answers(model, side))
+                self._latency_seconds = time.perf_counter() - t1
         total = time.perf_counter() - t0
         self.seconds[side] = {"total": round(total, 2), "generation": round(self._gen_seconds, 2)}
+        if self.latency_items:
+            self.seconds[side]["latency"] = round(self._latency_seconds, 2)
         return flat
+
+    def _time_answers(self, model, side: str) -> dict:
+        """The operational metrics of `side` (ftx.eval.ops): the same prompts and settings for base and tuned."""
+        import torch
+
+        self.threads[side] = torch.get_num_threads()
+        rows = ops_mod.time_answers(model, self.tok, [it["prompt_ids"] for it in self.latency_items],
+                                    self.cfg.generation, self.bf16, self.cfg.latency.warmup)
+        return ops_mod.summarize(rows)
 
     def _run(self, model, side: str) -> dict:
         cap = self.cfg.max_examples or None
@@ -178,7 +196,8 @@ class Evaluator:
         if "base" in self.results:
             task = task_comparison(self.results["base"]["rows"], self.results["tuned"]["rows"],
                                    self.cfg.significance, seed=self.spec.train.seed)
-        out = compare(base, tuned, self.cfg, self.bf16, self._golden_detail(), self._probe_detail(), task)
+        out = compare(base, tuned, self.cfg, self.bf16, self._golden_detail(), self._probe_detail(), task,
+                      self._ops_detail())
         pairwise = self._pairwise()
         if pairwise is not None:
             out["eval"]["pairwise"] = pairwise
@@ -215,6 +234,18 @@ class Evaluator:
                  summary["identical"], "-" if summary["position_flip_rate"] is None
                  else f"{summary['position_flip_rate']:.0%}")
         return summary
+
+    def _ops_detail(self) -> Optional[dict]:
+        if not self.latency_items:
+            return None
+        threads = sorted(set(self.threads.values()))
+        out = {"answers": len(self.latency_items), "set": self.latency_set, "warmup": self.cfg.latency.warmup,
+               "batch_size": 1, "max_new_tokens": self.cfg.generation.max_new_tokens,
+               "greedy": not self.cfg.generation.do_sample, "threads": threads[0] if len(threads) == 1 else self.threads}
+        if len(threads) > 1:
+            out["warning"] = f"base and tuned were timed with different thread counts {self.threads}"
+            log.warning("operational metrics: %s", out["warning"])
+        return out
 
     def _golden_detail(self) -> Optional[dict]:
         if not self.golden:
@@ -259,6 +290,16 @@ def resolve_primary(cfg, prompts: dict) -> tuple[str, str]:
     return f"{split}_{metric}", f"auto: median accepted answer {median} words ({'≤' if median <= 5 else '>'} 5)"
 
 
+def latency_prompts(n: int, prompts: dict[str, list[dict]], golden: list[dict]) -> tuple[Optional[str], list[dict]]:
+    """(set name, items) the operational metrics time: the first `n` prompts of the first generated split,
+    else of the golden set; (None, []) when n is 0 or nothing is generated."""
+    if n:
+        for name, items in [*prompts.items(), ("golden", golden)]:
+            if items:
+                return name, items[:n]
+    return None, []
+
+
 def task_flags(task: dict) -> tuple[list[str], list[str]]:
     """(regression flags, improvement notes) from the paired comparisons, in metrics.json order."""
     regressions = [describe(k, r) for k, r in task.items() if r["verdict"] == "regression"]
@@ -278,9 +319,10 @@ def confident_nonsense(ids: list, base: list[dict], tuned: list[dict], margin: f
 
 
 def compare(base: dict, tuned: dict, cfg, bf16: bool, golden: Optional[dict], probe: Optional[dict],
-            task: Optional[dict] = None) -> dict:
-    """delta (tuned − base), the eval section (forgetting, golden, off-domain, paired task metrics) and the
-    run's flags. `task`: metric → paired result (ftx.eval.paired); a significant drop is a flag."""
+            task: Optional[dict] = None, ops: Optional[dict] = None) -> dict:
+    """delta (tuned − base), the eval section (forgetting, golden, off-domain, paired task metrics, operational
+    budgets) and the run's flags. `task`: metric → paired result (ftx.eval.paired); a significant drop is a flag.
+    `ops`: how the operational metrics were taken (Evaluator._ops_detail); their budgets flag the run."""
     delta = {k: tuned[k] - base[k] for k in tuned
              if isinstance(tuned[k], (int, float)) and isinstance(base.get(k), (int, float))}
     flags: list[str] = []
@@ -316,6 +358,9 @@ def compare(base: dict, tuned: dict, cfg, bf16: bool, golden: Optional[dict], pr
         regressions, improvements = task_flags(task)
         flags += regressions
         out_eval["task"] = {"significance": cfg.significance, "metrics": task, "improvements": improvements}
+    if ops is not None:
+        out_eval["ops"], ops_flags = ops_mod.budgets(base, tuned, cfg, ops)
+        flags += ops_flags
     if cfg.judge.kind != "none":
         out_eval["judge"] = {"kind": cfg.judge.kind, "threshold": cfg.judge.threshold}
     for f in flags:
@@ -337,7 +382,19 @@ def summary_table(metrics: dict) -> list[str]:
         b, t = base.get(k), tuned.get(k)
         d = (t - b) if isinstance(b, (int, float)) and isinstance(t, (int, float)) else None
         lines.append(f"{k:<26}{fmt(b)}{fmt(t)}{fmt(d)}")
+    for k in (k for k in tuned if k.startswith(ops_mod.PREFIX)):
+        b, t = base.get(k), tuned.get(k)
+        d = (t - b) if isinstance(b, (int, float)) and isinstance(t, (int, float)) else None
+        lines.append(f"{k:<26}{fmt(b)}{fmt(t)}{fmt(d)}")
     ev = metrics.get("eval", {})
+    if "ops" in ev:
+        o = ev["ops"]
+        ratio = lambda key, budget: (f"x{o[key]:.2f} (budget {'none' if o.get(budget) is None else format(o[budget], 'g')})"
+                                     if key in o else "-")
+        lines.append(f"operational: {o['answers']} answers from {o['set']} (batch 1, greedy={o['greedy']}, "
+                     f"warm-up {o['warmup']}, threads {o['threads']}); tuned/base p99 latency "
+                     f"{ratio('latency_p99_ratio', 'latency_budget_p99_ratio')}, output tokens "
+                     f"{ratio('output_tokens_ratio', 'tokens_budget_ratio')}")
     if "golden" in ev:
         g = ev["golden"]
         lines.append(f"golden set: {g['passed']}/{g['total']} passed ({g['match']})"

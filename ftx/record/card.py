@@ -135,6 +135,14 @@ def evaluation_section(r: RunRecord) -> str:
     rv = r.metrics.get("review") or {}
     if rv.get("items_rated"):
         parts.append(review_line(rv))
+    ops = (r.metrics.get("eval") or {}).get("ops") or {}
+    if ops.get("answers"):
+        parts.append(f"Operational metrics (`ops_*`): {ops['answers']} answers from {ops.get('set')}, generated one at "
+                     f"a time after {ops.get('warmup')} warm-up answers, {ops.get('threads')} thread(s), "
+                     f"max_new_tokens {ops.get('max_new_tokens')}; tuned/base p99 latency "
+                     f"x{fmt(ops.get('latency_p99_ratio'))} (budget {fmt(ops.get('latency_budget_p99_ratio'))}), "
+                     f"mean output tokens x{fmt(ops.get('output_tokens_ratio'))} "
+                     f"(budget {fmt(ops.get('tokens_budget_ratio'))}).")
     obj = r.metrics.get("objective") or {}
     if obj:
         parts.append(f"Objective `{obj.get('metric')}` = **{fmt(obj.get('value'))}** "

@@ -22,8 +22,10 @@ from ftx.record.rundir import RunRecord, is_run_dir, load_run
 from ftx.runs import flatten
 
 DEFAULT_METRICS = ("objective/value", "tuned/val_loss", "delta/val_loss", "tuned/val_rouge_l", "tuned/general_eval_loss",
-                   "delta/general_eval_loss", "review/win_rate", "review/items_rated",
-                   "eval/pairwise/win_rate", "eval/pairwise/position_flip_rate", "train/loss", "train/seconds",
+                   "delta/general_eval_loss", "tuned/ops_latency_p99_s", "eval/ops/latency_p99_ratio",
+                   "tuned/ops_output_tokens_mean", "eval/ops/output_tokens_ratio", "review/win_rate",
+                   "review/items_rated", "eval/pairwise/win_rate", "eval/pairwise/position_flip_rate",
+                   "train/loss", "train/seconds",
                    "memory/peak/rss_mb", "memory/peak/stage", "memory/train/rss_mb", "memory/train/cuda_mb",
                    "cost/device_hours", "cost/estimated_cost", "cost/val_gain_per_device_hour")
 IGNORED_PREFIXES = ("sweep.",)  # per-trial bookkeeping (trial number, storage), not a setting

@@ -37,17 +37,32 @@ def locate(path: Path) -> tuple[Path, Path]:
     return run_dir, adapter
 
 
-def export(run_dir: Path, adapter: Path, out: Path, dtype: str = "fp32", verify: bool = True) -> dict:
-    import torch
+def run_model_config(run_dir: Path) -> tuple[dict, ModelConfig]:
+    """(the recorded config, its model section). Only the model section matters to an export; reading just it
+    keeps runs of older ftx versions exportable."""
     from omegaconf import OmegaConf
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    # Only the model section matters here; reading just it keeps runs of older ftx versions exportable.
     recorded = read_config(run_dir)
     try:
         model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), recorded.get("model", {})))
     except Exception as e:
         raise RunError(f"ftx export: {run_dir / 'config.yaml'}: model section unreadable ({str(e).splitlines()[0]})") from None
+    return recorded, model_cfg
+
+
+def base_config_json(run_dir: Path, adapter: Path) -> Path:
+    """config.json of the model an export merges into (the base for an adapter; the saved model for lora=full)."""
+    if not (adapter / "adapter_config.json").is_file():
+        return adapter / "config.json"
+    _, model_cfg = run_model_config(run_dir)
+    return Path(model_mod.resolve_model_path(model_cfg)) / "config.json"
+
+
+def export(run_dir: Path, adapter: Path, out: Path, dtype: str = "fp32", verify: bool = True) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    recorded, model_cfg = run_model_config(run_dir)
     method = (recorded.get("lora") or {}).get("method", "lora")
     torch_dtype = resolve_dtype(dtype)
     tok = AutoTokenizer.from_pretrained(str(adapter))

@@ -124,6 +124,37 @@ class SelectConfig:
     """Validation prompts generated at each evaluation during training (the first N, fixed for the run)."""
 
 
+OPS_PREFIX = "ops_"
+OPS_METRICS = tuple(OPS_PREFIX + k for k in (
+    "latency_p50_s", "latency_p90_s", "latency_p99_s", "ttft_p50_s", "ttft_p90_s", "output_tokens_mean",
+    "output_tokens_p90", "hit_max_new_tokens_rate", "prompt_tokens_mean", "tokens_per_s"))
+"""The operational metrics every evaluation with generated prompts writes per side (ftx.eval.ops)."""
+
+
+@dataclass
+class LatencyConfig:
+    """Operational metrics: each answer generated alone (batch 1, eval.generation settings) on the same prompts
+    for base and tuned, timed after a warm-up: latency p50/p90/p99, time to first token, tokens/s."""
+
+    prompts: int = 16
+    """Prompts timed per side (the first N of the first generated set: val, else test, general_eval, golden);
+    0: no operational metrics. The percentiles rest on this many answers (metrics.json says how many)."""
+    warmup: int = 2
+    """Untimed generations before timing (allocator, kernels, caches)."""
+    max_p99_ratio: Optional[float] = 1.2
+    """Flag the run when the tuned p99 latency exceeds the base's by more than this factor (1.2: +20%, the
+    usual roll-back line); null: report only."""
+
+
+@dataclass
+class TokensConfig:
+    """Output length budget (the operational metrics' answers)."""
+
+    max_ratio: Optional[float] = 1.5
+    """Flag the run when the tuned model's mean output tokens per answer exceed the base's by more than this
+    factor (wordier answers cost latency and money); null: report only."""
+
+
 @dataclass
 class EvalConfig:
     """What is measured after (and before) training."""
@@ -140,6 +171,8 @@ class EvalConfig:
     offdomain: ProbeConfig = field(default_factory=ProbeConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    tokens: TokensConfig = field(default_factory=TokensConfig)
     primary: str = "auto"
     """The task metric that judges a run: `<split>_<metric>` (val_contains, val_token_f1, test_exact_match,
     …; metric: exact_match | contains | token_f1 | rouge_l | judge) or auto: val_contains when the
@@ -193,4 +226,9 @@ class EvalConfig:
             require(metric != "judge" or j.kind != "pairwise", "eval.primary",
                     f"={self.primary} needs a judge that scores each answer (reference, lm or your own); "
                     "eval.judge.kind=pairwise compares base with tuned (eval.pairwise in metrics.json)")
+        require(self.latency.prompts >= 0, "eval.latency.prompts", f"must be >= 0 (0: off), got {self.latency.prompts}")
+        require(self.latency.warmup >= 0, "eval.latency.warmup", f"must be >= 0, got {self.latency.warmup}")
+        for key, ratio in (("eval.latency.max_p99_ratio", self.latency.max_p99_ratio),
+                           ("eval.tokens.max_ratio", self.tokens.max_ratio)):
+            require(ratio is None or ratio > 0, key, f"must be > 0 (a tuned/base ratio: 1.2 = +20%) or null, got {ratio}")
         require(self.reproduce_rtol >= 0, "eval.reproduce_rtol", f"must be >= 0, got {self.reproduce_rtol}")

