@@ -378,10 +378,11 @@ def resolve_packing(spec: RunSpec) -> None:
     """data.format.packing=null (auto) → true, unless the model runs its own code (model.trust_remote_code):
     packing relies on transformers deriving per-example attention from position ids that restart at 0
     (masking_utils for eager/sdpa, the varlen path for flash-attention), which custom modelling code need
-    not do. Resolved here so config.yaml, the hash and `ftx spec` show what runs."""
+    not do; and off for train.objective=dpo, which compares whole replies (rule_dpo_trains_on_whole_pairs).
+    Resolved here so config.yaml, the hash and `ftx spec` show what runs."""
     f = spec.data.format
     if f.packing is None:
-        f.packing = not spec.model.trust_remote_code
+        f.packing = not spec.model.trust_remote_code and spec.train.objective != "dpo"
 
 
 def as_dict(spec: RunSpec) -> dict:

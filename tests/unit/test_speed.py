@@ -101,12 +101,13 @@ def test_threads_default_auto_takes_numbers_and_refuses_the_rest():
         assert str(e.value).startswith("train.threads: must be auto or a whole number >= 0") and "\n" not in str(e.value)
 
 
-def test_packing_is_on_by_default_and_off_for_remote_code_models():
+def test_packing_is_on_by_default_and_off_for_remote_code_models_and_dpo():
     assert build_spec(compose([])).data.format.packing is True
     assert build_spec(compose(["data.format.packing=false"])).data.format.packing is False
     remote = ["model.source=path", "model.name_or_path=/some/model", "model.trust_remote_code=true"]
     assert build_spec(compose(remote)).data.format.packing is False
     assert build_spec(compose([*remote, "data.format.packing=true"])).data.format.packing is True
+    assert build_spec(compose(["train.objective=dpo"])).data.format.packing is False  # whole pairs
 
 
 def test_a_tiny_run_packed_by_default_reaches_the_loss_of_the_unpacked_run(tmp_path):
