@@ -64,14 +64,14 @@ def _bands(cfg: NearDedupConfig) -> int:
 def rensa_candidates(text_list: list[str], cfg: NearDedupConfig) -> list[tuple[int, int]]:
     """rensa MinHash (Rust) + its LSH on the same shingles; same estimate margin as `candidates`."""
     rensa = _rensa()
-    margin = 2 * (0.25 / cfg.num_perm) ** 0.5
+    slack = margin(cfg)
     mhs = rensa.RMinHash.from_token_sets([shingles(t, cfg.shingle, cfg.unit) for t in text_list], cfg.num_perm,
                                          cfg.seed)
     lsh = rensa.RMinHashLSH(cfg.threshold, cfg.num_perm, _bands(cfg))
     lsh.insert_pairs(list(enumerate(mhs)))
     out = []
     for i, cands in enumerate(lsh.query_all(mhs)):
-        out += [(i, j) for j in cands if j > i and mhs[i].jaccard(mhs[j]) >= cfg.threshold - margin]
+        out += [(i, j) for j in cands if j > i and mhs[i].jaccard(mhs[j]) >= cfg.threshold - slack]
     return out
 
 
@@ -83,7 +83,7 @@ def candidates(sigs: np.ndarray, cfg: NearDedupConfig) -> list[tuple[int, int]]:
     """LSH candidate pairs (i < j) whose estimated Jaccard reaches the threshold less a 2-sigma margin."""
     from datasketch import LeanMinHash, MinHashLSH
 
-    margin = 2 * (0.25 / cfg.num_perm) ** 0.5  # the estimate's standard error is at most sqrt(J(1-J)/num_perm)
+    slack = margin(cfg)
     lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
     mhs = [LeanMinHash(seed=cfg.seed, hashvalues=s, scheme=SCHEME) for s in sigs]
     with lsh.insertion_session() as session:
@@ -94,7 +94,7 @@ def candidates(sigs: np.ndarray, cfg: NearDedupConfig) -> list[tuple[int, int]]:
         cands = np.array([j for j in lsh.query(m) if j > i], dtype=np.int64)
         if len(cands):
             est = (sigs[cands] == sigs[i]).mean(axis=1)
-            out += [(i, int(j)) for j, e in zip(cands, est) if e >= cfg.threshold - margin]
+            out += [(i, int(j)) for j, e in zip(cands, est) if e >= cfg.threshold - slack]
     return out
 
 
@@ -109,11 +109,22 @@ def cluster(sigs, cfg: NearDedupConfig, text_list: list[str]) -> tuple[np.ndarra
 
     n = len(text_list)
     pairs_c = candidates(sigs, cfg) if cfg.backend == "datasketch" else rensa_candidates(text_list, cfg)
+    pairs = verify(pairs_c, text_list, cfg)
+    if not pairs:
+        return np.arange(n), []
+    a = np.array([(i, j) for i, j, _ in pairs]).T
+    graph = coo_matrix((np.ones(a.shape[1]), (a[0], a[1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1], pairs
+
+
+def verify(pairs_c, text_of, cfg: NearDedupConfig) -> list[tuple[int, int, float]]:
+    """The candidate pairs whose exact shingle Jaccard reaches the threshold, as (i, j, jaccard); `text_of[i]`
+    is row i's text (a list, or a mapping of just the rows the candidates name: the Ray engine's)."""
     sets: dict[int, set] = {}
 
     def shingle_set(i: int) -> set:
         if i not in sets:
-            sets[i] = {xxhash.xxh32_intdigest(g) for g in shingles(text_list[i], cfg.shingle, cfg.unit)}
+            sets[i] = {xxhash.xxh32_intdigest(g) for g in shingles(text_of[i], cfg.shingle, cfg.unit)}
         return sets[i]
 
     pairs = []
@@ -122,11 +133,13 @@ def cluster(sigs, cfg: NearDedupConfig, text_list: list[str]) -> tuple[np.ndarra
         jac = len(a & b) / max(len(a | b), 1)
         if jac >= cfg.threshold:
             pairs.append((i, j, jac))
-    if not pairs:
-        return np.arange(n), []
-    a = np.array([(i, j) for i, j, _ in pairs]).T
-    graph = coo_matrix((np.ones(a.shape[1]), (a[0], a[1])), shape=(n, n))
-    return connected_components(graph, directed=False)[1], pairs
+    return pairs
+
+
+def margin(cfg: NearDedupConfig) -> float:
+    """How far below the threshold a MinHash estimate may be and still propose a pair: 2 standard errors
+    (at most sqrt(J(1-J)/num_perm) = sqrt(0.25/num_perm))."""
+    return 2 * (0.25 / cfg.num_perm) ** 0.5
 
 
 def assign(n: int, pairs: list[tuple[int, int, float]], order: list[int]) -> dict[int, tuple[int, float]]:

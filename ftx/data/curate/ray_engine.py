@@ -4,8 +4,9 @@
       per-record stages   map_batches: the stage module's own `run` on each block (a `datasets` table)
       exact_dedup         map_batches (the stage's key) → groupby(key).map_groups: first by `_pos` kept
       near_dedup          map_batches (the stage's MinHash signatures) → one row per LSH band →
-                          groupby(band, band key).map_groups: candidate pairs verified by Jaccard →
-                          connected components of the (small) pair list → map_batches marks the drops
+                          groupby(band, band key).map_groups: candidate pairs by the estimate →
+                          exact Jaccard on the driver (near_dedup.verify, texts of candidates only) →
+                          connected components + near_dedup.assign → map_batches marks the drops
       relevance           fitted once (seeds, labels, the first curation.ray.fit_sample texts) → map_batches
     every stage: materialised (Ray's object store, spilled to disk), drops counted by reason and kept
     for the ledger (in memory) or written as dropped/ shards (`curate_files`), the kept rows go on.
@@ -186,7 +187,8 @@ def _bands(tbl, ranges: list, keep_longest: bool):
 
 
 def _pairs(tbl, threshold: float):
-    """The candidate pairs of one LSH bucket whose estimated Jaccard reaches the threshold (as near_dedup.cluster)."""
+    """The candidate pairs of one LSH bucket whose estimated Jaccard reaches `threshold` (the stage's threshold
+    less near_dedup.margin, as near_dedup.candidates); the driver verifies them by exact Jaccard."""
     import pyarrow as pa
 
     empty = pa.table({"a": pa.array([], pa.int64()), "b": pa.array([], pa.int64()), "s": pa.array([], pa.float64()),
@@ -208,51 +210,50 @@ def _pairs(tbl, threshold: float):
     return pa.table({k: pa.array(v, empty.schema.field(k).type) for k, v in rows.items()})
 
 
-def _near_plan(pairs: dict, cfg: CurationConfig) -> dict:
-    """Connected components of the verified pairs (driver side: O(pairs), not O(records)) → per member
-    position: (cluster id, representative position, representative id, jaccard with it or None)."""
+def _near_plan(verified: list, ids: dict, lens: dict, cfg: CurationConfig) -> dict:
+    """The local stage's decisions on the verified pairs (driver side: O(pairs), not O(records)): connected
+    components share one cluster id, named after the member first in preference order; near_dedup.assign
+    picks who is dropped for whom. → per member position: (cluster id, representative id or None, jaccard)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    a, b = np.asarray(pairs["a"], np.int64), np.asarray(pairs["b"], np.int64)
-    if not len(a):
+    if not verified:
         return {}
+    a = np.array([i for i, _, _ in verified], np.int64)
+    b = np.array([j for _, j, _ in verified], np.int64)
     nodes, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
-    ids, lens = {}, {}
-    for side in ("a", "b"):
-        for p, i, n in zip(pairs[side], pairs[f"{side}_id"], pairs[f"{side}_len"]):
-            ids[int(p)], lens[int(p)] = i, int(n)
     graph = coo_matrix((np.ones(len(a)), (inv[:len(a)], inv[len(a):])), shape=(len(nodes), len(nodes)))
     labels = connected_components(graph, directed=False)[1]
-    sims = {(int(x), int(y)): float(s) for x, y, s in zip(a, b, pairs["s"])}
+    order = sorted(nodes.tolist(), key=(lambda p: (-lens[p], p)) if cfg.near_dedup.keep == "longest" else None)
+    rank = {p: r for r, p in enumerate(order)}
     groups: dict[int, list[int]] = {}
     for node, lab in zip(nodes.tolist(), labels.tolist()):
         groups.setdefault(lab, []).append(node)
+    dropped_to = near_dedup.assign(len(nodes), verified, order)
     plan = {}
-    for group in groups.values():  # members in input order, as the local engine numbers them
-        rep = max(group, key=lambda p: (lens[p], -p)) if cfg.near_dedup.keep == "longest" else min(group)
-        cid = "n" + hashlib.sha1(ids[rep].encode("utf-8")).hexdigest()[:16]
+    for group in groups.values():
+        first = min(group, key=rank.__getitem__)
+        cid = "n" + hashlib.sha1(ids[first].encode("utf-8")).hexdigest()[:16]
         for p in group:
-            plan[p] = (cid, rep, ids[rep], sims.get((min(p, rep), max(p, rep))))
+            rep, sim = dropped_to.get(p, (None, None))
+            plan[p] = (cid, None if rep is None else ids[rep], sim)
     return plan
 
 
-def _near_mark(tbl, plan: dict, rep_sigs: dict, cfg: CurationConfig):
+def _near_mark(tbl, plan: dict, cfg: CurationConfig):
     import pyarrow as pa
 
     n = len(tbl)
-    sigs = tbl.column("_mh").combine_chunks().flatten().to_numpy().reshape(n, -1)
     drop, score, detail = [""] * n, [float("nan")] * n, [""] * n
     cluster = tbl.column("cluster").to_pylist()
     for i, p in enumerate(tbl.column("_pos").to_pylist()):
         if p not in plan:
             continue
-        cid, rep, rep_id, est = plan[p]
+        cid, rep_id, sim = plan[p]
         cluster[i] = cid
-        if p != rep and cfg.near_dedup.action == "drop":
-            est = est if est is not None else float((sigs[i] == rep_sigs[rep]).mean())
-            drop[i], score[i] = "near_duplicate", est
-            detail[i] = f"near-duplicate of {rep_id} (cluster {cid}, jaccard~{est:.2f})"
+        if rep_id is not None and cfg.near_dedup.action == "drop":
+            drop[i], score[i] = "near_duplicate", sim
+            detail[i] = f"near-duplicate of {rep_id} (cluster {cid}, jaccard {sim:.2f})"
     tbl = tbl.drop_columns(["_mh", "cluster"])
     return _with_verdicts(tbl, drop, score, detail, [""] * n).append_column("cluster", pa.array(cluster, pa.string()))
 
@@ -298,34 +299,28 @@ def _stage(ds, name: str, cfg: CurationConfig):
         signed = _mapped(ds, _sign, cfg, fn_kwargs={"cfg": cfg}).materialize()
         ranges = MinHashLSH(threshold=c.threshold, num_perm=c.num_perm).hashranges
         banded = _mapped(signed, _bands, cfg, fn_kwargs={"ranges": ranges, "keep_longest": c.keep == "longest"})
-        found = banded.groupby(["_band", "_bkey"]).map_groups(_pairs, batch_format="pyarrow",
-                                                             fn_kwargs={"threshold": c.threshold})
-        pairs = {k: [] for k in ("a", "b", "s", "a_id", "b_id", "a_len", "b_len")}
-        seen = set()
+        found = banded.groupby(["_band", "_bkey"]).map_groups(
+            _pairs, batch_format="pyarrow", fn_kwargs={"threshold": c.threshold - near_dedup.margin(c)})
+        candidates, ids, lens = set(), {}, {}
         for batch in found.iter_batches(batch_format="pyarrow", batch_size=100_000):
             cols = batch.to_pydict()
-            for i, key in enumerate(zip(cols["a"], cols["b"])):
-                if key not in seen:  # a pair found in several bands counts once
-                    seen.add(key)
-                    for k in pairs:
-                        pairs[k].append(cols[k][i])
-        plan = _near_plan(pairs, cfg)
-        rep_sigs, need = {}, _need_rep_sigs(plan)
-        if need and c.action == "drop":
-            for batch in signed.filter(_PosIn(need)).iter_batches(batch_format="pyarrow"):
-                s = batch.column("_mh").combine_chunks().flatten().to_numpy().reshape(len(batch), -1)
-                rep_sigs.update(zip(batch.column("_pos").to_pylist(), s))
+            for k in range(len(cols["a"])):
+                a, b = cols["a"][k], cols["b"][k]
+                candidates.add((a, b))  # a pair found in several bands counts once
+                ids[a], ids[b], lens[a], lens[b] = cols["a_id"][k], cols["b_id"][k], cols["a_len"][k], cols["b_len"][k]
+        text_of = {}  # exact verification on the driver needs only the texts the candidates name
+        if candidates:
+            for batch in signed.filter(_PosIn(set(ids))).iter_batches(batch_format="pyarrow"):
+                text_of.update(zip(batch.column("_pos").to_pylist(),
+                                   texts(batch.select(["messages", "text"]).to_pydict())))
+        verified = near_dedup.verify(sorted(candidates), text_of, c)
+        plan = _near_plan(verified, ids, lens, cfg)
         n_clusters = len({cid for cid, *_ in plan.values()})
-        marked = _mapped(signed, _near_mark, cfg, fn_kwargs={"plan": plan, "rep_sigs": rep_sigs, "cfg": cfg})
-        return marked, {"clusters": n_clusters, "in_clusters": len(plan), "candidate_pairs_verified": len(seen)}
+        marked = _mapped(signed, _near_mark, cfg, fn_kwargs={"plan": plan, "cfg": cfg})
+        return marked, {"clusters": n_clusters, "in_clusters": len(plan), "verified_pairs": len(verified)}
     if name == "relevance":
         return _relevance(ds, cfg)
     raise ConfigError(f"curation.stages: stage {name!r} does not run on curation.engine=ray")
-
-
-def _need_rep_sigs(plan: dict) -> set:
-    """Representatives whose Jaccard with some member was not a verified pair (estimated from signatures)."""
-    return {rep for p, (_, rep, _, est) in plan.items() if p != rep and est is None}
 
 
 class _PosIn:
