@@ -104,11 +104,12 @@ def budgets(base: dict, tuned: dict, cfg, detail: dict) -> tuple[dict, list[str]
         return out, flags
     b, t = base[PREFIX + "latency_p99_s"], tuned[PREFIX + "latency_p99_s"]
     out["latency_p99_ratio"] = ratio = t / b
-    out["latency_regression"] = lat_budget is not None and ratio > lat_budget
+    floor = cfg.latency.min_p99_delta_s
+    out["latency_regression"] = lat_budget is not None and ratio > lat_budget and t - b > floor
     n = detail.get("answers")
     if out["latency_regression"]:
         flags.append(f"latency: p99 {b:.3f}s -> {t:.3f}s (x{ratio:.2f}, n={n}) exceeds eval.latency.max_p99_ratio "
-                     f"{lat_budget:g}")
+                     f"{lat_budget:g} (and eval.latency.min_p99_delta_s {floor:g}s)")
     bt, tt = base[PREFIX + "output_tokens_mean"], tuned[PREFIX + "output_tokens_mean"]
     tok_ratio = tt / bt if bt else (float("inf") if tt else 1.0)
     out["output_tokens_ratio"] = tok_ratio

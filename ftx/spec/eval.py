@@ -144,6 +144,9 @@ class LatencyConfig:
     max_p99_ratio: Optional[float] = 1.2
     """Flag the run when the tuned p99 latency exceeds the base's by more than this factor (1.2: +20%, the
     usual roll-back line); null: report only."""
+    min_p99_delta_s: float = 0.05
+    """…and by more than this many seconds: on sub-second answers (small models, a loaded CPU) a ratio over
+    16 answers is mostly timing noise, which must not flag (or, with objective.on_regression=fail, fail) a run."""
 
 
 @dataclass
@@ -228,6 +231,8 @@ class EvalConfig:
                     "eval.judge.kind=pairwise compares base with tuned (eval.pairwise in metrics.json)")
         require(self.latency.prompts >= 0, "eval.latency.prompts", f"must be >= 0 (0: off), got {self.latency.prompts}")
         require(self.latency.warmup >= 0, "eval.latency.warmup", f"must be >= 0, got {self.latency.warmup}")
+        require(self.latency.min_p99_delta_s >= 0, "eval.latency.min_p99_delta_s",
+                f"must be >= 0 seconds, got {self.latency.min_p99_delta_s}")
         for key, ratio in (("eval.latency.max_p99_ratio", self.latency.max_p99_ratio),
                            ("eval.tokens.max_ratio", self.tokens.max_ratio)):
             require(ratio is None or ratio > 0, key, f"must be > 0 (a tuned/base ratio: 1.2 = +20%) or null, got {ratio}")

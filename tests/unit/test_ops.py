@@ -60,10 +60,10 @@ def test_latency_budget_flags_a_deliberately_slowed_tuned_model(setup):
     base = ev.run(model, "base")
     fast = model.generate
 
-    def slowed(*args, **kwargs):  # every answer takes twice as long, whatever the machine's load
+    def slowed(*args, **kwargs):  # every answer takes twice as long (+ the noise floor), whatever the load
         t0 = time.perf_counter()
         out = fast(*args, **kwargs)
-        time.sleep(time.perf_counter() - t0)
+        time.sleep(time.perf_counter() - t0 + spec.eval.latency.min_p99_delta_s)
         return out
 
     model.generate = slowed
@@ -104,6 +104,15 @@ def test_budgets_flag_slower_or_wordier_tuned_models(tuned, lat_budget, tok_budg
     out = compare(_ops(1.0, 10.0), tuned, cfg, False, None, None, ops={"answers": 8})
     assert [f.split(":")[0] for f in out["flags"]] == flags
     assert out["eval"]["ops"]["latency_p99_ratio"] == pytest.approx(tuned["ops_latency_p99_s"])
+
+
+def test_sub_second_timing_noise_under_the_floor_never_flags():
+    cfg = EvalConfig()  # 10 ms → 30 ms: x3, but 20 ms is noise on a loaded CPU, below min_p99_delta_s
+    out = compare(_ops(0.010, 10.0), _ops(0.030, 10.0), cfg, False, None, None, ops={"answers": 16})
+    assert out["flags"] == [] and not out["eval"]["ops"]["latency_regression"]
+    cfg.latency.min_p99_delta_s = 0.0
+    out = compare(_ops(0.010, 10.0), _ops(0.030, 10.0), cfg, False, None, None, ops={"answers": 16})
+    assert [f.split(":")[0] for f in out["flags"]] == ["latency"]
 
 
 def test_no_base_measurement_is_said_not_flagged():
