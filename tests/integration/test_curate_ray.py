@@ -22,6 +22,17 @@ import curation as bench  # noqa: E402  (the benchmark's corpus: planted duplica
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _ray_down_after():
+    """The engine keeps its local cluster for the process (reused by later curations); the suite's process
+    goes on to other tests, so the cluster and its idle workers end with this module."""
+    yield
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 def both(records: list[dict], cfg):
     out = []
     for engine in ("local", "ray"):
