@@ -32,6 +32,7 @@ from ftx.data.curate import exact_dedup, near_dedup, relevance
 from ftx.data.curate.table import VERDICT, Context, row_to_record, texts, to_dataset
 from ftx.data.ledger import Ledger
 from ftx.errors import ConfigError
+from ftx.runs import write_json
 from ftx.spec.curation import CurationConfig
 
 log = logging.getLogger(__name__)
@@ -486,8 +487,8 @@ def curate_files(inputs: list[str], out_dir: Path, cfg: CurationConfig, fmt: Opt
 
     writer(_mapped(kept, records, cfg), out_dir / "kept")
     ledger.check()
-    (out_dir / "ledger.json").write_text(json.dumps(ledger.summary(), indent=2))
-    (out_dir / "report.json").write_text(json.dumps({"engine": "ray", "stages": reports}, indent=2, default=str))
+    write_json(out_dir / "ledger.json", ledger.summary())
+    write_json(out_dir / "report.json", {"engine": "ray", "stages": reports})
     return {"ledger": ledger.summary(), "stages": reports}
 
 
