@@ -60,7 +60,7 @@ def test_quant_zero_precision_combinations_compose():
     (["quant=nf4", "lora=full"], "quant.mode: =nf4 cannot train with lora.method=full"),
     (["quant.mode=int4"], "quant.mode: must be one of none, int8, nf4, fp4"),
     (["quant.compute_dtype=fp16"], "quant.compute_dtype"),
-    (["optimizer.name=adam"], "optimizer.name: must be one of adamw_torch, adamw_bnb_8bit"),
+    (["optimizer.name=adam"], "optimizer.name: must be one of adamw_torch, adamw_torch_fused, adamw_bnb_8bit"),
     (["optimizer.llrd=1.5"], "optimizer.llrd: must be in (0, 1]"),
     (["optimizer.dropout=1.0"], "optimizer.dropout: must be in [0, 1)"),
     (["optimizer.scheduler=step"], "optimizer.scheduler"),

@@ -151,7 +151,7 @@ def test_rules_run_from_build_spec():
     ("quant.compute_dtype=fp16", "quant.compute_dtype: must be auto, bf16 or fp32; got 'fp16'"),
     ("train.objective=orpo", "train.objective: must be sft, cpt or dpo; got 'orpo'"),
     ("tracking.backend=mlflow", "tracking.backend: must be none or wandb; got 'mlflow'"),
-    ("optimizer.name=adam", "optimizer.name: must be one of adamw_torch, adamw_bnb_8bit, paged_adamw_8bit, sgd; "
+    ("optimizer.name=adam", "optimizer.name: must be one of adamw_torch, adamw_torch_fused, adamw_bnb_8bit, paged_adamw_8bit, sgd; "
                             "got 'adam'"),
     ("data.sources.http.on_bad_record=warn", "data.sources.http.on_bad_record: must be error or skip; got 'warn'"),
     ("data.sources.http.kind=csv", "data.sources.http.kind: must be one of auto, chat, prompt_response, text, preference; "
