@@ -72,7 +72,7 @@ def test_without_a_user_folder_only_ftxs_tree(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     where = layers()
     assert where.user is None and where.base == PACKAGED
-    with pytest.raises(ConfigError, match=r"^unknown option 'mine' for group 'data' \(available: http_demo, http_mix\)$"):
+    with pytest.raises(ConfigError, match=r"^unknown option 'mine' for group 'data' \(available: http_demo, http_mix, http_prefs\)$"):
         compose(["data=mine"])
 
 
@@ -114,7 +114,7 @@ def test_a_full_tree_replaces_ftxs(project, tmp_path_factory, monkeypatch):
     monkeypatch.setattr(tree, "CONF_DIR", conf_dir())
     where = layers()
     assert where.user is None and where.base == full  # ./conf of the project is not layered over FTX_CONF
-    with pytest.raises(ConfigError, match=r"^unknown option 'mine' for group 'data' \(available: http_mix, only_here\)$"):
+    with pytest.raises(ConfigError, match=r"^unknown option 'mine' for group 'data' \(available: http_mix, http_prefs, only_here\)$"):
         compose(["data=mine"])
     assert layers(str(full)).user is None and layers(str(full)).base == full
 
@@ -122,7 +122,7 @@ def test_a_full_tree_replaces_ftxs(project, tmp_path_factory, monkeypatch):
 def test_unknown_option_lists_both_folders(project):
     with pytest.raises(ConfigError) as e:
         compose(["data=nope"])
-    assert str(e.value) == "unknown option 'nope' for group 'data' (yours in ./conf/data: mine; ftx's: http_demo, http_mix)"
+    assert str(e.value) == "unknown option 'nope' for group 'data' (yours in ./conf/data: mine; ftx's: http_demo, http_mix, http_prefs)"
     with pytest.raises(ConfigError) as e:
         compose(["lora=nope"])
     assert str(e.value) == "unknown option 'nope' for group 'lora' (yours in ./conf/lora: none; ftx's: dora, full, lora, rslora)"
@@ -159,7 +159,7 @@ def test_spec_config_dir_flag(project, capsys, tmp_path_factory):
     assert f"# data=theirs: {other}" in out.splitlines()
     code, _, err = run_main(["spec", "--config-dir", str(other), "data=mine"], capsys)  # ./conf is not searched then
     assert code == 2 and err == (f"ftx: config error: unknown option 'mine' for group 'data' (yours in {other}/data: "
-                                 "theirs; ftx's: http_demo, http_mix)\n")
+                                 "theirs; ftx's: http_demo, http_mix, http_prefs)\n")
 
 
 # --- ftx init
