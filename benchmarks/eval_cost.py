@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -24,8 +23,6 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
-
-    import torch
 
     from ftx.data.build import prepare
     from ftx.engine import model as model_mod

@@ -20,7 +20,6 @@ import ctypes
 import gc
 import os
 import threading
-import time
 from dataclasses import dataclass
 from typing import Optional
 

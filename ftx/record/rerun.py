@@ -76,8 +76,6 @@ def reproduction(stored: dict, fresh: dict, rtol: float) -> dict:
 
 
 def reevaluate(run_dir: Path, overrides: list[str]) -> dict:
-    import torch
-
     from ftx.data.build import prepare
     from ftx.data.format import prepare_tokenizer
 

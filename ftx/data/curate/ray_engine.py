@@ -333,7 +333,6 @@ class _PosIn:
 
 
 def _relevance(ds, cfg: CurationConfig):
-    r = cfg.relevance
     sample, ids = [], []
     for batch in ds.select_columns(["id", "messages", "text"]).iter_batches(batch_format="pyarrow",
                                                                             batch_size=cfg.ray.block_rows):
