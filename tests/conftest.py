@@ -10,6 +10,24 @@ import pytest
 from tests.helpers import run_ftx
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _absl_writes_to_the_real_stderr():
+    """absl's log handler (imported with rouge_score) keeps the sys.stderr of the moment it was created and
+    closes it when a logging reconfiguration (Hydra's, on every in-process `ftx train`) clears the handlers,
+    unless it is the sys.stderr of that later moment. Under pytest those differ (capsys swaps sys.stderr), and
+    the stream closed is pytest's own capture file: the session then dies with "I/O operation on closed
+    file". Pointing absl at the process's real stderr, which it never closes, keeps both intact."""
+    import sys
+
+    try:
+        import absl.logging
+    except ImportError:  # rouge_score (and absl with it) not installed: nothing to redirect
+        yield
+        return
+    absl.logging.get_absl_handler().python_handler.stream = sys.__stderr__
+    yield
+
+
 @pytest.fixture
 def ftx(tmp_path):
     def _run(*args: str, timeout: int = 600, env: dict | None = None):

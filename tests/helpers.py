@@ -23,6 +23,9 @@ def ftx_env(**extra: str) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("FTX_CONF", None)  # the checkout's own ftx/conf, found beside the package as when installed
+    # W&B off unless a test asks for it (tracking.mode=offline, or WANDB_MODE in `extra`): starting its
+    # service costs ~10 s a run, and only the tracking tests look at what it writes.
+    env["WANDB_MODE"] = "disabled"
     env.update(extra)
     return env
 

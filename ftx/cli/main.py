@@ -76,6 +76,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:  # not the main thread (an embedding program): leave its handlers alone
         previous = None
+    previous_int = signal.getsignal(signal.SIGINT)  # interrupted() ignores a second Ctrl-C; a caller gets its own back
     try:
         try:
             _main(sys.argv[1:] if argv is None else argv)
@@ -92,6 +93,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+            # An ignored SIGINT would outlive the call in an embedding process (a test runner, a notebook)
+            # and be inherited by every child it starts, which then cannot be stopped with Ctrl-C.
+            signal.signal(signal.SIGINT, previous_int if previous_int is not None else signal.SIG_DFL)
 
 
 def _main(argv: list[str]) -> None:

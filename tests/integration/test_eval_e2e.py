@@ -42,7 +42,7 @@ def crafted(root: Path) -> list[str]:
 def test_train_then_reevaluate_reproduces(ftx):
     # bf16 training: the in-memory model keeps accelerate's bf16 forward; re-evaluation reloads fp32
     # weights and must still match, because both are measured under the run's own precision.
-    r = ftx("train", "experiment=tiny_smoke", "train.precision=bf16", *crafted(ftx.cwd),
+    r = ftx("train", "experiment=tiny_smoke", "train.precision=bf16", "tracking.mode=offline", *crafted(ftx.cwd),
             "hydra.run.dir=outputs/runs/e/run", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     run = ftx.cwd / "outputs/runs/e/run"

@@ -33,9 +33,16 @@ def curate_args(src: Path, out: Path) -> list[str]:
             f"data.sources.general.path={src}", "--out", str(out)]
 
 
+def _default_sigint() -> None:
+    # A test runner started in the background (`nohup … &`, some CI shells) ignores SIGINT, and an ignored
+    # signal is inherited through exec: Python then never turns Ctrl-C into KeyboardInterrupt. The command
+    # under test gets the disposition a terminal gives it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "ftx", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ftx_env())
+                            stderr=subprocess.PIPE, text=True, env=ftx_env(), preexec_fn=_default_sigint)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
