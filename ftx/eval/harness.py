@@ -64,7 +64,7 @@ def task_manager(cfg, defaults: bool = True):
 def unknown_task(name: str, known: list[str]) -> ConfigError:
     close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
     hint = (f"close matches: {', '.join(close)}" if close else
-            "no close match (`lm-eval ls tasks` lists them; eval.harness.include_path adds a folder of your own)")
+            "no close match (`lm-eval list tasks` lists them; eval.harness.include_path adds a folder of your own)")
     return ConfigError(f"eval.harness.tasks: no lm-eval task or group named {name!r}; {hint}")
 
 
