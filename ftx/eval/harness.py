@@ -90,10 +90,8 @@ def check(cfg):
 
 def load_tasks(cfg, tm) -> dict:
     """lm-eval's task objects (reads each task's data: from local files, the datasets cache or the hub)."""
-    from lm_eval.tasks import get_task_dict
-
     try:
-        return get_task_dict(list(cfg.tasks), tm)
+        return tm.load(list(cfg.tasks))
     except Exception as e:  # datasets' offline/connection errors, a broken user YAML
         why = " ".join(str(e).split())[:300] or type(e).__name__
         raise RunError(f"eval.harness.tasks: lm-eval cannot load {', '.join(cfg.tasks)} ({type(e).__name__}: {why}); "
