@@ -395,17 +395,20 @@ ROW_ORDER = ("_loss", "_ppl", "_pref_accuracy", "_pref_margin", "_exact_match", 
 def summary_table(metrics: dict) -> list[str]:
     """Base vs tuned, one metric per line, grouped by kind (loss, perplexity, generation, golden)."""
     base, tuned = metrics.get("base", {}), metrics["tuned"]
-    keys = list(dict.fromkeys(k for suffix in ROW_ORDER for k in tuned if k.endswith(suffix)))
+    keys = list(dict.fromkeys(k for suffix in ROW_ORDER for k in tuned
+                              if k.endswith(suffix) and not k.startswith(harness.PREFIX)))  # lm-eval's: below
     fmt = lambda v: f"{v:12.4f}" if isinstance(v, (int, float)) else f"{'-':>12}"
-    lines = [f"{'metric':<26}{'base':>12}{'tuned':>12}{'delta':>12}"]
+    extra = [k for k in tuned if k.startswith((harness.PREFIX, ops_mod.PREFIX))]
+    w = max([26, *(len(k) + 1 for k in extra)])  # lm-eval task names can be long
+    lines = [f"{'metric':<{w}}{'base':>12}{'tuned':>12}{'delta':>12}"]
     for k in keys:
         b, t = base.get(k), tuned.get(k)
         d = (t - b) if isinstance(b, (int, float)) and isinstance(t, (int, float)) else None
-        lines.append(f"{k:<26}{fmt(b)}{fmt(t)}{fmt(d)}")
-    for k in (k for k in tuned if k.startswith((harness.PREFIX, ops_mod.PREFIX))):
+        lines.append(f"{k:<{w}}{fmt(b)}{fmt(t)}{fmt(d)}")
+    for k in extra:
         b, t = base.get(k), tuned.get(k)
         d = (t - b) if isinstance(b, (int, float)) and isinstance(t, (int, float)) else None
-        lines.append(f"{k:<26}{fmt(b)}{fmt(t)}{fmt(d)}")
+        lines.append(f"{k:<{w}}{fmt(b)}{fmt(t)}{fmt(d)}")
     ev = metrics.get("eval", {})
     if "ops" in ev:
         o = ev["ops"]
