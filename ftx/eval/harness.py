@@ -13,6 +13,7 @@ only when a name is not found there (a standard task, or a typo whose close matc
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import time
@@ -68,6 +69,24 @@ def unknown_task(name: str, known: list[str]) -> ConfigError:
     return ConfigError(f"eval.harness.tasks: no lm-eval task or group named {name!r}; {hint}")
 
 
+@contextlib.contextmanager
+def keep_rng():
+    """Python's, numpy's and torch's global random states as they were: lm-eval seeds all three (and task
+    loading draws from them), so turning the harness on changes nothing else in a run (LoRA init, training)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
 def check(cfg):
     """Every name in cfg.tasks is a task, group or tag lm-eval knows, and its data loads: the TaskManager that
     knows them (one line each otherwise: the close matches of an unknown name, the install hint, unreachable
@@ -83,7 +102,8 @@ def check(cfg):
     for name in cfg.tasks:
         if name not in tm.all_tasks:
             raise unknown_task(name, tm.all_tasks)
-    load_tasks(cfg, tm)
+    with keep_rng():
+        load_tasks(cfg, tm)
     _CHECKED[key] = tm
     return tm
 
@@ -112,16 +132,17 @@ def evaluate(model, tok, cfg, bf16: bool) -> tuple[dict, dict]:
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
-    tm = check(cfg)
     was_training = model.training
     t0 = time.perf_counter()
     try:
-        lm = HFLM(pretrained=model, tokenizer=tok, batch_size=cfg.batch_size)
-        with torch.no_grad(), autocast(bf16):
-            res = simple_evaluate(model=lm, tasks=list(cfg.tasks), task_manager=tm, limit=cfg.limit,
-                                  num_fewshot=cfg.num_fewshot, log_samples=False, bootstrap_iters=1000,
-                                  random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
-                                  fewshot_random_seed=cfg.seed)
+        with keep_rng():
+            tm = check(cfg)
+            lm = HFLM(pretrained=model, tokenizer=tok, batch_size=cfg.batch_size)
+            with torch.no_grad(), autocast(bf16):
+                res = simple_evaluate(model=lm, tasks=list(cfg.tasks), task_manager=tm, limit=cfg.limit,
+                                      num_fewshot=cfg.num_fewshot, log_samples=False, bootstrap_iters=1000,
+                                      random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
+                                      fewshot_random_seed=cfg.seed)
     finally:
         model.train(was_training)
     seconds = time.perf_counter() - t0

@@ -125,3 +125,26 @@ def test_objective_on_a_harness_metric_is_accepted_and_maximised():
     assert metric_direction("tuned/harness_wikitext_word_perplexity") == "minimize"
     with pytest.raises(ConfigError, match="objective.metric: 'tuned/harness_ftx_general_qa_acc' is not produced"):
         build_spec(compose(["objective.metric=tuned/harness_ftx_general_qa_acc"]))  # harness off
+
+
+def test_evaluate_scores_a_peft_model_and_leaves_rng_and_train_mode_as_they_were(tiny_smoke_spec):
+    import random
+
+    import numpy as np
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from ftx.engine import model as model_mod
+
+    path = model_mod.resolve_model_path(tiny_smoke_spec.model)
+    tok = model_mod.load_tokenizer(tiny_smoke_spec.model, path)
+    model = get_peft_model(model_mod.load_model(tiny_smoke_spec.model, path), LoraConfig(r=2, target_modules="all-linear"))
+    model.train()
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    expected = random.random(), np.random.rand(), torch.rand(1)
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    flat, detail = harness.evaluate(model, tok, HarnessConfig(tasks=["ftx_general_qa"], limit=4, batch_size=4), False)
+    assert (random.random(), np.random.rand(), torch.rand(1)) == (expected[0], expected[1], expected[2])
+    assert model.training, "the Trainer gets the model back in train mode"
+    assert set(flat) == {"harness_ftx_general_qa_acc", "harness_ftx_general_qa_acc_norm"}
+    assert (flat["harness_ftx_general_qa_acc"] * 4).is_integer() and detail["tasks"]["ftx_general_qa"]["examples"] == 4
