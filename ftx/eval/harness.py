@@ -161,7 +161,7 @@ def evaluate(model, tok, cfg, bf16: bool) -> tuple[dict, dict]:
             "version": res.get("versions", {}).get(task),
             "higher_is_better": {metric_name(k): better.get(k.partition(",")[0], True)
                                  for k in values if "," in k and "_stderr," not in k}}
-        if task in cfg.tasks:
+        if task in cfg.tasks or not set(cfg.tasks) <= set(results):  # a tag: lm-eval reports its tasks instead
             flat.update({f"{PREFIX}{task}_{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
     return flat, detail
 
@@ -180,13 +180,14 @@ def compare(base: dict, tuned: dict, details: dict, cfg) -> tuple[dict, list[str
                  "max_drop": budget, "seconds": {s: d["seconds"] for s, d in details.items()}}
     flags: list[str] = []
     tuned_detail = details.get("tuned", {})
-    for task in h.tasks:
+    for task in tuned_detail.get("tasks", {}):  # the named tasks and groups (a tag: the tasks it expands to)
         metric = main_metric(task, tuned_detail)
-        if metric is None:
-            continue
         key = f"{PREFIX}{task}_{metric}"
-        row = {"metric": metric, "tuned": tuned.get(key), "examples": tuned_detail["tasks"][task]["examples"],
-               "higher_is_better": tuned_detail["tasks"][task]["higher_is_better"].get(metric, True)}
+        if metric is None or key not in tuned:
+            continue
+        d = tuned_detail["tasks"][task]
+        row = {"metric": metric, "tuned": tuned[key], "examples": d["examples"], "stderr": d["stderr"].get(metric),
+               "higher_is_better": d["higher_is_better"].get(metric, True)}
         if key in base:
             row.update(base=base[key], delta=tuned[key] - base[key])
             drop = -row["delta"] if row["higher_is_better"] else row["delta"]
