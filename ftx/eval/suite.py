@@ -17,6 +17,7 @@ from typing import Optional
 
 from ftx import memory
 from ftx.eval import generate as gen
+from ftx.eval import harness
 from ftx.eval import preference
 from ftx.eval import ops as ops_mod
 from ftx.eval.heldout import loss_pass, own_precision, summarize
@@ -71,6 +72,9 @@ class Evaluator:
         self.seconds: dict[str, dict] = {}
         self.latency_set, self.latency_items = latency_prompts(self.cfg.latency.prompts, self.prompts, self.golden)
         self.threads: dict[str, int] = {}
+        harness.check(self.cfg.harness)  # before any model loads: unknown task names, lm-eval missing, no data
+        self.harness: dict[str, dict] = {}
+        """side → lm-eval's per-task detail (eval.harness)."""
 
     # -- one side ---------------------------------------------------------------------------------
     def run(self, model, side: str) -> dict:
@@ -83,10 +87,16 @@ class Evaluator:
                 t1 = time.perf_counter()
                 flat.update(self._time_answers(model, side))
                 self._latency_seconds = time.perf_counter() - t1
+            if self.cfg.harness.tasks:
+                with memory.stage(f"{side}_harness"):
+                    values, self.harness[side] = harness.evaluate(model, self.tok, self.cfg.harness, self.bf16)
+                flat.update(values)  # the same dict as self.results[side]["flat"]: compare() sees them
         total = time.perf_counter() - t0
         self.seconds[side] = {"total": round(total, 2), "generation": round(self._gen_seconds, 2)}
         if self.latency_items:
             self.seconds[side]["latency"] = round(self._latency_seconds, 2)
+        if side in self.harness:
+            self.seconds[side]["harness"] = self.harness[side]["seconds"]
         return flat
 
     def _time_answers(self, model, side: str) -> dict:
@@ -197,7 +207,7 @@ class Evaluator:
             task = task_comparison(self.results["base"]["rows"], self.results["tuned"]["rows"],
                                    self.cfg.significance, seed=self.spec.train.seed)
         out = compare(base, tuned, self.cfg, self.bf16, self._golden_detail(), self._probe_detail(), task,
-                      self._ops_detail())
+                      self._ops_detail(), self.harness or None)
         pairwise = self._pairwise()
         if pairwise is not None:
             out["eval"]["pairwise"] = pairwise
@@ -319,10 +329,12 @@ def confident_nonsense(ids: list, base: list[dict], tuned: list[dict], margin: f
 
 
 def compare(base: dict, tuned: dict, cfg, bf16: bool, golden: Optional[dict], probe: Optional[dict],
-            task: Optional[dict] = None, ops: Optional[dict] = None) -> dict:
+            task: Optional[dict] = None, ops: Optional[dict] = None, bench: Optional[dict] = None) -> dict:
     """delta (tuned − base), the eval section (forgetting, golden, off-domain, paired task metrics, operational
     budgets) and the run's flags. `task`: metric → paired result (ftx.eval.paired); a significant drop is a flag.
-    `ops`: how the operational metrics were taken (Evaluator._ops_detail); their budgets flag the run."""
+    `ops`: how the operational metrics were taken (Evaluator._ops_detail); their budgets flag the run.
+    `bench`: side → lm-eval's per-task detail (ftx.eval.harness); a main metric that fell by more than
+    eval.forgetting.harness_max_drop is a forgetting flag."""
     delta = {k: tuned[k] - base[k] for k in tuned
              if isinstance(tuned[k], (int, float)) and isinstance(base.get(k), (int, float))}
     flags: list[str] = []
@@ -339,7 +351,15 @@ def compare(base: dict, tuned: dict, cfg, bf16: bool, golden: Optional[dict], pr
         if regression:
             flags.append(f"forgetting: general_eval_loss {b:.4f} -> {t:.4f} ({rel:+.1%}) exceeds budget "
                          f"{cfg.forgetting.budget:.0%}")
+    if bench:
+        out_harness, harness_flags = harness.compare(base, tuned, bench, cfg)
+        forgetting["harness"] = {t: {k: r.get(k) for k in ("metric", "base", "tuned", "delta", "regression")}
+                                 for t, r in out_harness["tasks"].items()}
+        forgetting["harness_max_drop"] = cfg.forgetting.harness_max_drop
+        flags += harness_flags
     out_eval = {"precision": "bf16" if bf16 else "fp32", "forgetting": forgetting}
+    if bench:
+        out_eval["harness"] = out_harness
     if golden is not None:
         rate = golden["passed"] / max(golden["total"], 1)
         golden["regression"] = cfg.golden.min_pass_rate is not None and rate < cfg.golden.min_pass_rate
@@ -375,17 +395,20 @@ ROW_ORDER = ("_loss", "_ppl", "_pref_accuracy", "_pref_margin", "_exact_match", 
 def summary_table(metrics: dict) -> list[str]:
     """Base vs tuned, one metric per line, grouped by kind (loss, perplexity, generation, golden)."""
     base, tuned = metrics.get("base", {}), metrics["tuned"]
-    keys = list(dict.fromkeys(k for suffix in ROW_ORDER for k in tuned if k.endswith(suffix)))
+    keys = list(dict.fromkeys(k for suffix in ROW_ORDER for k in tuned
+                              if k.endswith(suffix) and not k.startswith(harness.PREFIX)))  # lm-eval's: below
     fmt = lambda v: f"{v:12.4f}" if isinstance(v, (int, float)) else f"{'-':>12}"
-    lines = [f"{'metric':<26}{'base':>12}{'tuned':>12}{'delta':>12}"]
+    extra = [k for k in tuned if k.startswith((harness.PREFIX, ops_mod.PREFIX))]
+    w = max([26, *(len(k) + 1 for k in extra)])  # lm-eval task names can be long
+    lines = [f"{'metric':<{w}}{'base':>12}{'tuned':>12}{'delta':>12}"]
     for k in keys:
         b, t = base.get(k), tuned.get(k)
         d = (t - b) if isinstance(b, (int, float)) and isinstance(t, (int, float)) else None
-        lines.append(f"{k:<26}{fmt(b)}{fmt(t)}{fmt(d)}")
-    for k in (k for k in tuned if k.startswith(ops_mod.PREFIX)):
+        lines.append(f"{k:<{w}}{fmt(b)}{fmt(t)}{fmt(d)}")
+    for k in extra:
         b, t = base.get(k), tuned.get(k)
         d = (t - b) if isinstance(b, (int, float)) and isinstance(t, (int, float)) else None
-        lines.append(f"{k:<26}{fmt(b)}{fmt(t)}{fmt(d)}")
+        lines.append(f"{k:<{w}}{fmt(b)}{fmt(t)}{fmt(d)}")
     ev = metrics.get("eval", {})
     if "ops" in ev:
         o = ev["ops"]
@@ -395,6 +418,13 @@ def summary_table(metrics: dict) -> list[str]:
                      f"warm-up {o['warmup']}, threads {o['threads']}); tuned/base p99 latency "
                      f"{ratio('latency_p99_ratio', 'latency_budget_p99_ratio')}, output tokens "
                      f"{ratio('output_tokens_ratio', 'tokens_budget_ratio')}")
+    if "harness" in ev:
+        h = ev["harness"]
+        for task, r in h["tasks"].items():
+            lines.append(f"lm-eval {task}: {r['metric']} " + (f"{r['base']:.4f} -> " if "base" in r else "")
+                         + f"{r['tuned']:.4f} on {r['examples']} examples"
+                         + (f" ({r['delta']:+.4f}; budget {'none' if h['max_drop'] is None else format(h['max_drop'], 'g')})"
+                            if "delta" in r else ""))
     if "golden" in ev:
         g = ev["golden"]
         lines.append(f"golden set: {g['passed']}/{g['total']} passed ({g['match']})"

@@ -85,6 +85,18 @@ def labels(paths: list[Path]) -> list[str]:
     return [str(p.relative_to(Path(*shared))) if shared else str(p) for p in paths]
 
 
+def harness_columns(runs: list[RunRecord]) -> list[str]:
+    """tuned/ and delta/ of each eval.harness task's main metric (metrics.json eval.harness), in run order."""
+    cols: dict = {}
+    for r in runs:
+        for task, row in (r.metrics.get("eval", {}).get("harness", {}).get("tasks") or {}).items():
+            for side in ("tuned", "delta"):
+                key = f"{side}/harness_{task}_{row.get('metric')}"
+                if r.get(key) is not None:
+                    cols[key] = None
+    return list(cols)
+
+
 def _number(v) -> Optional[float]:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
@@ -130,6 +142,10 @@ def compare(targets: list[str], metrics: Optional[list[str]] = None, metric: Opt
     keys = differing_keys(runs)
     rank_metric, direction = ranking(runs, metric, direction)
     wanted = list(metrics) if metrics else [m for m in DEFAULT_METRICS if any(r.get(m) is not None for r in runs)]
+    if not metrics:  # each lm-eval task's main metric and its delta, after the forgetting columns
+        at = next((i for i, m in enumerate(wanted) if m.startswith(("tuned/ops_", "eval/ops/", "review/", "train/"))),
+                  len(wanted))
+        wanted[at:at] = harness_columns(runs)
     if rank_metric not in wanted:
         wanted.insert(0, rank_metric)
     scores = [_number(r.get(rank_metric)) for r in runs]

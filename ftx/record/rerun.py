@@ -20,6 +20,7 @@ from ftx.record.rundir import load_run, run_spec
 from ftx.runs import flatten
 from ftx.engine import dist, model as model_mod, quant as quant_mod
 from ftx.engine.build import base_dtype
+from ftx.eval import harness
 from ftx.eval.ops import PREFIX as OPS_PREFIX
 from ftx.eval.suite import Evaluator
 from ftx.precision import use_bf16
@@ -88,6 +89,7 @@ def reevaluate(run_dir: Path, overrides: list[str]) -> dict:
     train_bf16 = (stored_precision == "bf16" if stored_precision and spec.train.precision == "auto"
                   and spec.eval.precision == "train" else use_bf16(spec.train.precision))
     bf16 = train_bf16 if spec.eval.precision == "train" else spec.eval.precision == "bf16"
+    harness.check(spec.eval.harness)  # eval.harness.tasks=[…]: a bad name fails before the models load
     model, tok, path, base = load_models(spec, run_dir, train_bf16)
     prepare_tokenizer(tok, spec.data.format)
     data = prepare(spec.data, spec.curation, tok, None)

@@ -70,6 +70,9 @@ class ForgettingConfig:
 
     budget: Optional[float] = 0.10
     """Largest allowed relative rise of the general_eval loss (0.10 = +10%); null: report only."""
+    harness_max_drop: Optional[float] = None
+    """Largest allowed drop of each eval.harness task's main metric, tuned vs base, in absolute points of
+    the metric (0.05: acc 0.80 → 0.74 flags); null: the harness deltas are reported, not counted."""
 
 
 @dataclass
@@ -159,6 +162,26 @@ class TokensConfig:
 
 
 @dataclass
+class HarnessConfig:
+    """Standard benchmarks through lm-evaluation-harness (`pip install 'ftx[lm-eval]'`) on base and tuned, the
+    in-memory models (PEFT adapters included) wrapped in lm-eval's HFLM. Off while `tasks` is empty."""
+
+    tasks: List[str] = field(default_factory=list)
+    """lm-eval task (or group) names: ftx_general_qa (shipped, local files), or hellaswag, arc_easy, mmlu, …
+    where the Hugging Face hub is reachable. Checked against lm-eval's task index at run start."""
+    limit: Optional[int] = 100
+    """Examples per task (lm-eval's --limit; CPU-sized); null: every example."""
+    batch_size: int = 8
+    """lm-eval's batch size (requests per forward)."""
+    num_fewshot: Optional[int] = None
+    """Few-shot examples per prompt; null: each task's own default."""
+    include_path: Optional[str] = None
+    """A folder of your own task YAMLs, searched in addition to lm-eval's tasks and ftx's shipped one."""
+    seed: int = 0
+    """lm-eval's random, numpy, torch and few-shot seeds."""
+
+
+@dataclass
 class EvalConfig:
     """What is measured after (and before) training."""
 
@@ -176,6 +199,7 @@ class EvalConfig:
     select: SelectConfig = field(default_factory=SelectConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     tokens: TokensConfig = field(default_factory=TokensConfig)
+    harness: HarnessConfig = field(default_factory=HarnessConfig)
     primary: str = "auto"
     """The task metric that judges a run: `<split>_<metric>` (val_contains, val_token_f1, test_exact_match,
     …; metric: exact_match | contains | token_f1 | rouge_l | judge) or auto: val_contains when the
@@ -236,4 +260,13 @@ class EvalConfig:
         for key, ratio in (("eval.latency.max_p99_ratio", self.latency.max_p99_ratio),
                            ("eval.tokens.max_ratio", self.tokens.max_ratio)):
             require(ratio is None or ratio > 0, key, f"must be > 0 (a tuned/base ratio: 1.2 = +20%) or null, got {ratio}")
+        h = self.harness
+        require(len(set(h.tasks)) == len(h.tasks), "eval.harness.tasks", f"names a task twice: {list(h.tasks)}")
+        require(all(t.strip() for t in h.tasks), "eval.harness.tasks", f"has an empty task name: {list(h.tasks)}")
+        require(h.limit is None or h.limit > 0, "eval.harness.limit", f"must be > 0 or null (every example), got {h.limit}")
+        require(h.batch_size > 0, "eval.harness.batch_size", f"must be > 0, got {h.batch_size}")
+        require(h.num_fewshot is None or h.num_fewshot >= 0, "eval.harness.num_fewshot",
+                f"must be >= 0 or null (the task's default), got {h.num_fewshot}")
+        require(self.forgetting.harness_max_drop is None or self.forgetting.harness_max_drop >= 0,
+                "eval.forgetting.harness_max_drop", f"must be >= 0 or null, got {self.forgetting.harness_max_drop}")
         require(self.reproduce_rtol >= 0, "eval.reproduce_rtol", f"must be >= 0, got {self.reproduce_rtol}")

@@ -85,6 +85,8 @@ def metric_direction(metric: str) -> str:
         return "maximize"
     if last.startswith(_eval.OPS_PREFIX):  # latency, time to first token, output tokens: less is better
         return "maximize" if last.endswith("tokens_per_s") else "minimize"
+    if last.startswith("harness_") and last.endswith(("perplexity", "bits_per_byte")):  # lm-eval's loglikelihood_rolling
+        return "minimize"
     return "minimize" if last.endswith(MINIMIZED) or last == "loss" else "maximize"
 
 
@@ -166,6 +168,8 @@ def rule_objective_is_measured(spec: RunSpec) -> None:
     require(side == "tuned" or ev.base_vs_tuned, "objective.metric",
             f"{metric!r} needs the base model measured (eval.base_vs_tuned=false); use tuned/{key}")
     if key in produced_metrics(ev) or (spec.train.objective == "dpo" and key in PREFERENCE_METRICS):
+        return
+    if any(key.startswith(f"harness_{t}_") for t in ev.harness.tasks):  # lm-eval names the metrics at run time
         return
     split = next((s for s in sorted(_eval.SPLITS, key=len, reverse=True) if key.startswith(s + "_")), "")
     why = ""

@@ -1,5 +1,6 @@
 """From adapter to production on the tiny model: operational metrics in metrics.json, the summary, the card
-and `ftx compare`; `ftx chat` answering with tuned and base; GGUF export refusing what it cannot convert."""
+and `ftx compare`; lm-evaluation-harness tasks on base and tuned, in training and in `ftx eval` of the finished
+run; `ftx chat` answering with tuned and base; GGUF export refusing what it cannot convert."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ OPS = ("ops_latency_p50_s", "ops_latency_p90_s", "ops_latency_p99_s", "ops_ttft_
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("prod")
     r = run_ftx(["train", "experiment=tiny_smoke", "curation=none", "eval.latency.prompts=6",
-                 "eval.generation.max_new_tokens=8", "hydra.run.dir=outputs/runs/p"], root)
+                 "eval.generation.max_new_tokens=8", "eval.harness.tasks=[ftx_general_qa]", "eval.harness.limit=16",
+                 "hydra.run.dir=outputs/runs/p"], root)
     assert r.returncode == 0, r.stderr[-3000:]
     return root, root / "outputs/runs/p", r.stdout
 
@@ -35,13 +37,54 @@ def test_operational_metrics_for_base_and_tuned_everywhere(run):
     o = m["eval"]["ops"]
     assert o["answers"] == 6 and o["set"] == "val" and o["batch_size"] == 1 and o["warmup"] == 2
     assert o["latency_p99_ratio"] == pytest.approx(m["tuned"]["ops_latency_p99_s"] / m["base"]["ops_latency_p99_s"])
-    assert o["latency_regression"] is (o["latency_p99_ratio"] > 1.2)
+    slower_by = m["tuned"]["ops_latency_p99_s"] - m["base"]["ops_latency_p99_s"]  # the budget's floor: 0.05 s
+    assert o["latency_regression"] is (o["latency_p99_ratio"] > 1.2 and slower_by > 0.05)
     assert any(f.startswith("latency:") for f in m["flags"]) is o["latency_regression"]
     assert "ops_latency_p99_s" in stdout and "operational: 6 answers from val" in stdout
     card = (run_dir / "adapter" / "README.md").read_text()
     assert "ops_latency_p99_s" in card and "Operational metrics (`ops_*`): 6 answers from val" in card
     cmp = run_ftx(["compare", str(run_dir)], root)
     assert cmp.returncode == 0 and "tuned/ops_latency_p99_s" in cmp.stdout and "eval/ops/latency_p99_ratio" in cmp.stdout
+
+
+def test_harness_task_on_base_and_tuned_then_on_the_finished_run(run, tmp_path):
+    root, run_dir, stdout = run
+    m = json.loads((run_dir / "metrics.json").read_text())
+    for side in ("base", "tuned"):  # 16 questions of 4 choices: a multiple of 1/16
+        assert {k for k in m[side] if k.startswith("harness_")} == {"harness_ftx_general_qa_acc",
+                                                                   "harness_ftx_general_qa_acc_norm"}
+        assert (m[side]["harness_ftx_general_qa_acc"] * 16).is_integer()
+        assert m["eval"]["seconds"][side]["harness"] > 0
+    h = m["eval"]["harness"]
+    row = h["tasks"]["ftx_general_qa"]
+    assert (h["limit"], row["examples"], row["metric"]) == (16, 16, "acc")
+    assert row["delta"] == pytest.approx(m["tuned"]["harness_ftx_general_qa_acc"] - m["base"]["harness_ftx_general_qa_acc"])
+    assert m["delta"]["harness_ftx_general_qa_acc"] == pytest.approx(row["delta"])
+    assert m["eval"]["forgetting"]["harness"]["ftx_general_qa"]["regression"] is False  # no budget: reported only
+    assert "lm-eval ftx_general_qa: acc " in stdout and "on 16 examples" in stdout
+    assert "harness_ftx_general_qa_acc" in (run_dir / "adapter" / "README.md").read_text()
+    cmp = run_ftx(["compare", str(run_dir), "--out", str(tmp_path / "cmp")], root)
+    assert cmp.returncode == 0 and "delta/harness_ftx_general_qa_acc" in cmp.stdout, cmp.stderr[-2000:]
+    # `ftx eval` of the finished run: the stored harness metrics reproduce (log-likelihoods, deterministic), and
+    # an override adds a task from a folder of the user's own
+    data = tmp_path / "yesno.jsonl"
+    data.write_text("".join(json.dumps({"q": f"Is {i} even?", "a": i % 2}) + "\n" for i in range(8)))
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "my_yesno.yaml").write_text(
+        f"task: my_yesno\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
+        "output_type: multiple_choice\ntest_split: test\ndoc_to_text: '{{q}}'\ndoc_to_choice: ['yes', 'no']\n"
+        "doc_to_target: '{{a}}'\nmetric_list:\n  - metric: acc\n")
+    ev = run_ftx(["eval", str(run_dir), "--check", "eval.harness.tasks=[ftx_general_qa,my_yesno]", "eval.latency.prompts=0",
+                  "eval.generation.enabled=false",
+                  f"eval.harness.include_path={tmp_path / 'tasks'}"], root)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    re_ = json.loads((run_dir / "eval" / "eval.json").read_text())
+    for side in ("base", "tuned"):
+        assert re_[side]["harness_ftx_general_qa_acc"] == m[side]["harness_ftx_general_qa_acc"]
+        assert (re_[side]["harness_my_yesno_acc"] * 8).is_integer()
+    assert re_["reproduced"]["ok"] and "base/harness_ftx_general_qa_acc" not in str(re_["reproduced"]["failed"])
+    assert set(re_["eval"]["harness"]["tasks"]) == {"ftx_general_qa", "my_yesno"}
+    assert "lm-eval my_yesno: acc " in ev.stdout
 
 
 def test_chat_answers_with_tuned_and_base_side_by_side(run):

@@ -21,8 +21,8 @@ def test_gguf_converts_once_and_loads_from_cache():
 
 @pytest.mark.slow
 def test_short_demo_on_smollm2_lowers_heldout_loss(ftx):
-    r = ftx("train", "train.epochs=1", "train.max_steps=12", "train.eval_steps=6",
-            "hydra.run.dir=outputs/runs/real", timeout=2400)  # + 2x18 timed answers
+    r = ftx("train", "train.epochs=1", "train.max_steps=12", "train.eval_steps=6", "eval.harness.tasks=[ftx_general_qa]",
+            "hydra.run.dir=outputs/runs/real", timeout=2400)  # + 2x18 timed answers, + 2x80 lm-eval questions
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((ftx.cwd / "outputs/runs/real/metrics.json").read_text())
     assert m["params"]["total"] > 130e6, "not the real SmolLM2-135M"
@@ -32,6 +32,13 @@ def test_short_demo_on_smollm2_lowers_heldout_loss(ftx):
         assert m[side]["ops_ttft_p50_s"] < m[side]["ops_latency_p50_s"]
     assert m["eval"]["ops"]["answers"] == 16 and "latency_p99_ratio" in m["eval"]["ops"]
     print(json.dumps({k: (m["base"][k], m["tuned"][k]) for k in m["tuned"] if k.startswith("ops_")}))
+    # lm-evaluation-harness on the real model: the shipped local task, all 80 questions, base and tuned
+    h = m["eval"]["harness"]["tasks"]["ftx_general_qa"]
+    assert h["examples"] == 80 and h["metric"] == "acc" and h["delta"] == pytest.approx(h["tuned"] - h["base"])
+    assert h["base"] > 0.5, "SmolLM2 picks the right answer of 4 far above chance (0.25)"
+    assert m["delta"]["harness_ftx_general_qa_acc"] == pytest.approx(h["delta"])
+    print(json.dumps({k: (m["base"][k], m["tuned"][k]) for k in m["tuned"] if k.startswith("harness_")}),
+          m["eval"]["harness"]["seconds"])
 
     # GGUF: llama.cpp's converter, read back by transformers' GGUF loader, logits checked inside the export
     for quant, tolerance in (("f16", 1e-2), ("q8_0", 0.1)):

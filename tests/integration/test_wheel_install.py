@@ -67,7 +67,9 @@ def test_wheel_carries_the_config_tree(installed):
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("ftx/conf/__init__.py", "ftx/conf/config.yaml", "ftx/conf/sweep/tiny.yaml",
                  "ftx/conf/experiment/tiny_smoke.yaml", "hydra_plugins/ftx_sweeper/config.py",
-                 "hydra_plugins/ftx_searchpath/__init__.py", "ftx/cli/init.py"):
+                 "hydra_plugins/ftx_searchpath/__init__.py", "ftx/cli/init.py",
+                 "ftx/assets/harness/ftx_general_qa.yaml", "ftx/assets/harness/ftx_general_qa.py",
+                 "ftx/assets/demo/general_qa.jsonl"):  # the shipped lm-eval task and the file it reads
         assert name in names, name
     shipped = {n for n in names if n.startswith("ftx/conf/") and n.endswith(".yaml")}
     in_tree = {f"ftx/conf/{p.relative_to(ROOT / 'ftx' / 'conf').as_posix()}" for p in (ROOT / "ftx" / "conf").rglob("*.yaml")}
@@ -96,11 +98,18 @@ def test_installed_spec(installed, tmp_path):
 
 def test_installed_train(installed, tmp_path):
     _, venv = installed
-    r = _run([venv / "bin" / "ftx", "train", *TINY, "train.max_steps=2", "hydra.run.dir=run"], tmp_path)
+    r = _run([venv / "bin" / "ftx", "train", *TINY, "train.max_steps=2", "hydra.run.dir=run",
+              "eval.harness.tasks=[ftx_general_qa]", "eval.harness.limit=4"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     run = tmp_path / "run"
     assert (run / "config.yaml").is_file() and (run / "adapter" / "adapter_model.safetensors").is_file()
     assert "source: tiny" in (run / "config.yaml").read_text()
+    # the shipped lm-eval task resolves inside the installed package (its loader and data beside the YAML)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["eval"]["harness"]["tasks"]["ftx_general_qa"]["examples"] == 4
+    log = (run / "train.log").read_text()
+    index = next(line for line in log.splitlines() if "lm-eval task index" in line)
+    assert str((venv / "lib").resolve()) in index and index.split("(")[1].startswith(str((venv / "lib").resolve()))
 
 
 def test_installed_sweep(installed, tmp_path):

@@ -534,6 +534,17 @@ CATALOGUE += [
           "export safetensors instead (--format safetensors)"),
 ]
 
+CATALOGUE += [
+    Entry("harness-unknown-task", "an lm-evaluation-harness task name that does not exist (checked at run start, "
+          "before any model loads)", [*TRAIN, "eval.harness.tasks=[ftx_genral_qa]"],
+          "ftx: config error: eval.harness.tasks: no lm-eval task or group named 'ftx_genral_qa'; close matches: "
+          "ftx_general_qa", subprocess=True),
+    Entry("harness-limit", "an lm-evaluation-harness example cap of 0", ["spec", "eval.harness.limit=0"],
+          "ftx: config error: eval.harness.limit: must be > 0 or null (every example), got 0"),
+    Entry("harness-max-drop", "a negative harness forgetting budget", ["spec", "eval.forgetting.harness_max_drop=-0.1"],
+          "ftx: config error: eval.forgetting.harness_max_drop: must be >= 0 or null, got -0.1"),
+]
+
 # Faults with no error message: what must hold afterwards, and where that is tested.
 FAULTS = [
     ("sigkill-training", "SIGKILL during training after a checkpoint, then the same command with train.resume=auto",
