@@ -139,3 +139,15 @@ class Postgres:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
             self.running = False
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def write_yesno_task(folder: Path, n: int) -> Path:
+    """A user's lm-eval task folder: `my_yesno`, n yes/no questions read from a local JSONL beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder.parent / "yesno.jsonl"
+    data.write_text("".join(json.dumps({"q": f"Is {i} even?", "a": i % 2}) + "\n" for i in range(n)))
+    (folder / "my_yesno.yaml").write_text(
+        f"task: my_yesno\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
+        "output_type: multiple_choice\ntest_split: test\ndoc_to_text: '{{q}}'\ndoc_to_choice: ['yes', 'no']\n"
+        "doc_to_target: '{{a}}'\nmetric_list:\n  - metric: acc\n")
+    return folder

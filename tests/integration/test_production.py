@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.helpers import ftx_env, run_ftx
+from tests.helpers import ftx_env, run_ftx, write_yesno_task
 
 OPS = ("ops_latency_p50_s", "ops_latency_p90_s", "ops_latency_p99_s", "ops_ttft_p50_s", "ops_ttft_p90_s",
        "ops_output_tokens_mean", "ops_output_tokens_p90", "ops_hit_max_new_tokens_rate", "ops_prompt_tokens_mean",
@@ -67,13 +67,7 @@ def test_harness_task_on_base_and_tuned_then_on_the_finished_run(run, tmp_path):
     assert cmp.returncode == 0 and "delta/harness_ftx_general_qa_acc" in cmp.stdout, cmp.stderr[-2000:]
     # `ftx eval` of the finished run: the stored harness metrics reproduce (log-likelihoods, deterministic), and
     # an override adds a task from a folder of the user's own
-    data = tmp_path / "yesno.jsonl"
-    data.write_text("".join(json.dumps({"q": f"Is {i} even?", "a": i % 2}) + "\n" for i in range(8)))
-    (tmp_path / "tasks").mkdir()
-    (tmp_path / "tasks" / "my_yesno.yaml").write_text(
-        f"task: my_yesno\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
-        "output_type: multiple_choice\ntest_split: test\ndoc_to_text: '{{q}}'\ndoc_to_choice: ['yes', 'no']\n"
-        "doc_to_target: '{{a}}'\nmetric_list:\n  - metric: acc\n")
+    write_yesno_task(tmp_path / "tasks", 8)
     ev = run_ftx(["eval", str(run_dir), "--check", "eval.harness.tasks=[ftx_general_qa,my_yesno]", "eval.latency.prompts=0",
                   "eval.generation.enabled=false",
                   f"eval.harness.include_path={tmp_path / 'tasks'}"], root)

@@ -17,6 +17,7 @@ from ftx.eval.suite import compare, summary_table
 from ftx.spec.eval import EvalConfig, HarnessConfig
 from ftx.spec.run import build_spec, metric_direction
 from ftx.spec.tree import compose
+from tests.helpers import write_yesno_task
 
 sys.path.insert(0, str(harness.SHIPPED))
 import ftx_general_qa  # noqa: E402  the shipped task's loader, as lm-eval imports it (by path)
@@ -71,13 +72,7 @@ def test_shipped_task_is_four_way_choice_over_the_demo_general_set():
 def test_a_users_task_folder_is_searched_and_a_bad_folder_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(harness, "_MANAGERS", {})
     monkeypatch.setattr(harness, "_CHECKED", {})
-    data = tmp_path / "yesno.jsonl"
-    data.write_text("".join(json.dumps({"q": f"Is {i} even?", "a": i % 2}) + "\n" for i in range(6)))
-    (tmp_path / "tasks").mkdir()
-    (tmp_path / "tasks" / "my_yesno.yaml").write_text(
-        f"task: my_yesno\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
-        "output_type: multiple_choice\ntest_split: test\ndoc_to_text: '{{q}}'\ndoc_to_choice: ['yes', 'no']\n"
-        "doc_to_target: '{{a}}'\nmetric_list:\n  - metric: acc\n")
+    write_yesno_task(tmp_path / "tasks", 6)
     tm = harness.check(HarnessConfig(tasks=["my_yesno", "ftx_general_qa"], include_path=str(tmp_path / "tasks")))
     assert {"my_yesno", "ftx_general_qa"} <= set(tm.all_tasks)
     with pytest.raises(ConfigError, match=r"^eval.harness.include_path: .*/nope is not a folder"):
