@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import subprocess
 import sys
 import time
@@ -54,8 +55,10 @@ def write_data(folder: Path, length: int, n: int = 40) -> tuple[Path, Path]:
 
 
 def run_case(out: Path, batch: int, length: int, packing: bool, quant: str, before: bool, steps: int,
-             threads: int) -> dict:
+             threads: int, extra: tuple[str, ...] = ()) -> dict:
     name = f"{batch}x{length}_{'pack' if packing else 'nopack'}_{quant}{'_before' if before else ''}"
+    if extra:
+        name += "_" + "_".join(re.sub(r"[^A-Za-z0-9.]+", "-", x) for x in extra)
     d, g = write_data(out / "data", length)
     run_dir = out / name
     args = [sys.executable, "-m", "ftx", "train", "model=smollm2_135m", "curation=none",
@@ -68,6 +71,7 @@ def run_case(out: Path, batch: int, length: int, packing: bool, quant: str, befo
             "tracking=none", f"hydra.run.dir={run_dir}"]
     if before:
         args += ["train.loss_chunk=0", "train.gradient_checkpointing=false"]
+    args += list(extra)
     t0 = time.time()
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     seconds = time.time() - t0
@@ -113,6 +117,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("/tmp/ftx_membench"))
+    ap.add_argument("extra", nargs="*", help="more ftx overrides for every case (after --), e.g. eval.batch_size=4")
     a = ap.parse_args()
     results = []
     for shape in a.shapes.split(","):
@@ -120,7 +125,8 @@ def main() -> None:
         for packing in a.packing.split(","):
             for quant in a.quant.split(","):
                 for before in ((True, False) if a.before else (False,)):
-                    r = run_case(a.out, batch, length, packing == "on", quant, before, a.steps, a.threads)
+                    r = run_case(a.out, batch, length, packing == "on", quant, before, a.steps, a.threads,
+                                 tuple(a.extra))
                     results.append(r)
                     print(json.dumps(r), flush=True)
     print("peak RSS per stage, MB (metrics.json memory)")

@@ -86,6 +86,7 @@ class Recipe:
         self.tracker = tracker
         tracker.start(self.spec, self.run_dir, self.overrides, self.resolved)
         self.bf16 = use_bf16(self.spec.train.precision)
+        memory.return_freed_blocks(self.spec.train.malloc_mmap_threshold_kb)  # before any large allocation
 
     def prepare_data(self) -> None:
         """Data first: bad data fails in seconds, before a model is loaded; bad prompt files fail here too."""

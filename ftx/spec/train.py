@@ -115,11 +115,17 @@ class TrainConfig:
     memory_limit_mb: int = 0
     """Plan against this much memory (MB) instead of what is free (0: free GPU memory, else the machine's or the
     container's available memory): gradient_checkpointing=auto and the fit check use it."""
+    malloc_mmap_threshold_kb: int = 1024
+    """Freed blocks of at least this many KiB go straight back to the OS (glibc M_MMAP_THRESHOLD; 0: the C
+    library's default, whose freed activations stay resident — several times the step's real peak)."""
 
     def check(self) -> None:
         check_choices(self, "train", CHOICE_MESSAGES)
         self.gradient_checkpointing = tristate(self.gradient_checkpointing, "train.gradient_checkpointing")
         require(self.memory_limit_mb >= 0, "train.memory_limit_mb", f"must be >= 0 (0: detect), got {self.memory_limit_mb}")
+        require(0 <= self.malloc_mmap_threshold_kb <= 32768, "train.malloc_mmap_threshold_kb",
+                f"must be in [0, 32768] KiB (0: the C library's default; glibc's maximum is 32 MiB), "
+                f"got {self.malloc_mmap_threshold_kb}")
         require(self.loss_chunk >= 0, "train.loss_chunk", f"must be >= 0 (0: full logits), got {self.loss_chunk}")
         check_objective(self)
         require(self.dpo.beta > 0, "train.dpo.beta", f"must be > 0 (0.1 is usual), got {self.dpo.beta}")

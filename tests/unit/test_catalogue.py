@@ -543,6 +543,10 @@ CATALOGUE += [
           "ftx: config error: eval.harness.limit: must be > 0 or null (every example), got 0"),
     Entry("harness-max-drop", "a negative harness forgetting budget", ["spec", "eval.forgetting.harness_max_drop=-0.1"],
           "ftx: config error: eval.forgetting.harness_max_drop: must be >= 0 or null, got -0.1"),
+    Entry("mmap-threshold-range", "a heap-return threshold above glibc's maximum",
+          ["spec", "train.malloc_mmap_threshold_kb=65536"],
+          "ftx: config error: train.malloc_mmap_threshold_kb: must be in [0, 32768] KiB (0: the C library's default; "
+          "glibc's maximum is 32 MiB), got 65536"),
 ]
 
 # Faults with no error message: what must hold afterwards, and where that is tested.

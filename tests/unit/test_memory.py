@@ -236,3 +236,38 @@ def test_heldout_pass_in_chunks_equals_the_full_projection():
         assert f["hits"] == c["hits"]
         assert f["loss_sum"] == pytest.approx(c["loss_sum"], rel=1e-5)
         assert f["conf_sum"] == pytest.approx(c["conf_sum"], rel=1e-5)
+
+
+HEAP_PROBE = """
+import ctypes, sys, torch
+from ftx import memory
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+applied = memory.return_freed_blocks(int(sys.argv[1]))
+big = torch.ones(4 << 20); del big  # a freed 16 MiB block: glibc's dynamic threshold rises to 16 MiB
+before = libc.mallinfo2().hblkhd
+blocks = [torch.ones(512 << 10) for _ in range(20)]  # 2 MiB each, like a step's activations
+print(applied, (libc.mallinfo2().hblkhd - before) >> 20)
+"""
+
+
+@pytest.mark.parametrize("threshold_kb, applied, mapped_mb", [(0, "False", 0), (1024, "True", 40)])
+def test_freed_activation_sized_blocks_go_back_to_the_os_only_with_the_threshold(threshold_kb, applied, mapped_mb):
+    """With glibc's default, blocks below the largest block freed so far come from the heap, whose freed space
+    stays resident; with train.malloc_mmap_threshold_kb=1024 each 2 MiB block is its own mapping (returned to the
+    OS when freed). A fresh process each: the threshold is process-wide."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", HEAP_PROBE, str(threshold_kb)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [applied, str(mapped_mb)]
+
+
+def test_threshold_outside_glibcs_range_is_refused_in_one_line():
+    for bad in (-1, 32769):
+        with pytest.raises(ConfigError, match=r"train\.malloc_mmap_threshold_kb: must be in \[0, 32768\] KiB"):
+            build_spec(compose([f"train.malloc_mmap_threshold_kb={bad}"]))
