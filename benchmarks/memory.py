@@ -3,6 +3,7 @@
     python benchmarks/memory.py                                # 4×1024 then 4×256, packing off/on, quant none/nf4
     python benchmarks/memory.py --shapes 4x1024 --quant none --packing off --before
     python benchmarks/memory.py --out /tmp/membench --steps 2
+    python benchmarks/memory.py --shapes 4x1024 --packing off --quant none -- train.malloc_mmap_threshold_kb=0
 
 Each case is one `ftx train` process (clean peak) on a synthetic FAQ set whose answers fill the row
 (~90% of max_length), so every batch is batch × max_length tokens. The stages are the ones the run itself

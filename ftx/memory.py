@@ -80,8 +80,6 @@ def cuda_present() -> bool:
 
 M_MMAP_THRESHOLD = -3
 """glibc's mallopt parameter: blocks at least this large are mmapped, and unmapped when freed."""
-MMAP_THRESHOLD_MAX_KB = 32 * 1024
-"""glibc's upper bound for M_MMAP_THRESHOLD on 64-bit (HEAP_MAX / 2)."""
 
 
 def return_freed_blocks(threshold_kb: int) -> bool:
@@ -89,9 +87,9 @@ def return_freed_blocks(threshold_kb: int) -> bool:
     M_MMAP_THRESHOLD; train.malloc_mmap_threshold_kb, 0: leave the C library's default). By default glibc raises
     its threshold to the largest block freed so far (up to 32 MiB), so a step's activations (a few MiB each) are
     then carved from the heap, and the heap's freed space stays resident: RSS climbs far above what is in use
-    (SmolLM2 LoRA 4×1024, checkpointed: 9.6 GB resident after step 1 against 1.7 GB with 1 MiB here,
-    benchmarks/memory.py). Setting the threshold also fixes it (no more dynamic raises). False where the C
-    library is not glibc."""
+    (SmolLM2 LoRA 4×1024, checkpointed: run peak 7.5 GB against 1.8 GB with 1 MiB, benchmarks/memory.py). A
+    threshold set by mallopt is fixed: glibc stops raising it. Process-wide. Returns False where the C library
+    is not glibc (nothing changes there)."""
     if threshold_kb <= 0:
         return False
     with contextlib.suppress(OSError, AttributeError):
