@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import gc
 import os
 import threading
@@ -82,6 +83,16 @@ M_MMAP_THRESHOLD = -3
 """glibc's mallopt parameter: blocks at least this large are mmapped, and unmapped when freed."""
 
 
+@functools.lru_cache(maxsize=1)
+def _glibc():
+    """The C library when it is glibc (mallopt, malloc_trim), else None."""
+    try:
+        lib = ctypes.CDLL("libc.so.6")
+        return lib if hasattr(lib, "mallopt") and hasattr(lib, "malloc_trim") else None
+    except OSError:
+        return None
+
+
 def return_freed_blocks(threshold_kb: int) -> bool:
     """Blocks of at least `threshold_kb` KiB go back to the OS as soon as they are freed (glibc mallopt
     M_MMAP_THRESHOLD; train.malloc_mmap_threshold_kb, 0: leave the C library's default). By default glibc raises
@@ -90,11 +101,8 @@ def return_freed_blocks(threshold_kb: int) -> bool:
     (SmolLM2 LoRA 4×1024, checkpointed: run peak 7.5 GB against 1.8 GB with 1 MiB, benchmarks/memory.py). A
     threshold set by mallopt is fixed: glibc stops raising it. Process-wide. Returns False where the C library
     is not glibc (nothing changes there)."""
-    if threshold_kb <= 0:
-        return False
-    with contextlib.suppress(OSError, AttributeError):
-        return ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, int(threshold_kb) * 1024) == 1
-    return False
+    lib = _glibc()
+    return bool(threshold_kb > 0 and lib is not None and lib.mallopt(M_MMAP_THRESHOLD, int(threshold_kb) * 1024) == 1)
 
 
 def release(model=None) -> None:
@@ -108,8 +116,8 @@ def release(model=None) -> None:
         import torch
 
         torch.cuda.empty_cache()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    if _glibc() is not None:
+        _glibc().malloc_trim(0)
 
 
 class Meter:
