@@ -1,6 +1,6 @@
 """Learning rate × epochs × LoRA rank on real QA sets, judged by the task metric (issue 21, item 4).
 
-    python benchmarks/qa_sets.py --out qa/sets --train 200 --heldout 70     # build the three real sets
+    python benchmarks/qa_sets.py --out qa/sets --train 200 --heldout 70     # build the five real sets
     nice -n 5 python benchmarks/qa_defaults.py --sets-dir qa/sets --out qa/grid
     python benchmarks/qa_defaults.py --sets-dir qa/sets --out qa/grid --report   # table + CSV only
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parent.parent
-SETS = ("commands", "sections", "synopsis")
+SETS = ("commands", "sections", "synopsis", "mimetypes", "ports")
 COLUMNS = ("set", "lr", "epochs", "r", "steps", "train_s", "primary", "base_task", "tuned_task", "diff", "ci_lo",
            "ci_hi", "p", "verdict", "base_val_loss", "tuned_val_loss", "loss_change", "base_contains",
            "tuned_contains", "base_token_f1", "tuned_token_f1", "base_exact_match", "tuned_exact_match", "flags")

@@ -14,6 +14,14 @@ Sets (each a folder with train.jsonl, heldout.jsonl and manifest.json; records a
              From /var/lib/dpkg/status (Package, Section).
   synopsis   long answers: "What is the Debian package `gzip`?" → its one-line Description synopsis
              (token F1 / ROUGE-L territory: the auto primary metric picks val_token_f1 for these).
+  mimetypes  short answers the base model partly knows: "What is the MIME type of files with the
+             extension `.mp3`?" → audio/mpeg. From /etc/mime.types (package media-types), standard
+             trees only (no vnd./x-/prs. subtypes); keyed by type, so a type's extensions stay on one side.
+  ports      short answers the base model partly knows: "Which port number is assigned to the network
+             service `ssh`?" → 22. From /etc/services (package netbase), one question per service name.
+
+The first three are sets on which SmolLM2-135M scores near 0 before tuning (it cannot forget what it
+does not know); mimetypes and ports are the ones where it starts with some knowledge to lose.
 
 Reproducible: candidates are sorted, then sampled with --seed; manifest.json records the sha256 of
 every metadata file read, the candidate count and the seed, so the same machine image gives the same
@@ -36,6 +44,7 @@ import sys
 from pathlib import Path
 
 DPKG = Path("/var/lib/dpkg")
+SETS = ("commands", "sections", "synopsis", "mimetypes", "ports")
 BIN_DIRS = ("/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/")
 
 
@@ -110,6 +119,43 @@ def synopses(status: list[dict]) -> list[dict]:
     return recs
 
 
+def mimetypes(path: Path = Path("/etc/mime.types")) -> list[dict]:
+    by_ext: dict[str, set] = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) < 2 or "/" not in fields[0]:
+            continue
+        if fields[0].split("/", 1)[1].startswith(("vnd.", "x-", "prs.")):
+            continue
+        for ext in fields[1:]:
+            by_ext.setdefault(ext, set()).add(fields[0])
+    recs = []
+    for ext in sorted(by_ext):
+        types = sorted(by_ext[ext])
+        recs.append({"key": types[0], "prompt": f"What is the MIME type of files with the extension `.{ext}`?",
+                     "response": types[0], "answers": types})
+    return recs
+
+
+def ports(path: Path = Path("/etc/services")) -> list[dict]:
+    by_name: dict[str, set] = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) < 2 or "/" not in fields[1]:
+            continue
+        port = fields[1].split("/", 1)[0]
+        for name in fields[:1] + fields[2:]:  # the service and its aliases
+            by_name.setdefault(name, set()).add(port)
+    recs = []
+    for name in sorted(by_name):
+        if len(by_name[name]) != 1:
+            continue  # an alias shared by services on different ports has no one answer
+        port = next(iter(by_name[name]))
+        recs.append({"key": port, "prompt": f"Which port number is assigned to the network service `{name}`?",
+                     "response": port, "answers": [port]})
+    return recs
+
+
 def split(recs: list[dict], n_train: int, n_heldout: int, seed: int) -> tuple[list[dict], list[dict]]:
     """Sample by package (a package's questions land on one side only), then cap each side."""
     keys = sorted({r["key"] for r in recs})
@@ -144,15 +190,15 @@ def write_set(out: Path, name: str, recs: list[dict], args, sources: dict) -> di
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--sets", default="commands,sections,synopsis")
+    ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--train", type=int, default=230)
     ap.add_argument("--heldout", type=int, default=70)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     wanted = [s.strip() for s in args.sets.split(",") if s.strip()]
-    unknown = sorted(set(wanted) - {"commands", "sections", "synopsis"})
+    unknown = sorted(set(wanted) - set(SETS))
     if unknown:
-        print(f"qa_sets: unknown set(s) {', '.join(unknown)} (commands, sections, synopsis)", file=sys.stderr)
+        print(f"qa_sets: unknown set(s) {', '.join(unknown)} ({', '.join(SETS)})", file=sys.stderr)
         return 2
     status_path = DPKG / "status"
     status = read_status(status_path) if {"sections", "synopsis"} & set(wanted) else []
@@ -162,6 +208,9 @@ def main(argv=None) -> int:
             recs, lists = commands()
             src = {"dpkg_info_lists": len(lists), "lists_sha256": hashlib.sha256(
                 b"".join(sha256(p).encode() for p in lists)).hexdigest()}
+        elif name in ("mimetypes", "ports"):
+            path = Path("/etc/mime.types" if name == "mimetypes" else "/etc/services")
+            recs, src = (mimetypes(path) if name == "mimetypes" else ports(path)), {str(path): sha256(path)}
         else:
             recs, src = (sections(status) if name == "sections" else synopses(status)), status_src
         m = write_set(args.out, name, recs, args, src)
