@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Optional
 
 from ftx.data.ledger import Ledger
@@ -166,16 +166,37 @@ def _ngrams(text: str, n: int) -> set:
     return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
-def _overlap_index(reference: list[dict], n: int):
-    """A function rec → (n-grams of rec found in `reference`, n-grams of rec). Records shorter than n words
-    are one n-gram, checked as a whole phrase inside the reference text."""
+def _common_ngrams(reference: list[dict], checked: list[dict], n: int, share: float) -> set:
+    """Template n-grams: the wording many records of *both* sides share (a question template, boilerplate),
+    found in at least `share` of the reference records and of the checked records (and in 3 of each). They
+    say nothing about a leak, so they count neither as hits nor in a record's total. Requiring both sides
+    keeps a real leak visible even when it was copied into the reference several times: its n-grams are
+    common there, but in one checked record only."""
+    if share <= 0 or not reference or not checked:
+        return set()
+
+    def df(records: list[dict]) -> Counter:
+        c: Counter = Counter()
+        for rec in records:
+            c.update(g for g in _ngrams(_text(rec), n) if len(g) == n)
+        return c
+
+    ref, chk = df(reference), df(checked)
+    need_ref, need_chk = max(3, share * len(reference)), max(3, share * len(checked))
+    return {g for g, k in ref.items() if k >= need_ref and chk.get(g, 0) >= need_chk}
+
+
+def _overlap_index(reference: list[dict], n: int, ignore: frozenset | set = frozenset()):
+    """A function rec → (n-grams of rec found in `reference`, n-grams of rec), leaving out the `ignore`d
+    (template) n-grams. Records shorter than n words are one n-gram, checked as a whole phrase inside the
+    reference text."""
     grams: set = set()
     for rec in reference:
         grams |= _ngrams(_text(rec), n)
     text = "\n".join(" " + " ".join(_WORD.findall(_text(r).lower())) + " " for r in reference)
 
     def found(rec: dict) -> tuple[int, int]:
-        mine = _ngrams(_text(rec), n)
+        mine = _ngrams(_text(rec), n) - ignore
         return sum((g in grams) if len(g) == n else (f" {' '.join(g)} " in text) for g in mine), len(mine)
 
     return found
@@ -188,6 +209,9 @@ def decontaminate(parts: dict[str, list[dict]], cfg: SplitConfig, ledger: Option
     leaks that slip past (or come without) curation's near-duplicate clustering. A held-out set the user
     declared (a source's or record's `split`) is kept as given; the direction turns: training records
     that overlap it are dropped (stage `decontaminate_train`, reason `overlaps_declared_<split>`).
+    N-grams most records of both sides share (a question template such as "What is the MIME type of files
+    with the extension …") are not evidence of a leak and are left out of the count
+    (`cfg.common_ngram_share`; see _common_ngrams).
     """
     stats = {split: 0 for split in HELD_OUT}
     if not cfg.decontaminate:
@@ -197,7 +221,8 @@ def decontaminate(parts: dict[str, list[dict]], cfg: SplitConfig, ledger: Option
         declared = [r for r in parts[split] if r.get("split") == split]
         if not declared:
             continue
-        found = _overlap_index(declared, cfg.ngram)
+        common = _common_ngrams(declared, parts["train"], cfg.ngram, cfg.common_ngram_share)
+        found = _overlap_index(declared, cfg.ngram, common)
         kept = []
         for rec in parts["train"]:
             hits, total = found(rec)
@@ -216,7 +241,9 @@ def decontaminate(parts: dict[str, list[dict]], cfg: SplitConfig, ledger: Option
     if not any(r["role"] == "domain" for r in parts["train"]):
         raise DataError("data.split.decontaminate: every domain training record overlaps a declared val/test "
                         "source; check that the held-out file is not a copy of the training file")
-    found = _overlap_index(parts["train"], cfg.ngram)
+    held = [r for split in HELD_OUT for r in parts[split] if r.get("split") != split]
+    found = _overlap_index(parts["train"], cfg.ngram,
+                           _common_ngrams(parts["train"], held, cfg.ngram, cfg.common_ngram_share))
     for split in HELD_OUT:
         kept = []
         for rec in parts[split]:

@@ -233,6 +233,10 @@ class SplitConfig:
     """Word n-gram length of the overlap test (13 is GPT-3's choice for long documents; 8 suits Q&A)."""
     overlap: float = 0.5
     """Fraction of a held-out record's n-grams found in train at or above which it is dropped."""
+    common_ngram_share: float = 0.1
+    """N-grams found in at least this share of the records of both sides (and in 3 of each) are shared
+    template wording ("What is the MIME type of files with the extension …"), not a leak: they are left out
+    of the overlap count. 0 counts every n-gram (templated questions then overlap each other)."""
 
 
 @dataclass
@@ -345,6 +349,8 @@ class DataConfig:
         require(s.val + s.test < 1.0, "data.split", f"val + test must be < 1, got {s.val + s.test}")
         require(0.0 < s.overlap <= 1.0, "data.split.overlap", f"must be in (0, 1], got {s.overlap}")
         require(s.ngram >= 1, "data.split.ngram", f"must be >= 1, got {s.ngram}")
+        require(0.0 <= s.common_ngram_share <= 1.0, "data.split.common_ngram_share",
+                f"must be in [0, 1] (0: count every n-gram), got {s.common_ngram_share}")
         self._check_mix(roles)
         self.balance.check()
         self.augment.check()

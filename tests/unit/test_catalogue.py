@@ -547,6 +547,9 @@ CATALOGUE += [
           ["spec", "train.malloc_mmap_threshold_kb=65536"],
           "ftx: config error: train.malloc_mmap_threshold_kb: must be in [0, 32768] KiB (0: the C library's default; "
           "glibc's maximum is 32 MiB), got 65536"),
+    Entry("common-ngram-share-range", "a template-n-gram share outside [0, 1]",
+          ["spec", "data.split.common_ngram_share=1.5"],
+          "ftx: config error: data.split.common_ngram_share: must be in [0, 1] (0: count every n-gram), got 1.5"),
 ]
 
 # Faults with no error message: what must hold afterwards, and where that is tested.

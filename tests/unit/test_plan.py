@@ -120,6 +120,41 @@ def test_decontamination_drops_held_out_records_that_overlap_train_with_a_reason
     ledger.check()
 
 
+def templated(i: int, split: str = "") -> dict:
+    """A templated question (13 words, 6 word 8-grams, 3 of them the template's own words)."""
+    r = dict(rec(i), messages=[{"role": "user", "content": f"What is the MIME type of files with the extension .e{i}?"},
+                               {"role": "assistant", "content": f"application/t{i}"}], text=None)
+    return dict(r, split=split) if split else r
+
+
+def test_a_shared_question_template_is_not_a_leak_but_a_copied_record_still_is():
+    """Templated Q&A (a real set: 102 of 200 training questions were dropped as overlapping the held-out set by
+    the template's words alone): n-grams common to both sides are left out of the count, so only what differs
+    between records decides; a held-out record copied into train — even three times — is still caught."""
+    train = [templated(i) for i in range(40)]
+    declared = [templated(100 + i, "val") for i in range(12)]
+    data = cfg()
+    data.split.common_ngram_share = 0.0  # the old count: the template alone is half of every record's 8-grams
+    parts = {"train": list(train), "val": list(declared), "test": [], "general_eval": []}
+    with pytest.raises(DataError, match="every domain training record overlaps a declared val/test source"):
+        decontaminate(parts, data.split, Ledger())
+    data.split.common_ngram_share = 0.1
+    copies = [dict(templated(105), id=f"copy{k}", split=None) for k in range(3)]
+    parts = {"train": train + copies, "val": list(declared), "test": [], "general_eval": []}
+    ledger = Ledger()
+    counts = decontaminate(parts, data.split, ledger)
+    assert counts["train_vs_declared_val"] == 3, counts
+    assert {d["id"] for d in ledger.dropped_records} == {"copy0", "copy1", "copy2"}
+    assert ledger.dropped_records[0]["detail"] == "3/3 8-grams found in the declared val set"  # template left out
+    assert len(parts["train"]) == 40
+    # the other direction (held-out drawn from the same pool): templated val records stay, a leaked one goes
+    auto_val = [templated(200 + i) for i in range(10)] + [dict(templated(7), id="leak")]
+    parts = {"train": list(train), "val": auto_val, "test": [], "general_eval": []}
+    ledger = Ledger()
+    assert decontaminate(parts, data.split, ledger)["val"] == 1
+    assert [d["id"] for d in ledger.dropped_records] == ["leak"] and len(parts["val"]) == 10
+
+
 def test_decontamination_off_and_all_leaked_val_is_an_error():
     data = cfg()
     train = [rec(i, text="one two three four five six seven eight nine ten") for i in range(2)]
