@@ -35,7 +35,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parent.parent
-SETS = ("commands", "sections", "synopsis", "mimetypes", "ports")
+SETS = ("commands", "sections", "synopsis", "mimetypes", "ports", "manpages")
 COLUMNS = ("set", "lr", "epochs", "r", "steps", "train_s", "primary", "base_task", "tuned_task", "diff", "ci_lo",
            "ci_hi", "p", "verdict", "base_val_loss", "tuned_val_loss", "loss_change", "base_contains",
            "tuned_contains", "base_token_f1", "tuned_token_f1", "base_exact_match", "tuned_exact_match", "flags")

@@ -17,6 +17,9 @@ Sets (each a folder with train.jsonl, heldout.jsonl and manifest.json; records a
   mimetypes  short answers the base model partly knows: "What is the MIME type of files with the
              extension `.mp3`?" → audio/mpeg. From /etc/mime.types (package media-types), standard
              trees only (no vnd./x-/prs. subtypes); keyed by type, so a type's extensions stay on one side.
+  manpages   short answers: "Which command's manual page describes it as: "list directory contents"?" → ls.
+             From the NAME line of every installed section-1 manual page (/usr/share/man/man1, at most 4
+             per package, pages whose description names the command left out).
   ports      short answers the base model partly knows: "Which port number is assigned to the network
              service `ssh`?" → 22. From /etc/services (package netbase), one question per service name.
 
@@ -37,14 +40,16 @@ other packages are answered and paired base vs tuned as well:
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import random
+import re
 import sys
 from pathlib import Path
 
 DPKG = Path("/var/lib/dpkg")
-SETS = ("commands", "sections", "synopsis", "mimetypes", "ports")
+SETS = ("commands", "sections", "synopsis", "mimetypes", "ports", "manpages")
 BIN_DIRS = ("/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/")
 
 
@@ -117,6 +122,47 @@ def synopses(status: list[dict]) -> list[dict]:
         recs.append({"key": p["Package"], "prompt": f"What is the Debian package `{p['Package']}`?",
                      "response": text + ("" if text.endswith(".") else "."), "answers": [synopsis]})
     return recs
+
+
+MAN1 = "/usr/share/man/man1/"
+
+
+def _name_line(path: Path) -> str:
+    """The NAME section's one line of a gzipped man page ("ls \\- list directory contents"), troff removed."""
+    try:
+        text = gzip.open(path, "rt", encoding="utf-8", errors="replace").read()
+    except (OSError, EOFError):
+        return ""
+    m = re.search(r'^\.S[Hh]\s+"?NAME"?\s*\n(.*?)(?=^\.S[Hh])', text, re.M | re.S)
+    if not m:
+        return ""
+    body = " ".join(line for line in m.group(1).splitlines() if not line.startswith(('.\\"', ".PD", ".IX")))
+    body = re.sub(r"\\f[BIRP]|\\f\(..|\\&", "", body).replace("\\-", "-").replace("\\(em", "-")
+    return " ".join(re.sub(r"^\.\w+\s*", "", body.strip()).split())
+
+
+def manpages(info: Path = DPKG / "info", per_package: int = 4) -> tuple[list[dict], list[Path]]:
+    """(one record per section-1 manual page, at most `per_package` per package, the .list files read)."""
+    recs, lists = [], sorted(info.glob("*.list"))
+    for lst in lists:
+        pkg = lst.name[: -len(".list")].split(":")[0]
+        pages = sorted(line for line in lst.read_text(encoding="utf-8", errors="replace").splitlines()
+                       if line.startswith(MAN1) and line.endswith(".1.gz") and "/" not in line[len(MAN1):])
+        taken = 0
+        for page in pages:
+            path = Path(page)
+            if taken >= per_package or path.is_symlink() or not path.is_file():
+                continue
+            cmd, line = path.name[: -len(".1.gz")], _name_line(path)
+            if " - " not in line:
+                continue
+            desc = line.split(" - ", 1)[1].strip().rstrip(".")
+            if len(desc.split()) < 3 or cmd.lower() in desc.lower():
+                continue  # too short to identify a command, or the description names it
+            recs.append({"key": pkg, "prompt": f"Which command's manual page describes it as: \"{desc}\"?",
+                         "response": cmd, "answers": [cmd]})
+            taken += 1
+    return recs, lists
 
 
 def mimetypes(path: Path = Path("/etc/mime.types")) -> list[dict]:
@@ -204,8 +250,8 @@ def main(argv=None) -> int:
     status = read_status(status_path) if {"sections", "synopsis"} & set(wanted) else []
     status_src = {str(status_path): sha256(status_path)} if status else {}
     for name in wanted:
-        if name == "commands":
-            recs, lists = commands()
+        if name in ("commands", "manpages"):
+            recs, lists = commands() if name == "commands" else manpages()
             src = {"dpkg_info_lists": len(lists), "lists_sha256": hashlib.sha256(
                 b"".join(sha256(p).encode() for p in lists)).hexdigest()}
         elif name in ("mimetypes", "ports"):
