@@ -142,10 +142,10 @@ class Recipe:
         mlog = MetricsLog(self.run_dir / "metrics.jsonl")
         selecting = spec.train.early_stopping_patience > 0 or spec.train.keep_best
         key = select_key(self.evaluator.primary) if selecting and self.evaluator.selects_by_task() else None
-        dpo = spec.train.objective == "dpo"
+        dpo = spec.train.preference()  # dpo or orpo: TRL's trainer on the prepared pairs
         if dpo:
             args = training_arguments(spec, self.run_dir, self.bf16, key, self.checkpointing,
-                                      cls=dpo_mod.config_class(), **dpo_mod.dpo_arguments(spec))
+                                      cls=dpo_mod.config_class(spec), **dpo_mod.dpo_arguments(spec))
         else:
             args = training_arguments(spec, self.run_dir, self.bf16, key, self.checkpointing)
         callbacks = [metrics_callback(mlog), *trial_callbacks(spec)]  # sweep jobs: report/prune

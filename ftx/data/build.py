@@ -21,6 +21,7 @@ from ftx.errors import DataError
 from ftx.runs import sha256_text, write_json
 from ftx.spec.curation import CurationConfig
 from ftx.spec.data import DataConfig
+from ftx.spec.train import PREFERENCE_OBJECTIVES
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test", "general_eval")
@@ -122,11 +123,12 @@ def prepare(data: DataConfig, curation: CurationConfig, tok, run_dir: Optional[P
         pairs[name], st = fmt.encode_pairs(parts[name], encoded[name], tok, data.format, name, ledger)
         if st["pairs"] or any(r.get("rejected") is not None for r in parts[name]):
             stats.setdefault("pairs", {})[name] = st
-    if objective == "dpo":
-        encoded["train"] = pairs_only(encoded["train"], {p["id"] for p in pairs["train"]}, parts["train"], ledger)
+    if objective in PREFERENCE_OBJECTIVES:
+        encoded["train"] = pairs_only(encoded["train"], {p["id"] for p in pairs["train"]}, parts["train"], ledger,
+                                      objective)
         for name, why in (("train", "to train on"), ("val", "to measure preference accuracy on")):
             if not pairs[name]:
-                raise DataError(f"train.objective=dpo: no preference pair in the {name} split {why} "
+                raise DataError(f"train.objective={objective}: no preference pair in the {name} split {why} "
                                 f"({len(parts[name])} {name} records, none with a 'rejected' reply that fits "
                                 f"data.format.max_length={data.format.max_length}); add a source of "
                                 "{prompt, chosen, rejected} records (docs/feedback.md)")
@@ -157,19 +159,21 @@ def prepare(data: DataConfig, curation: CurationConfig, tok, run_dir: Optional[P
                     pairs=pairs)
 
 
-def pairs_only(train: list[dict], pair_ids: set, records: list[dict], ledger: Ledger) -> list[dict]:
-    """DPO trains on pairs: the training examples of the pairs kept; every other one dropped with its reason."""
+def pairs_only(train: list[dict], pair_ids: set, records: list[dict], ledger: Ledger,
+               objective: str = "dpo") -> list[dict]:
+    """DPO/ORPO train on pairs: the training examples of the pairs kept; every other one dropped with its reason
+    (ledger stage: the objective's name)."""
     by_id = {r["id"]: r for r in records}
     kept = []
     for ex in train:
-        ledger.record_in("dpo", 1)
+        ledger.record_in(objective, 1)
         if ex["id"] in pair_ids:
-            ledger.keep("dpo")
+            ledger.keep(objective)
             kept.append(ex)
         else:
             rec = by_id.get(ex["id"], {"id": ex["id"], "source": ex.get("source")})
-            ledger.drop("dpo", "not_a_pair" if rec.get("rejected") is None else "rejected_too_long", rec,
-                        detail="train.objective=dpo trains on {prompt, chosen, rejected} pairs only")
+            ledger.drop(objective, "not_a_pair" if rec.get("rejected") is None else "rejected_too_long", rec,
+                        detail=f"train.objective={objective} trains on {{prompt, chosen, rejected}} pairs only")
     return kept
 
 

@@ -1,4 +1,6 @@
-"""train.objective=dpo: Direct Preference Optimization (Rafailov et al. 2023) through TRL's DPOTrainer.
+"""train.objective=dpo: Direct Preference Optimization (Rafailov et al. 2023) through TRL's DPOTrainer, and
+train.objective=orpo: Odds Ratio Preference Optimization (Hong et al. 2024) through TRL's ORPOTrainer
+(trl.experimental.orpo since TRL 1.x), on the same prepared pairs.
 
 The model is the run's own (ftx/engine/build.py: base → quantise → seed → wrap → init adapter), so LoRA,
 DoRA, QLoRA, ZeRO (the `zero` group, passed as for SFT), the optimizer group and the sweeper's callbacks
@@ -11,6 +13,8 @@ The reference model π_ref:
   run>` it is the SFT model, the usual SFT → DPO recipe. The copy is deleted before the adapter is saved.
 - with lora.method=full: a frozen copy of the whole model, which must fit in free memory beside the policy;
   when it does not, the run stops before the copy with one line saying why and what to use.
+ORPO has no reference model: its loss is the SFT loss on the chosen reply plus β × log σ(log odds(chosen) −
+log odds(rejected)), so lora.method=full needs no second copy.
 """
 
 from __future__ import annotations
@@ -26,16 +30,36 @@ HEADROOM = 0.8
 """A full reference copy may use at most this share of the free memory (activations need the rest)."""
 
 
-def trl():
+def trl(objective: str = "dpo"):
     """TRL, or one line saying how to install it (the optional extra `dpo`)."""
     try:
         import trl as module
     except ImportError:
-        raise ConfigError("train.objective=dpo needs TRL, which is not installed: pip install 'ftx[dpo]'") from None
+        raise ConfigError(f"train.objective={objective} needs TRL, which is not installed: "
+                          "pip install 'ftx[dpo]'") from None
     return module
 
 
-def config_class():
+def orpo():
+    """TRL's ORPO (moved to trl.experimental in TRL 1.x; its import warning silenced: ftx documents the status)."""
+    import os
+    import warnings
+
+    trl("orpo")
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            from trl.experimental import orpo as module
+        except ImportError:
+            raise ConfigError("train.objective=orpo needs TRL's ORPOTrainer (trl.experimental.orpo, TRL >= 1.0), "
+                              "which this TRL does not have: pip install 'ftx[dpo]' --upgrade") from None
+    return module
+
+
+def config_class(spec=None):
+    if spec is not None and str(spec.train.objective) == "orpo":
+        return orpo().ORPOConfig
     return trl().DPOConfig
 
 
@@ -97,7 +121,12 @@ def reference_model(model, spec):
 
 
 def make_trainer(spec, model, tok, pairs: dict, args, callbacks: list, **optim_kwargs):
-    """TRL's DPOTrainer over the run's model and the prepared train/val pairs."""
+    """TRL's DPOTrainer (or ORPOTrainer) over the run's model and the prepared train/val pairs."""
+    if str(spec.train.objective) == "orpo":
+        log.info("ORPO: SFT loss + %g x odds-ratio term, no reference model", spec.train.orpo.beta)
+        return orpo().ORPOTrainer(model=model, args=args, train_dataset=pair_dataset(pairs["train"]),
+                                  eval_dataset=pair_dataset(pairs["val"]), processing_class=tok,
+                                  callbacks=callbacks, **optim_kwargs)
     DPOTrainer = trl().DPOTrainer
     if spec.lora.method != "full":
         log.info("DPO reference: the starting weights through a frozen copy of the adapter (no second model)")
@@ -107,8 +136,12 @@ def make_trainer(spec, model, tok, pairs: dict, args, callbacks: list, **optim_k
 
 
 def dpo_arguments(spec) -> dict:
-    """What DPOConfig adds to the shared TrainingArguments settings."""
+    """What DPOConfig (or ORPOConfig) adds to the shared TrainingArguments settings."""
     d, f = spec.train.dpo, spec.data.format
+    if str(spec.train.objective) == "orpo":
+        # Pairs over data.format.max_length were dropped (or truncated) by ftx's format step, as for DPO.
+        return dict(beta=spec.train.orpo.beta, max_length=f.max_length, remove_unused_columns=True,
+                    dataset_num_proc=None)
     return dict(beta=d.beta, loss_type=[str(d.loss_type)], label_smoothing=d.label_smoothing,
                 max_length=f.max_length, truncation_mode="keep_start", remove_unused_columns=True,
                 # Pairs over data.format.max_length were dropped (or truncated) by ftx's format step with a

@@ -213,7 +213,9 @@ class Evaluator:
             out["eval"]["pairwise"] = pairwise
         out["eval"]["seconds"] = dict(self.seconds)
         out["eval"]["primary"] = {"metric": self.primary, "reason": self.primary_reason}
-        prefs = preference.comparison(self.results, getattr(self.data, "pairs", {}), self.spec.train.dpo.beta)
+        t = self.spec.train
+        beta = t.orpo.beta if str(t.objective) == "orpo" else t.dpo.beta  # the reward's scale: the objective's β
+        prefs = preference.comparison(self.results, getattr(self.data, "pairs", {}), beta)
         if prefs:
             out["eval"]["preference"] = prefs
         return out

@@ -167,7 +167,7 @@ def rule_objective_is_measured(spec: RunSpec) -> None:
         return
     require(side == "tuned" or ev.base_vs_tuned, "objective.metric",
             f"{metric!r} needs the base model measured (eval.base_vs_tuned=false); use tuned/{key}")
-    if key in produced_metrics(ev) or (spec.train.objective == "dpo" and key in PREFERENCE_METRICS):
+    if key in produced_metrics(ev) or (spec.train.preference() and key in PREFERENCE_METRICS):
         return
     if any(key.startswith(f"harness_{t}_") for t in ev.harness.tasks):  # lm-eval names the metrics at run time
         return
@@ -196,19 +196,21 @@ def rule_task_selection_needs_generation(spec: RunSpec) -> None:
 
 
 def rule_dpo_trains_on_whole_pairs(spec: RunSpec) -> None:
-    """DPO compares two whole replies to one prompt: no packing, raw text, mix ratio, curriculum or LLRD groups."""
-    if spec.train.objective != "dpo":
+    """DPO and ORPO compare two whole replies to one prompt: no packing, raw text, mix ratio, curriculum or LLRD
+    groups."""
+    if not spec.train.preference():
         return
+    objective = spec.train.objective
     d = spec.data
     for ok, key, why in ((not d.format.packing, "data.format.packing", "packing joins examples into rows"),
                          (not d.format.raw_text, "data.format.raw_text", "raw text has no replies to compare"),
                          (d.mix.domain_ratio is None, "data.mix.domain_ratio",
-                          "a mix ratio draws SFT examples; DPO trains on every pair once per epoch"),
+                          f"a mix ratio draws SFT examples; {str(objective).upper()} trains on every pair once per epoch"),
                          (d.curriculum.strategy == "none", "data.curriculum.strategy",
-                          "TRL's DPOTrainer shuffles pairs; a curriculum order would be lost"),
+                          "TRL's trainer shuffles pairs; a curriculum order would be lost"),
                          (spec.optimizer.llrd is None, "optimizer.llrd",
                           "layer-wise learning rates are built for ftx's SFT trainer only")):
-        require(ok, key, f"cannot be used with train.objective=dpo ({why}); leave it at its default "
+        require(ok, key, f"cannot be used with train.objective={objective} ({why}); leave it at its default "
                 "(docs/feedback.md, Preference tuning)")
 
 
@@ -386,7 +388,7 @@ def resolve_packing(spec: RunSpec) -> None:
     Resolved here so config.yaml, the hash and `ftx spec` show what runs."""
     f = spec.data.format
     if f.packing is None:
-        f.packing = not spec.model.trust_remote_code and spec.train.objective != "dpo"
+        f.packing = not spec.model.trust_remote_code and not spec.train.preference()
 
 
 def as_dict(spec: RunSpec) -> dict:

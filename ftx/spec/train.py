@@ -13,7 +13,11 @@ class Objective(Choice):
     sft = "sft"
     cpt = "cpt"
     dpo = "dpo"
+    orpo = "orpo"
 
+
+PREFERENCE_OBJECTIVES = ("dpo", "orpo")
+"""Objectives that train on preference pairs {prompt, chosen, rejected} instead of single replies."""
 
 CHOICE_MESSAGES = {"train.objective": EITHER}
 
@@ -52,6 +56,16 @@ class DpoConfig:
     (TRL's DPOConfig.loss_type)."""
     label_smoothing: float = 0.0
     """Conservative DPO / robust DPO: the assumed share of flipped labels, in [0, 0.5)."""
+
+
+@dataclass
+class OrpoConfig:
+    """train.objective=orpo: Odds Ratio Preference Optimization (Hong et al. 2024) through TRL's ORPOTrainer
+    (trl.experimental.orpo): the SFT loss on the chosen reply plus β × an odds-ratio term against the rejected
+    one, with no reference model, so SFT and preference tuning are one stage (ftx/engine/dpo.py)."""
+
+    beta: float = 0.1
+    """Weight λ of the odds-ratio term beside the SFT loss (TRL's ORPOConfig.beta; the paper uses 0.1–0.25)."""
 
 
 @dataclass
@@ -102,8 +116,10 @@ class TrainConfig:
     dataloader_workers: int = 0
     objective: Objective = Objective.sft
     """sft (loss on responses) | cpt (continued pre-training: raw text, every token, packed; ftx/spec/cpt.py) |
-    dpo (preference pairs {prompt, chosen, rejected}: TRL's DPOTrainer; settings in train.dpo)."""
+    dpo (preference pairs {prompt, chosen, rejected}: TRL's DPOTrainer; settings in train.dpo) |
+    orpo (the same pairs, SFT and preference in one stage without a reference model; settings in train.orpo)."""
     dpo: DpoConfig = field(default_factory=DpoConfig)
+    orpo: OrpoConfig = field(default_factory=OrpoConfig)
     cpt_general_share: float = 0.07
     """With objective=cpt: share of general text in the mix (sets data.mix.domain_ratio = 1 − share)."""
     init_adapter: Optional[str] = None
@@ -119,6 +135,10 @@ class TrainConfig:
     """Freed blocks of at least this many KiB go straight back to the OS (glibc M_MMAP_THRESHOLD; 0: the C
     library's default, whose freed activations stay resident — several times the step's real peak)."""
 
+    def preference(self) -> bool:
+        """True when the objective trains on preference pairs (dpo, orpo)."""
+        return str(self.objective) in PREFERENCE_OBJECTIVES
+
     def check(self) -> None:
         check_choices(self, "train", CHOICE_MESSAGES)
         self.gradient_checkpointing = tristate(self.gradient_checkpointing, "train.gradient_checkpointing")
@@ -131,6 +151,7 @@ class TrainConfig:
         require(self.dpo.beta > 0, "train.dpo.beta", f"must be > 0 (0.1 is usual), got {self.dpo.beta}")
         require(0.0 <= self.dpo.label_smoothing < 0.5, "train.dpo.label_smoothing",
                 f"must be in [0, 0.5), got {self.dpo.label_smoothing}")
+        require(self.orpo.beta > 0, "train.orpo.beta", f"must be > 0 (0.1 is usual), got {self.orpo.beta}")
         require(self.price_per_device_hour >= 0, "train.price_per_device_hour",
                 f"must be >= 0, got {self.price_per_device_hour}")
         require(self.epochs > 0 or self.max_steps > 0, "train.epochs", "must be > 0 unless train.max_steps > 0")

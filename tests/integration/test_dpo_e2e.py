@@ -52,6 +52,24 @@ def test_dpo_trains_with_qlora_and_zero(ftx, tmp_path, extra):
     assert m["tuned"]["val_pref_margin"] > m["base"]["val_pref_margin"]
 
 
+@pytest.mark.parametrize("extra", [[], ["lora=full"]], ids=["lora", "full"])
+def test_orpo_trains_one_stage_on_the_pairs_without_a_reference_model(ftx, tmp_path, extra):
+    """train.objective=orpo through TRL's ORPOTrainer: the chosen replies become likelier (its SFT term) and the
+    held-out margin grows (its odds-ratio term); no reference model, so lora=full makes no second copy."""
+    args = [a for a in dpo_args(tmp_path, "hydra.run.dir=run", *extra) if a != "train.dpo.beta=0.5"]
+    r = ftx(*args, "train.objective=orpo", "train.orpo.beta=0.5", timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "ORPO: SFT loss + 0.5 x odds-ratio term, no reference model" in log and "DPO reference" not in log
+    m = read_metrics(tmp_path / "run")
+    assert m["tuned"]["val_pref_margin"] > m["base"]["val_pref_margin"]
+    assert m["tuned"]["val_loss"] < m["base"]["val_loss"]  # the SFT half of the loss: chosen replies likelier
+    assert m["eval"]["preference"]["val"]["beta"] == 0.5
+    ledger = json.loads((tmp_path / "run/data/ledger.json").read_text())
+    stages = {s["stage"]: s for s in (ledger["stages"] if isinstance(ledger, dict) else ledger)}
+    assert stages["orpo"]["dropped_by_reason"].get("not_a_pair", 0) > 0
+
+
 @pytest.mark.slow
 def test_dpo_on_smollm2_from_the_demo_preferences_raises_preference_accuracy(ftx):
     """The demo loop on the embedded model: a few DPO steps on the shipped pairs (docs/feedback.md numbers)."""

@@ -1,13 +1,17 @@
-"""The embedded default model end to end: GGUF → cached safetensors → LoRA → lower held-out loss."""
+"""The embedded default model end to end: GGUF → cached safetensors → LoRA → lower held-out loss; the same
+run exported to GGUF, and reviewed into preference data that DPO then learns (the expert-feedback loop)."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from ftx.engine.model import convert_gguf
+from ftx.eval.metrics import token_f1
 from ftx.spec.model import ModelConfig
+from tests.helpers import answer_all, run_ftx
 
 
 @pytest.mark.slow
@@ -19,12 +23,21 @@ def test_gguf_converts_once_and_loads_from_cache():
     assert (first / "model.safetensors").stat().st_mtime == mtime, "the cache must not be rebuilt"
 
 
-@pytest.mark.slow
-def test_short_demo_on_smollm2_lowers_heldout_loss(ftx):
-    r = ftx("train", "train.epochs=1", "train.max_steps=12", "train.eval_steps=6", "eval.harness.tasks=[ftx_general_qa]",
-            "hydra.run.dir=outputs/runs/real", timeout=2400)  # + 2x18 timed answers, + 2x80 lm-eval questions
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """One short demo run on SmolLM2, shared by the tests below (its folder, the run directory)."""
+    root = tmp_path_factory.mktemp("smollm2")
+    r = run_ftx(["train", "train.epochs=1", "train.max_steps=12", "train.eval_steps=6", "data.split.test=0.2",
+                 "eval.harness.tasks=[ftx_general_qa]", "hydra.run.dir=outputs/runs/real"],
+                root, 2400)  # + 2x18 timed answers, + 2x80 lm-eval questions
     assert r.returncode == 0, r.stderr[-3000:]
-    m = json.loads((ftx.cwd / "outputs/runs/real/metrics.json").read_text())
+    return root, root / "outputs/runs/real"
+
+
+@pytest.mark.slow
+def test_short_demo_on_smollm2_lowers_heldout_loss(demo_run):
+    root, run = demo_run
+    m = json.loads((run / "metrics.json").read_text())
     assert m["params"]["total"] > 130e6, "not the real SmolLM2-135M"
     assert m["tuned"]["val_loss"] < m["base"]["val_loss"]
     for side in ("base", "tuned"):  # operational metrics on the real model, same prompts both sides
@@ -40,16 +53,72 @@ def test_short_demo_on_smollm2_lowers_heldout_loss(ftx):
     print(json.dumps({k: (m["base"][k], m["tuned"][k]) for k in m["tuned"] if k.startswith("harness_")}),
           m["eval"]["harness"]["seconds"])
 
-    # GGUF: llama.cpp's converter, read back by transformers' GGUF loader, logits checked inside the export
+
+
+@pytest.mark.slow
+def test_the_demo_run_exports_to_gguf_and_reads_back(demo_run):
+    """llama.cpp's converter, read back by transformers' GGUF loader, logits checked inside the export."""
+    root, run = demo_run
     for quant, tolerance in (("f16", 1e-2), ("q8_0", 0.1)):
-        e = ftx("export", "outputs/runs/real", "--format", "gguf", "--quant", quant, "--out", f"gguf-{quant}",
-                timeout=2400)
+        e = run_ftx(["export", str(run), "--format", "gguf", "--quant", quant, "--out", f"gguf-{quant}"], root, 2400)
         assert e.returncode == 0, e.stderr[-3000:]
-        report = json.loads((ftx.cwd / f"gguf-{quant}" / "ftx_export.json").read_text())
+        report = json.loads((root / f"gguf-{quant}" / "ftx_export.json").read_text())
         rt = report["round_trip"]
         assert rt["same_token_ids"] and rt["relative_logit_error"] <= tolerance and rt["top1_agreement"] > 0.9
-        assert report["architecture"] == "LlamaForCausalLM" and (ftx.cwd / f"gguf-{quant}" / report["file"]).is_file()
-        modelfile = (ftx.cwd / f"gguf-{quant}" / "Modelfile").read_text()
+        assert report["architecture"] == "LlamaForCausalLM" and (root / f"gguf-{quant}" / report["file"]).is_file()
+        modelfile = (root / f"gguf-{quant}" / "Modelfile").read_text()
         assert "<|im_start|>{{ .Role }}" in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
         assert 'SYSTEM """You are a helpful AI assistant named SmolLM' in modelfile  # the template's default
         print(quant, json.dumps({k: rt[k] for k in ("max_abs_logit_diff", "relative_logit_error", "top1_agreement")}))
+
+
+def expert(item) -> str:
+    """A reviewer who knows the reference answer: the side with the higher token F1 against it wins; equal
+    scores are a tie, and two answers that share almost nothing with it are both bad."""
+    left, right = (token_f1(item[side], [item["reference"]]) for side in ("left", "right"))
+    if max(left, right) < 0.05:  # (golden items: one-word references, rarely matched by either side)
+        return "both_bad"
+    return "tie" if abs(left - right) < 1e-9 else "left" if left > right else "right"
+
+
+@pytest.mark.slow
+def test_sft_then_review_then_preferences_then_dpo_on_smollm2(demo_run):
+    """The whole expert-feedback loop on the embedded model: the SFT run's held-out answers (base vs tuned) are
+    exported blind, an expert (expert() above) rates them, the ratings are unblinded into a win rate and
+    turned into preference pairs, and DPO trains on exactly those pairs.
+
+    What it does not show (measured, docs/feedback.md "The loop on SmolLM2"): held-out preference accuracy
+    rising. Rated by closeness to the reference, SmolLM2's tuned and base answers win about equally often
+    (25 : 21), so the pairs share no direction a 135M model can generalise from 30-odd of them; on 14 held-out
+    pairs accuracy went 0.50 -> 0.43 in one run and stayed 0.56 -> 0.56 in another. DPO does learn the pairs it
+    trains on: its loss falls below log 2, the loss at the start where policy and reference agree."""
+    root, run = demo_run
+    e = run_ftx(["review", "export", str(run), "--seed", "3", "--out", "rev"], root)
+    assert e.returncode == 0, e.stderr[-3000:]
+    answers = answer_all(root / "rev" / "items.jsonl", root / "expert.jsonl", "expert", expert)
+    i = run_ftx(["review", "import", str(answers)], root)
+    assert i.returncode == 0, i.stderr[-3000:]
+    review = json.loads((run / "metrics.json").read_text())["review"]
+    assert review["items_rated"] == review["items_exported"] >= 40  # val + test + golden prompts
+    assert review["win"] > 0 and review["loss"] > 0 and review["both_bad"] > 0, review
+    p = run_ftx(["review", "to-preferences", str(answers), "--out", "prefs.jsonl"], root)
+    assert p.returncode == 0, p.stderr[-3000:]
+    prefs = [json.loads(line) for line in (root / "prefs.jsonl").read_text().splitlines()]
+    assert len(prefs) == review["win"] + review["loss"] and {r["rater"] for r in prefs} == {"expert"}
+    print(json.dumps({k: review[k] for k in ("win", "tie", "loss", "both_bad", "win_rate")}), len(prefs), "pairs")
+
+    d = run_ftx(["train", "train.objective=dpo", "data=http_prefs", f"data.sources.prefs.path={root / 'prefs.jsonl'}",
+                 "data.split.val=0.3", "curation=none", "eval=loss_only", "train.epochs=2", "train.batch_size=2",
+                 "train.logging_steps=4", "optimizer.lr=3e-3", "optimizer.warmup_ratio=0", "hydra.run.dir=dpo"],
+                root, 2400)
+    assert d.returncode == 0, d.stderr[-3000:]
+    m = json.loads((root / "dpo" / "metrics.json").read_text())
+    pref = m["eval"]["preference"]["val"]
+    print(json.dumps(pref), m["base"]["val_pref_accuracy"], "->", m["tuned"]["val_pref_accuracy"])
+    data = json.loads((root / "dpo" / "data" / "stats.json").read_text())
+    assert data["pairs"]["train"]["pairs"] >= 20 and pref["pairs"] >= 8, (data["pairs"], pref["pairs"])
+    losses = [json.loads(line)["loss"] for line in (root / "dpo" / "metrics.jsonl").read_text().splitlines()
+              if '"loss"' in line and '"eval_loss"' not in line]
+    print("DPO training loss", [round(x, 3) for x in losses])
+    assert losses[0] == pytest.approx(math.log(2), abs=0.02)  # policy == reference at step 1
+    assert min(losses[-2:]) < 0.6  # the second epoch: the reviewed pairs are learnt

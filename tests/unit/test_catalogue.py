@@ -484,6 +484,8 @@ CATALOGUE += [
           "'chosen' and 'rejected' (fields present: chosen, id, prompt)"),
     Entry("dpo-beta", "`train.dpo.beta` <= 0", ["spec", "train.objective=dpo", "train.dpo.beta=0"],
           "ftx: config error: train.dpo.beta: must be > 0 (0.1 is usual), got 0.0"),
+    Entry("orpo-beta", "`train.orpo.beta` <= 0", ["spec", "train.objective=orpo", "train.orpo.beta=-1"],
+          "ftx: config error: train.orpo.beta: must be > 0 (0.1 is usual), got -1.0"),
     Entry("dpo-no-pairs", "`train.objective=dpo` on data without preference pairs",
           ["spec", *TINY, *DATA, "data.sources.http.path={d}/good.jsonl", "train.objective=dpo", "--data"],
           "ftx: data error: train.objective=dpo: no preference pair in the train split to train on (52 train "

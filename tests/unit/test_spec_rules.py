@@ -38,14 +38,15 @@ def test_rule_dpo_trains_on_whole_pairs(key, value):
         node = getattr(node, part)
     setattr(node, last, value)
     rule_dpo_trains_on_whole_pairs(spec)  # SFT: allowed
-    spec.train.objective = "dpo"
-    with pytest.raises(ConfigError, match=rf"^{key}: cannot be used with train.objective=dpo \("):
-        rule_dpo_trains_on_whole_pairs(spec)
-    spec = RunSpec()
-    spec.train.objective = "dpo"
-    rule_dpo_trains_on_whole_pairs(spec)  # the defaults are fine
-    spec.objective.metric = "tuned/val_pref_accuracy"
-    rule_objective_is_measured(spec)
+    for objective in ("dpo", "orpo"):  # both preference objectives compare whole replies
+        spec.train.objective = objective
+        with pytest.raises(ConfigError, match=rf"^{key}: cannot be used with train.objective={objective} \("):
+            rule_dpo_trains_on_whole_pairs(spec)
+        fresh = RunSpec()
+        fresh.train.objective = objective
+        rule_dpo_trains_on_whole_pairs(fresh)  # the defaults are fine
+        fresh.objective.metric = "tuned/val_pref_accuracy"
+        rule_objective_is_measured(fresh)
 
 
 def test_rule_objective_is_measured():
@@ -149,7 +150,7 @@ def test_rules_run_from_build_spec():
     ("lora.method=x", "lora.method: must be one of lora, dora, rslora, full; got 'x'"),
     ("objective.direction=up", "objective.direction: must be auto, minimize or maximize; got 'up'"),
     ("quant.compute_dtype=fp16", "quant.compute_dtype: must be auto, bf16 or fp32; got 'fp16'"),
-    ("train.objective=orpo", "train.objective: must be sft, cpt or dpo; got 'orpo'"),
+    ("train.objective=kto", "train.objective: must be sft, cpt, dpo or orpo; got 'kto'"),
     ("tracking.backend=mlflow", "tracking.backend: must be none or wandb; got 'mlflow'"),
     ("optimizer.name=adam", "optimizer.name: must be one of adamw_torch, adamw_torch_fused, adamw_bnb_8bit, paged_adamw_8bit, sgd; "
                             "got 'adam'"),
