@@ -49,8 +49,13 @@ def chunked_loss(head, hidden, targets, weights, chunk: int):
         return F.cross_entropy(head_logits(head, h_chunk), t_chunk, reduction="none")
 
     total = hidden.new_zeros((), dtype=torch.float32)
+    last = ((h.size(0) - 1) // chunk) * chunk if h.size(0) else 0
     for i in range(0, h.size(0), chunk):
-        part = checkpoint(ce, h[i:i + chunk], t[i:i + chunk], use_reentrant=False) if torch.is_grad_enabled() \
+        # The last chunk is not recomputed: the backward pass consumes its logits first, so keeping them costs
+        # no more than the chunk × vocab bound, and a batch of at most `chunk` answer positions (the usual
+        # fine-tuning step) pays no recomputation at all.
+        recompute = torch.is_grad_enabled() and i != last
+        part = checkpoint(ce, h[i:i + chunk], t[i:i + chunk], use_reentrant=False) if recompute \
             else ce(h[i:i + chunk], t[i:i + chunk])
         total = total + (part * w[i:i + chunk]).sum()
     if h.size(0) == 0:

@@ -77,6 +77,28 @@ def test_chunked_loss_equals_the_full_loss_in_value_and_gradient(tmp_path, train
         assert torch.allclose(g_full[k], g_chunk[k], rtol=1e-4, atol=1e-7), k
 
 
+def test_only_chunks_before_the_last_are_recomputed_in_the_backward_pass(tmp_path):
+    """The backward pass consumes the last chunk's logits first, so it is kept instead of recomputed: a step
+    with at most `chunk` answer positions projects them once (no extra head matmul against the full loss), and
+    n chunks cost n + (n - 1) projections, never more than `chunk` positions at a time."""
+    calls = {}
+    for chunk in (5, 1000):
+        model = _lora_model()
+        model.train(True)
+        trainer = _trainer(model, tmp_path, chunk)
+        sizes = []
+        hook = model.get_output_embeddings().register_forward_hook(lambda m, i, o: sizes.append(o.shape[:-1].numel()))
+        trainer.compute_loss(model, _batch(model.config.vocab_size)).backward()
+        hook.remove()
+        assert sizes[0] == 3  # the model's own forward: logits_to_keep=1, the last position of each row
+        calls[chunk] = sizes[1:]
+    kept = calls[1000][0]
+    assert calls[1000] == [kept] and kept > 10  # one chunk: projected once, in the forward pass only
+    n = -(-kept // 5)
+    assert len(calls[5]) == 2 * n - 1 and max(calls[5]) <= 5
+    assert sum(calls[5]) == kept + 5 * (n - 1)  # every chunk once, and the n - 1 full ones again
+
+
 def test_chunked_loss_without_answer_tokens_is_zero_with_a_graph(tmp_path):
     model = _lora_model().train()
     batch = _batch(model.config.vocab_size)
