@@ -28,12 +28,36 @@ def cgroup_cpus(root: str = "/sys/fs/cgroup") -> Optional[float]:
         return None
 
 
+def busy_cores(window: float = 0.5) -> float:
+    """Cores other processes keep busy, sampled over `window` seconds: the machine's busy CPU time (psutil,
+    everything but idle and iowait) minus this process's own, divided by the window."""
+    import time
+
+    import psutil
+
+    me = psutil.Process()
+
+    def sample():
+        t, p = psutil.cpu_times(), me.cpu_times()
+        return t, p.user + p.system, time.monotonic()
+
+    (t0, own0, w0) = sample()
+    time.sleep(window)
+    (t1, own1, w1) = sample()
+    idle = lambda t: t.idle + getattr(t, "iowait", 0.0)
+    busy = (sum(t1) - idle(t1)) - (sum(t0) - idle(t0))
+    # guest time is also counted in user on Linux: leave it out of the sum once
+    busy -= (getattr(t1, "guest", 0.0) - getattr(t0, "guest", 0.0)) + (getattr(t1, "guest_nice", 0.0)
+                                                                      - getattr(t0, "guest_nice", 0.0))
+    return max(0.0, (busy - (own1 - own0)) / max(w1 - w0, 1e-6))
+
+
 def auto_threads(cgroup_root: str = "/sys/fs/cgroup") -> int:
     """Physical cores this process may use, shared among the local ranks: the CPUs of its affinity mask,
     as physical cores (psutil's logical/physical ratio: one thread per core; hyper-threads of a core
     contend for the same FPUs), capped by the cgroup quota (rounded up: a 1.5-CPU quota still gets two
-    threads) — or, with neither an affinity mask nor a quota narrower than the machine, minus the cores the
-    load average says other processes use — divided by LOCAL_WORLD_SIZE (torchrun, deepspeed and
+    threads) — or, with neither an affinity mask nor a quota narrower than the machine, minus the cores other
+    processes keep busy (busy_cores: sampled for half a second) — divided by LOCAL_WORLD_SIZE (torchrun, deepspeed and
     accelerate set it). At least 1."""
     import math
 
@@ -46,12 +70,13 @@ def auto_threads(cgroup_root: str = "/sys/fs/cgroup") -> int:
     quota = cgroup_cpus(cgroup_root)  # CPU time, not cores: a 2-CPU quota runs two busy threads
     if quota is not None:
         cores = min(cores, max(1, math.ceil(quota - 1e-9)))
-    elif cpus >= (os.cpu_count() or cpus) and hasattr(os, "getloadavg"):
-        # The whole machine, no quota of our own: cores other processes keep busy (the 1-minute load
-        # average, which the run itself has barely entered yet) are not available. torch's OpenMP kernels
-        # wait at a barrier for their slowest thread, so one thread on a busy core stalls them all
-        # (measured on a loaded 2-core box: 2 threads ~25× slower than 1 on the tiny model).
-        cores = min(cores, max(1, (cpus - int(os.getloadavg()[0])) // smt))
+    elif cpus >= (os.cpu_count() or cpus):
+        # The whole machine, no quota of our own: cores other processes keep busy right now are not
+        # available. torch's OpenMP kernels wait at a barrier for their slowest thread, so one thread on a
+        # busy core stalls them all (measured on a loaded 2-core box: 2 threads ~25× slower than 1 on the
+        # tiny model). Measured, not read off the load average: that one remembers the last minute,
+        # including processes that have ended and this run's own start-up.
+        cores = min(cores, max(1, (cpus - round(busy_cores())) // smt))
     local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     return max(1, cores // local)
 

@@ -23,7 +23,7 @@ def machine(monkeypatch, tmp_path):
         monkeypatch.setattr(psutil, "cpu_count", lambda logical_=True, **kw: logical if kw.get("logical", logical_)
                             else physical)
         monkeypatch.setattr(os, "cpu_count", lambda: logical)
-        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # an idle machine
+        monkeypatch.setattr(dist, "busy_cores", lambda window=0.5: 0.0)  # an idle machine
         monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
         return tmp_path  # an empty cgroup root: no quota
 
@@ -39,13 +39,42 @@ def test_auto_threads_counts_physical_cores_of_the_affinity_mask(machine):
 
 def test_auto_threads_leaves_out_cores_other_processes_keep_busy(machine, monkeypatch):
     root = machine(cpus=8, logical=8, physical=8)
-    monkeypatch.setattr(os, "getloadavg", lambda: (5.6, 3.0, 1.0))
+    monkeypatch.setattr(dist, "busy_cores", lambda window=0.5: 5.2)
     assert dist.auto_threads(str(root)) == 3
-    monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 30.0, 10.0))
+    monkeypatch.setattr(dist, "busy_cores", lambda window=0.5: 0.3)  # a little background work: still all 8
+    assert dist.auto_threads(str(root)) == 8
+    monkeypatch.setattr(dist, "busy_cores", lambda window=0.5: 40.0)
     assert dist.auto_threads(str(root)) == 1
     root = machine(cpus=4, logical=8, physical=8)  # taskset: the load elsewhere is not on our cores
-    monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 30.0, 10.0))
+    monkeypatch.setattr(dist, "busy_cores", lambda window=0.5: 40.0)
     assert dist.auto_threads(str(root)) == 4
+
+
+def test_busy_cores_sees_other_processes_but_not_this_one():
+    """Measured on the real machine: a spinning child process is one busy core; a thread of this process
+    spinning during the sample is not counted (the run's own start-up must not take its own cores away)."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        with_child = dist.busy_cores(1.0)
+    finally:
+        child.kill()
+        child.wait()
+    stop = threading.Event()
+    spin = threading.Thread(target=lambda: [None for _ in iter(lambda: stop.is_set(), True)])
+    spin.start()
+    try:
+        with_own = dist.busy_cores(1.0)
+    finally:
+        stop.set()
+        spin.join()
+    assert with_child >= 0.7, with_child
+    assert with_own <= with_child - 0.5, (with_own, with_child)
 
 
 def test_auto_threads_respects_the_cgroup_quota_v2_and_v1(machine):
