@@ -165,13 +165,19 @@ def manpages(info: Path = DPKG / "info", per_package: int = 4) -> tuple[list[dic
     return recs, lists
 
 
-def mimetypes(path: Path = Path("/etc/mime.types")) -> list[dict]:
-    by_ext: dict[str, set] = {}
+def table_rows(path: Path):
+    """The whitespace-separated fields of each line of a /etc table (mime.types, services) with at least two
+    fields, comments removed."""
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         fields = line.split("#", 1)[0].split()
-        if len(fields) < 2 or "/" not in fields[0]:
-            continue
-        if fields[0].split("/", 1)[1].startswith(("vnd.", "x-", "prs.")):
+        if len(fields) >= 2:
+            yield fields
+
+
+def mimetypes(path: Path = Path("/etc/mime.types")) -> list[dict]:
+    by_ext: dict[str, set] = {}
+    for fields in table_rows(path):
+        if "/" not in fields[0] or fields[0].split("/", 1)[1].startswith(("vnd.", "x-", "prs.")):
             continue
         for ext in fields[1:]:
             by_ext.setdefault(ext, set()).add(fields[0])
@@ -185,9 +191,8 @@ def mimetypes(path: Path = Path("/etc/mime.types")) -> list[dict]:
 
 def ports(path: Path = Path("/etc/services")) -> list[dict]:
     by_name: dict[str, set] = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        fields = line.split("#", 1)[0].split()
-        if len(fields) < 2 or "/" not in fields[1]:
+    for fields in table_rows(path):
+        if "/" not in fields[1]:
             continue
         port = fields[1].split("/", 1)[0]
         for name in fields[:1] + fields[2:]:  # the service and its aliases

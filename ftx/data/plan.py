@@ -166,19 +166,19 @@ def _ngrams(text: str, n: int) -> set:
     return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
-def _common_ngrams(reference: list[dict], checked: list[dict], n: int, share: float) -> set:
+def _common_ngrams(reference: list[dict], checked: list[dict], n: int, share: float, grams_of) -> set:
     """Template n-grams: the wording many records of *both* sides share (a question template, boilerplate),
     found in at least `share` of the reference records and of the checked records (and in 3 of each). They
     say nothing about a leak, so they count neither as hits nor in a record's total. Requiring both sides
     keeps a real leak visible even when it was copied into the reference several times: its n-grams are
-    common there, but in one checked record only."""
+    common there, but in one checked record only. `grams_of(rec)` gives a record's n-grams (computed once)."""
     if share <= 0 or not reference or not checked:
         return set()
 
     def df(records: list[dict]) -> Counter:
         c: Counter = Counter()
         for rec in records:
-            c.update(g for g in _ngrams(_text(rec), n) if len(g) == n)
+            c.update(g for g in grams_of(rec) if len(g) == n)
         return c
 
     ref, chk = df(reference), df(checked)
@@ -186,17 +186,17 @@ def _common_ngrams(reference: list[dict], checked: list[dict], n: int, share: fl
     return {g for g, k in ref.items() if k >= need_ref and chk.get(g, 0) >= need_chk}
 
 
-def _overlap_index(reference: list[dict], n: int, ignore: frozenset | set = frozenset()):
+def _overlap_index(reference: list[dict], n: int, grams_of, ignore: frozenset | set = frozenset()):
     """A function rec → (n-grams of rec found in `reference`, n-grams of rec), leaving out the `ignore`d
     (template) n-grams. Records shorter than n words are one n-gram, checked as a whole phrase inside the
     reference text."""
     grams: set = set()
     for rec in reference:
-        grams |= _ngrams(_text(rec), n)
+        grams |= grams_of(rec)
     text = "\n".join(" " + " ".join(_WORD.findall(_text(r).lower())) + " " for r in reference)
 
     def found(rec: dict) -> tuple[int, int]:
-        mine = _ngrams(_text(rec), n) - ignore
+        mine = grams_of(rec) - ignore
         return sum((g in grams) if len(g) == n else (f" {' '.join(g)} " in text) for g in mine), len(mine)
 
     return found
@@ -216,13 +216,21 @@ def decontaminate(parts: dict[str, list[dict]], cfg: SplitConfig, ledger: Option
     stats = {split: 0 for split in HELD_OUT}
     if not cfg.decontaminate:
         return stats
+    cache: dict[int, tuple] = {}  # id(record) → (record, its n-grams): each record is tokenised once; the
+    # record is held so its id cannot be reused while the cache lives
+
+    def grams_of(rec: dict) -> set:
+        if id(rec) not in cache:
+            cache[id(rec)] = (rec, _ngrams(_text(rec), cfg.ngram))
+        return cache[id(rec)][1]
+
     # A declared held-out set is evaluated as given: the training records that overlap it go instead.
     for split in ("val", "test"):
         declared = [r for r in parts[split] if r.get("split") == split]
         if not declared:
             continue
-        common = _common_ngrams(declared, parts["train"], cfg.ngram, cfg.common_ngram_share)
-        found = _overlap_index(declared, cfg.ngram, common)
+        common = _common_ngrams(declared, parts["train"], cfg.ngram, cfg.common_ngram_share, grams_of)
+        found = _overlap_index(declared, cfg.ngram, grams_of, common)
         kept = []
         for rec in parts["train"]:
             hits, total = found(rec)
@@ -242,8 +250,8 @@ def decontaminate(parts: dict[str, list[dict]], cfg: SplitConfig, ledger: Option
         raise DataError("data.split.decontaminate: every domain training record overlaps a declared val/test "
                         "source; check that the held-out file is not a copy of the training file")
     held = [r for split in HELD_OUT for r in parts[split] if r.get("split") != split]
-    found = _overlap_index(parts["train"], cfg.ngram,
-                           _common_ngrams(parts["train"], held, cfg.ngram, cfg.common_ngram_share))
+    found = _overlap_index(parts["train"], cfg.ngram, grams_of,
+                           _common_ngrams(parts["train"], held, cfg.ngram, cfg.common_ngram_share, grams_of))
     for split in HELD_OUT:
         kept = []
         for rec in parts[split]:

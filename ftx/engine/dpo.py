@@ -42,12 +42,10 @@ def trl(objective: str = "dpo"):
 
 def orpo():
     """TRL's ORPO (moved to trl.experimental in TRL 1.x; its import warning silenced: ftx documents the status)."""
-    import os
     import warnings
 
     trl("orpo")
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # TRLExperimentalWarning, once, at import
         warnings.simplefilter("ignore")
         try:
             from trl.experimental import orpo as module
