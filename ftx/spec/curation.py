@@ -339,9 +339,14 @@ class RayConfig:
     """An existing cluster (`ray://head:10001`, `auto`, or `host:6379`); null starts a local one on this machine."""
     num_cpus: Optional[int] = None
     """CPUs of the local cluster (null: all of this machine's); ignored with an address."""
-    fit_sample: int = 200_000
-    """Relevance is fitted once on the seeds, labels and at most this many corpus texts (the first, in input
-    order); with no more records than this it is fitted on the whole corpus, as with engine=local."""
+    fit_sample: int = 50_000
+    """Relevance is fitted once on the driver on the seeds, labels and at most this many corpus texts (the
+    first, in input order); with no more records than this it is fitted on the whole corpus, as with
+    engine=local. It bounds the driver's memory (~3 KiB per text with the TF-IDF scorer)."""
+    driver_verify_pairs: int = 100_000
+    """near_dedup: up to this many LSH candidate pairs are verified by exact Jaccard on the driver (it then
+    holds the texts of the records they name); above it, on the workers (a semi-join and two joins), so the
+    driver's memory stays bounded as the corpus grows. 0: always on the workers."""
     block_rows: int = 10_000
     """Rows per Ray block (map_batches batch size); memory per worker grows with it."""
 
@@ -418,7 +423,7 @@ class CurationConfig:
     def _check_ray(self) -> None:
         import importlib.util
 
-        require(importlib.util.find_spec("ray") is not None, "curation.engine",
+        require(all(importlib.util.find_spec(m) is not None for m in ("ray", "polars")), "curation.engine",
                 "is ray but Ray is not installed (pip install 'ftx[ray]'), or use curation.engine=local")
         for s in self.stages:
             require(s in RAY_STAGES, "curation.stages", f"stage {s!r} does not run on curation.engine=ray yet "
@@ -432,6 +437,8 @@ class CurationConfig:
                     f"is {r.active_learning}; the active-learning export needs every score at once and does not "
                     "run on curation.engine=ray (set it to 0, or use curation.engine=local)")
         require(self.ray.fit_sample >= 1, "curation.ray.fit_sample", f"must be >= 1, got {self.ray.fit_sample}")
+        require(self.ray.driver_verify_pairs >= 0, "curation.ray.driver_verify_pairs",
+                f"must be >= 0, got {self.ray.driver_verify_pairs}")
         require(self.ray.block_rows >= 1, "curation.ray.block_rows", f"must be >= 1, got {self.ray.block_rows}")
         require(self.ray.num_cpus is None or self.ray.num_cpus >= 1, "curation.ray.num_cpus",
                 f"must be >= 1 or null, got {self.ray.num_cpus}")

@@ -33,11 +33,12 @@ def _ray_down_after():
         ray.shutdown()
 
 
-def both(records: list[dict], cfg):
+def both(records: list[dict], cfg, driver_verify_pairs: int = 100_000):
     out = []
     for engine in ("local", "ray"):
         c = copy.deepcopy(cfg)
         c.engine, c.ray.num_cpus, c.ray.block_rows = engine, 2, 500
+        c.ray.driver_verify_pairs = driver_verify_pairs
         ledger = Ledger()
         out.append((run(copy.deepcopy(records), c, ledger), ledger))
     return out
@@ -62,6 +63,21 @@ def test_local_and_ray_engines_give_identical_results(tmp_path):
     assert any(s["modified_by_reason"].get("pii_email") for s in l_ledger.summary())
     near = {s.stage: s.artifacts for s in ray.stages}["near_dedup"]
     assert near["clusters"] == {s.stage: s.artifacts for s in local.stages}["near_dedup"]["clusters"] > 10
+    assert near["verified_on"] == "driver" and near["candidate_pairs_by_band"] >= near["verified_pairs"] > 0
+
+
+def test_near_duplicates_verified_on_the_workers_match_the_local_engine(tmp_path):
+    """Above curation.ray.driver_verify_pairs candidate pairs, exact Jaccard runs on the workers (a semi-join
+    of the records the pairs name, two joins attaching their shingles): the same clusters and drops."""
+    records, _ = bench.corpus(1000, seed=6)
+    cfg = bench.make_cfg(tmp_path, 1)
+    cfg.stages, cfg.near_dedup.keep = ["normalize", "near_dedup"], "longest"
+    (local, l_ledger), (ray, r_ledger) = both(records, cfg, driver_verify_pairs=0)
+    assert ray.kept == local.kept and drops(r_ledger) == drops(l_ledger)
+    near = {s.stage: s.artifacts for s in ray.stages}["near_dedup"]
+    assert near["verified_on"] == "workers"
+    assert near["verified_pairs"] == {s.stage: s.artifacts for s in local.stages}["near_dedup"]["verified_pairs"] > 10
+    assert near["candidate_pairs_by_band"] > near["verified_pairs"]  # a pair is proposed once per band it shares
 
 
 def test_near_duplicate_representative_ties_resolve_alike(tmp_path):

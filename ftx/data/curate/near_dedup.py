@@ -117,20 +117,31 @@ def cluster(sigs, cfg: NearDedupConfig, text_list: list[str]) -> tuple[np.ndarra
     return connected_components(graph, directed=False)[1], pairs
 
 
+def shingle_hashes(text: str, cfg: NearDedupConfig) -> np.ndarray:
+    """A text's distinct shingles as sorted xxh32 hashes (4 bytes each: a Python set of ints costs ~70)."""
+    grams = shingles(text, cfg.shingle, cfg.unit)
+    return np.unique(np.fromiter((xxhash.xxh32_intdigest(g) for g in grams), np.uint32, len(grams)))
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact Jaccard of two `shingle_hashes` arrays."""
+    inter = len(np.intersect1d(a, b, assume_unique=True))
+    return inter / max(len(a) + len(b) - inter, 1)
+
+
 def verify(pairs_c, text_of, cfg: NearDedupConfig) -> list[tuple[int, int, float]]:
     """The candidate pairs whose exact shingle Jaccard reaches the threshold, as (i, j, jaccard); `text_of[i]`
-    is row i's text (a list, or a mapping of just the rows the candidates name: the Ray engine's)."""
-    sets: dict[int, set] = {}
+    is row i's text."""
+    sets: dict[int, np.ndarray] = {}
 
-    def shingle_set(i: int) -> set:
+    def shingle_set(i: int) -> np.ndarray:
         if i not in sets:
-            sets[i] = {xxhash.xxh32_intdigest(g) for g in shingles(text_of[i], cfg.shingle, cfg.unit)}
+            sets[i] = shingle_hashes(text_of[i], cfg)
         return sets[i]
 
     pairs = []
     for i, j in pairs_c:
-        a, b = shingle_set(i), shingle_set(j)
-        jac = len(a & b) / max(len(a | b), 1)
+        jac = jaccard(shingle_set(i), shingle_set(j))
         if jac >= cfg.threshold:
             pairs.append((i, j, jac))
     return pairs

@@ -45,6 +45,7 @@ PER_RECORD = ("normalize", "quality", "language", "pii", "blocklist")
 def connect(cfg: CurationConfig):
     """ray.init: the configured cluster, else a local one sized to this machine (one line on failure)."""
     try:
+        import polars  # noqa: F401  Ray Data's joins (near_dedup's verification) need it
         import ray
     except ImportError:
         raise ConfigError("curation.engine: is ray but Ray is not installed (pip install 'ftx[ray]'), "
@@ -119,26 +120,33 @@ def _per_record(tbl, name: str, cfg: CurationConfig):
     return _arrow(out).append_column("_pos", pos)
 
 
-def _exact_keys(tbl, cfg: CurationConfig):
+def _exact_keys(tbl, cfg: CurationConfig, parts: int):
     import pyarrow as pa
 
     c = cfg.exact_dedup
-    keys = exact_dedup._keys(tbl.select(["messages", "text"]).to_pydict(), c.lowercase, c.ignore_punctuation)
-    return tbl.append_column("_key", pa.array(keys["_key"], pa.string()))
+    keys = exact_dedup._keys(tbl.select(["messages", "text"]).to_pydict(), c.lowercase, c.ignore_punctuation)["_key"]
+    part = [int(k[:15], 16) % parts for k in keys]  # the key is a SHA-1 hex digest: its prefix is uniform
+    return tbl.append_column("_key", pa.array(keys, pa.string())).append_column("_part", pa.array(part, pa.int32()))
 
 
 def _exact_group(tbl):
-    """One key's rows: the first by input position is kept, the others name it (exact_dedup's verdicts)."""
+    """One partition's rows (every row of a key lands in the same partition): per key, the first by input
+    position is kept, the others name it (exact_dedup's verdicts)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    tbl = tbl.take(pc.sort_indices(tbl, [("_pos", "ascending")]))
-    n, ids, key = len(tbl), tbl.column("id").to_pylist(), tbl.column("_key")[0].as_py()
-    drop = [""] + ["exact_duplicate"] * (n - 1)
-    detail = [""] + [f"duplicate of {ids[0]}"] * (n - 1)
-    score = [float("nan")] + [1.0] * (n - 1)
-    cluster = [c or f"x{key[:16]}" for c in tbl.column("cluster").to_pylist()]
-    tbl = tbl.drop_columns(["_key", "cluster"])
+    tbl = tbl.take(pc.sort_indices(tbl, [("_key", "ascending"), ("_pos", "ascending")]))
+    n, ids, keys = len(tbl), tbl.column("id").to_pylist(), tbl.column("_key").to_pylist()
+    drop, detail, score = [""] * n, [""] * n, [float("nan")] * n
+    cluster = tbl.column("cluster").to_pylist()
+    first = 0
+    for i in range(n):
+        if i and keys[i] == keys[first]:
+            drop[i], detail[i], score[i] = "exact_duplicate", f"duplicate of {ids[first]}", 1.0
+        else:
+            first = i
+        cluster[i] = cluster[i] or f"x{keys[i][:16]}"
+    tbl = tbl.drop_columns(["_key", "_part", "cluster"])
     return _with_verdicts(tbl, drop, score, detail, [""] * n).append_column("cluster", pa.array(cluster, pa.string()))
 
 
@@ -163,17 +171,21 @@ def _sign(tbl, cfg: CurationConfig):
     return tbl.append_column("_mh", arr)
 
 
-def _bands(tbl, ranges: list, keep_longest: bool):
-    """One row per (record, LSH band): the band's slice of the signature as the grouping key."""
+def _bands(tbl, ranges: list, keep_longest: bool, parts: int):
+    """One row per (record, LSH band): the band's slice of the signature as the grouping key, and a
+    partition from it (all rows of one bucket share a partition)."""
     import pyarrow as pa
 
     sigs = tbl.column("_mh").combine_chunks().flatten().to_numpy().reshape(len(tbl), -1)
     pos, ids = tbl.column("_pos").to_numpy(), tbl.column("id").to_pylist()
     lengths = ([len(t) for t in texts(tbl.select(["messages", "text"]).to_pydict())] if keep_longest
                else [0] * len(tbl))
-    cols = {"_band": [], "_bkey": [], "_pos": [], "id": [], "_len": [], "_mh": []}
+    cols = {"_band": [], "_bkey": [], "_part": [], "_pos": [], "id": [], "_len": [], "_mh": []}
     for b, (lo, hi) in enumerate(ranges):
         keys = [s[lo:hi].tobytes() for s in sigs]
+        # a MinHash value is uniform over uint32: the band's first one, mixed with the band, picks the partition
+        part = (sigs[:, lo].astype(np.uint64) * np.uint64(2654435761) + np.uint64(b)) % np.uint64(parts)
+        cols["_part"].append(part.astype(np.int32))
         cols["_band"] += [b] * len(tbl)
         cols["_bkey"] += keys
         cols["_pos"] += pos.tolist()
@@ -181,34 +193,51 @@ def _bands(tbl, ranges: list, keep_longest: bool):
         cols["_len"] += lengths
         cols["_mh"].append(sigs)
     mh = np.concatenate(cols.pop("_mh")) if cols["_pos"] else np.zeros((0, sigs.shape[1]), np.uint32)
+    part = np.concatenate(cols.pop("_part")) if cols["_pos"] else np.zeros(0, np.int32)
     out = pa.table({"_band": pa.array(cols["_band"], pa.int32()), "_bkey": pa.array(cols["_bkey"], pa.binary()),
+                    "_part": pa.array(part, pa.int32()),
                     "_pos": pa.array(cols["_pos"], pa.int64()), "id": pa.array(cols["id"], pa.string()),
                     "_len": pa.array(cols["_len"], pa.int64())})
     return out.append_column("_mh", pa.FixedSizeListArray.from_arrays(pa.array(mh.ravel(), pa.uint32()), sigs.shape[1]))
 
 
 def _pairs(tbl, threshold: float):
-    """The candidate pairs of one LSH bucket whose estimated Jaccard reaches `threshold` (the stage's threshold
-    less near_dedup.margin, as near_dedup.candidates); the driver verifies them by exact Jaccard."""
+    """The candidate pairs of one partition's LSH buckets whose estimated Jaccard reaches `threshold` (the
+    stage's threshold less near_dedup.margin, as near_dedup.candidates); the driver verifies them by exact
+    Jaccard. One call per partition, not per bucket: Ray keeps a block per group, and a corpus has ~one
+    bucket per record and band (the driver's memory grew with them)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     empty = pa.table({"a": pa.array([], pa.int64()), "b": pa.array([], pa.int64()), "s": pa.array([], pa.float64()),
                       "a_id": pa.array([], pa.string()), "b_id": pa.array([], pa.string()),
                       "a_len": pa.array([], pa.int64()), "b_len": pa.array([], pa.int64())})
     if len(tbl) < 2:
         return empty
+    tbl = tbl.take(pc.sort_indices(tbl, [("_band", "ascending"), ("_bkey", "ascending")]))
+    bands, bkeys = tbl.column("_band").to_pylist(), tbl.column("_bkey").to_pylist()
     sigs = tbl.column("_mh").combine_chunks().flatten().to_numpy().reshape(len(tbl), -1)
     pos, ids, lens = tbl.column("_pos").to_numpy(), tbl.column("id").to_pylist(), tbl.column("_len").to_numpy()
     rows = {k: [] for k in empty.column_names}
-    for x in range(len(tbl)):
-        others = np.arange(x + 1, len(tbl))
+    start = 0
+    for end in range(1, len(tbl) + 1):
+        if end < len(tbl) and bands[end] == bands[start] and bkeys[end] == bkeys[start]:
+            continue
+        if end - start > 1:
+            _bucket_pairs(range(start, end), sigs, pos, ids, lens, threshold, rows)
+        start = end
+    return pa.table({k: pa.array(v, empty.schema.field(k).type) for k, v in rows.items()})
+
+
+def _bucket_pairs(members: range, sigs, pos, ids, lens, threshold: float, rows: dict) -> None:
+    for x in members:
+        others = np.arange(x + 1, members.stop)
         jac = (sigs[others] == sigs[x]).mean(axis=1)
         for y, s in zip(others[jac >= threshold], jac[jac >= threshold]):
             a, b = (x, int(y)) if pos[x] < pos[y] else (int(y), x)
             for k, v in (("a", int(pos[a])), ("b", int(pos[b])), ("s", float(s)), ("a_id", ids[a]), ("b_id", ids[b]),
                          ("a_len", int(lens[a])), ("b_len", int(lens[b]))):
                 rows[k].append(v)
-    return pa.table({k: pa.array(v, empty.schema.field(k).type) for k, v in rows.items()})
 
 
 def _near_plan(verified: list, ids: dict, lens: dict, cfg: CurationConfig) -> dict:
@@ -286,50 +315,119 @@ def _mapped(ds, fn, cfg: CurationConfig, **kw):
     return ds.map_batches(fn, batch_format="pyarrow", batch_size=cfg.ray.block_rows, zero_copy_batch=True, **kw)
 
 
-def _stage(ds, name: str, cfg: CurationConfig):
-    """The stage on a Ray Dataset of rows → (rows with verdict columns, artifacts)."""
+def _parts(rows: int, cfg: CurationConfig) -> int:
+    """How many partitions a group-by stage hashes its keys into: about a block's worth of rows each, at
+    least two per CPU of the cluster."""
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    return max(2 * cpus, -(-rows // cfg.ray.block_rows))
+
+
+def _stage(ds, name: str, cfg: CurationConfig, n: int):
+    """The stage on a Ray Dataset of its `n` rows → (rows with verdict columns, artifacts)."""
     if name in PER_RECORD:
         return _mapped(ds, _per_record, cfg, fn_kwargs={"name": name, "cfg": cfg}), {}
     if name == "exact_dedup":
-        keyed = _mapped(ds, _exact_keys, cfg, fn_kwargs={"cfg": cfg})
-        return keyed.groupby("_key").map_groups(_exact_group, batch_format="pyarrow"), {}
+        keyed = _mapped(ds, _exact_keys, cfg, fn_kwargs={"cfg": cfg, "parts": _parts(n, cfg)})
+        return keyed.groupby("_part").map_groups(_exact_group, batch_format="pyarrow"), {}
     if name == "near_dedup":
         from datasketch import MinHashLSH
 
         c = cfg.near_dedup
         signed = _mapped(ds, _sign, cfg, fn_kwargs={"cfg": cfg}).materialize()
         ranges = MinHashLSH(threshold=c.threshold, num_perm=c.num_perm).hashranges
-        banded = _mapped(signed, _bands, cfg, fn_kwargs={"ranges": ranges, "keep_longest": c.keep == "longest"})
-        found = banded.groupby(["_band", "_bkey"]).map_groups(
+        banded = _mapped(signed, _bands, cfg, fn_kwargs={"ranges": ranges, "keep_longest": c.keep == "longest",
+                                                         "parts": _parts(n * len(ranges), cfg)})
+        found = banded.groupby("_part").map_groups(
             _pairs, batch_format="pyarrow", fn_kwargs={"threshold": c.threshold - near_dedup.margin(c)})
-        candidates, ids, lens = set(), {}, {}
-        for batch in found.iter_batches(batch_format="pyarrow", batch_size=100_000):
+        found = found.materialize()  # a pair is proposed once per LSH band its records share
+        n_found = found.count()
+        on_driver = n_found <= cfg.ray.driver_verify_pairs
+        pairs = found if on_driver else _verified(_distinct_pairs(found, cfg).materialize(), signed, cfg)
+        verified, ids, lens = [], {}, {}
+        for batch in (pairs.iter_batches(batch_format="pyarrow", batch_size=100_000) if n_found else ()):
             cols = batch.to_pydict()
             for k in range(len(cols["a"])):
                 a, b = cols["a"][k], cols["b"][k]
-                candidates.add((a, b))  # a pair found in several bands counts once
+                verified.append((a, b, cols["s"][k]))
                 ids[a], ids[b], lens[a], lens[b] = cols["a_id"][k], cols["b_id"][k], cols["a_len"][k], cols["b_len"][k]
-        text_of = {}  # exact verification on the driver needs only the texts the candidates name
-        if candidates:
-            for batch in signed.filter(_PosIn(set(ids))).iter_batches(batch_format="pyarrow"):
-                text_of.update(zip(batch.column("_pos").to_pylist(),
-                                   texts(batch.select(["messages", "text"]).to_pydict())))
-        verified = near_dedup.verify(sorted(candidates), text_of, c)
+        if on_driver and verified:  # few pairs: exact Jaccard here, on the texts of just the records they name
+            text_of = {}
+            wanted = np.fromiter(ids, np.int64, len(ids))
+            for batch in _mapped(signed, _rows_at, cfg, fn_kwargs={"wanted": wanted}).iter_batches(batch_format="pyarrow"):
+                text_of.update(zip(batch.column("_pos").to_pylist(), texts(batch.select(["messages", "text"]).to_pydict())))
+            verified = near_dedup.verify(sorted({(a, b) for a, b, _ in verified}), text_of, c)
+        verified = sorted(verified)  # the local stage's order: by (a, b)
         plan = _near_plan(verified, ids, lens, cfg)
         n_clusters = len({cid for cid, *_ in plan.values()})
         marked = _mapped(signed, _near_mark, cfg, fn_kwargs={"plan": plan, "cfg": cfg})
-        return marked, {"clusters": n_clusters, "in_clusters": len(plan), "verified_pairs": len(verified)}
+        return marked, {"clusters": n_clusters, "in_clusters": len(plan), "verified_pairs": len(verified),
+                        "candidate_pairs_by_band": n_found, "verified_on": "driver" if on_driver else "workers"}
     if name == "relevance":
         return _relevance(ds, cfg)
     raise ConfigError(f"curation.stages: stage {name!r} does not run on curation.engine=ray")
 
 
-class _PosIn:
-    def __init__(self, wanted: set):
-        self.wanted = wanted
+def _pair_part(tbl, parts: int):
+    import pyarrow as pa
 
-    def __call__(self, row) -> bool:
-        return row["_pos"] in self.wanted
+    return tbl.append_column("_part", pa.array(tbl.column("a").to_numpy() % parts, pa.int32()))
+
+
+def _first_of_each_pair(tbl):
+    import pyarrow.compute as pc
+
+    tbl = tbl.take(pc.sort_indices(tbl, [("a", "ascending"), ("b", "ascending")]))
+    a, b = tbl.column("a").to_numpy(), tbl.column("b").to_numpy()
+    new = np.ones(len(tbl), dtype=bool)
+    new[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return tbl.filter(new).drop_columns(["_part"])
+
+
+def _distinct_pairs(found, cfg: CurationConfig):
+    """One row per candidate pair (a pair is proposed once per LSH band it shares), partitioned by `a`."""
+    keyed = _mapped(found, _pair_part, cfg, fn_kwargs={"parts": _parts(found.count(), cfg)})
+    return keyed.groupby("_part").map_groups(_first_of_each_pair, batch_format="pyarrow")
+
+
+def _rows_at(tbl, wanted: np.ndarray):
+    """The rows at the `wanted` input positions, just their position and text columns."""
+    keep = np.isin(tbl.column("_pos").to_numpy(), wanted)
+    return tbl.select(["_pos", "messages", "text"]).filter(keep)
+
+
+def _verified(found, signed, cfg: CurationConfig):
+    """The candidate pairs whose exact shingle Jaccard reaches the threshold (near_dedup.verify's rule), on the
+    workers: the records the pairs name (a semi-join) get their shingle hashes, which two joins attach to each
+    pair (its `a`, then its `b`); only the verified pairs reach the driver, as numbers."""
+    parts = _parts(found.count(), cfg)  # distinct pairs
+    ends = found.select_columns(["a"]).rename_columns({"a": "_pos"}).union(
+        found.select_columns(["b"]).rename_columns({"b": "_pos"}))
+    held = signed.select_columns(["_pos", "messages", "text"]).join(ends, "left_semi", num_partitions=parts,
+                                                                    on=("_pos",))
+    shingled = _mapped(held, _shingled, cfg, fn_kwargs={"cfg": cfg}).materialize()
+    with_a = found.join(shingled.rename_columns({"_pos": "a", "_sh": "sh_a"}), "inner", num_partitions=parts, on=("a",))
+    both = with_a.join(shingled.rename_columns({"_pos": "b", "_sh": "sh_b"}), "inner", num_partitions=parts, on=("b",))
+    return _mapped(both, _exact_jaccard, cfg, fn_kwargs={"cfg": cfg})
+
+
+def _shingled(tbl, cfg: CurationConfig):
+    import pyarrow as pa
+
+    sh = [near_dedup.shingle_hashes(t, cfg.near_dedup) for t in texts(tbl.select(["messages", "text"]).to_pydict())]
+    return pa.table({"_pos": tbl.column("_pos"), "_sh": pa.array([x.tolist() for x in sh], pa.list_(pa.uint32()))})
+
+
+def _exact_jaccard(tbl, cfg: CurationConfig):
+    import pyarrow as pa
+
+    sa = [np.asarray(x, np.uint32) for x in tbl.column("sh_a").to_pylist()]
+    sb = [np.asarray(x, np.uint32) for x in tbl.column("sh_b").to_pylist()]
+    jac = np.array([near_dedup.jaccard(x, y) for x, y in zip(sa, sb)], dtype=float)
+    keep = jac >= cfg.near_dedup.threshold
+    out = tbl.select(["a", "b", "a_id", "b_id", "a_len", "b_len"]).filter(pa.array(keep))
+    return out.append_column("s", pa.array(jac[keep], pa.float64()))
 
 
 def _relevance(ds, cfg: CurationConfig):
@@ -385,7 +483,7 @@ def pipeline(ds, cfg: CurationConfig, ledger: Ledger, on_drops):
         if n == 0:
             break
         t0 = time.perf_counter()
-        out, art = _stage(ds, name, cfg)
+        out, art = _stage(ds, name, cfg, n)
         out = out.materialize()
         counts = out.map_batches(_counts, batch_format="pyarrow").take_all()
         dropped, modified = Counter(), Counter()
@@ -409,11 +507,19 @@ def pipeline(ds, cfg: CurationConfig, ledger: Ledger, on_drops):
             art["dropped"] = n_in - kept
         reports.append({"stage": name, "n_in": n_in, "kept": kept, "dropped_by_reason": dict(dropped),
                         "modified_by_reason": dict(modified), "seconds": time.perf_counter() - t0,
+                        "driver_peak_mib": _peak_mib(),
                         "artifacts": {k: v for k, v in art.items() if v is not None}})
-        log.info("curate %-12s in=%d kept=%d dropped=%d [ray] (%.2fs)", name, n_in, kept, n_in - kept,
-                 reports[-1]["seconds"])
+        log.info("curate %-12s in=%d kept=%d dropped=%d [ray] (%.2fs, driver peak %.0f MiB)", name, n_in, kept,
+                 n_in - kept, reports[-1]["seconds"], reports[-1]["driver_peak_mib"])
         n = kept
     return ds, reports
+
+
+def _peak_mib() -> float:
+    """The driver's peak resident memory so far (ru_maxrss; Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _drop_entry(row: dict) -> tuple:
