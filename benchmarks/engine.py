@@ -84,6 +84,7 @@ def worker(a) -> dict:
     from ftx.engine.dist import apply_threads
     from ftx.engine.model import resolve_model_path
     from ftx.engine.optim import trainer_kwargs
+    from ftx import memory
     from ftx.engine.trainer import make_trainer_class, training_arguments
     from ftx.engine.zero import prepare_deepspeed
     from ftx.precision import use_bf16
@@ -144,6 +145,7 @@ def worker(a) -> dict:
         Trainer = make_trainer_class()
         trainer = Trainer(model=model, args=args, train_dataset=Fixed(), eval_dataset=Fixed(), data_collator=collate,
                           callbacks=[Clock()], **trainer_kwargs(model, spec.optimizer, args))
+        trainer.loss_chunk = spec.train.loss_chunk_positions(memory.vocab_size(model.config))  # as ftx train sets it
         trainer.train()
     dtype = torch.bfloat16 if bf16 else torch.float32
     result = {"model": a.model, "quant": a.quant, "zero": a.zero, "bf16": bf16, "threads": a.threads,
@@ -200,6 +202,7 @@ def defaults_worker(a) -> dict:
     from ftx.engine.dist import apply_threads
     from ftx.engine.model import load_tokenizer, resolve_model_path
     from ftx.engine.optim import trainer_kwargs
+    from ftx import memory
     from ftx.engine.trainer import make_trainer_class, training_arguments
     from ftx.precision import use_bf16
     from ftx.spec.run import build_spec
@@ -261,6 +264,7 @@ def defaults_worker(a) -> dict:
             trainer = make_trainer_class()(model=model, args=args, train_dataset=data.train, eval_dataset=data.val,
                                            data_collator=counting, callbacks=[Clock()],
                                            **trainer_kwargs(model, spec.optimizer, args))
+            trainer.loss_chunk = spec.train.loss_chunk_positions(memory.vocab_size(model.config))
             apply_threads(spec.train.threads)  # accelerate may have reset it
             trainer.train()
     w = a.warmup

@@ -243,13 +243,19 @@ class Plan:
         return (self.checkpointed if checkpointing else self.activations) + self.logits + self.trainable
 
 
+def vocab_size(config) -> int:
+    """The vocabulary of a model `config` (a multimodal model's text config), 0 when it has none."""
+    cfg = getattr(config, "text_config", None) or config
+    return int(getattr(cfg, "vocab_size", 0) or 0)
+
+
 def estimate(config, batch: int, length: int, trainable_params: int, loss_chunk: int) -> Plan:
     """The planned memory of one training step for a model `config` (a transformers PretrainedConfig)."""
     cfg = getattr(config, "text_config", None) or config
     layers = int(getattr(cfg, "num_hidden_layers", 0) or 0)
     hidden = int(getattr(cfg, "hidden_size", 0) or 0)
     inter = int(getattr(cfg, "intermediate_size", 0) or 4 * hidden)
-    vocab = int(getattr(cfg, "vocab_size", 0) or 0)
+    vocab = vocab_size(config)
     tokens = batch * length
     acts = tokens * layers * (PER_HIDDEN * hidden + PER_INTERMEDIATE * inter)
     ckpt = tokens * layers * CKPT_PER_HIDDEN * hidden + tokens * (PER_HIDDEN * hidden + PER_INTERMEDIATE * inter)

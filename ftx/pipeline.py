@@ -118,13 +118,17 @@ class Recipe:
             self.metrics[which] = self.evaluator.run(self.model, which)
         memory.release()  # the evaluation's freed batches go back to the OS before training or saving
 
+    def loss_chunk(self) -> int:
+        """train.loss_chunk in positions for this model's vocabulary (auto resolved)."""
+        return self.spec.train.loss_chunk_positions(memory.vocab_size(self.model.config))
+
     def plan_memory(self) -> bool:
         """train.gradient_checkpointing resolved (auto: by the planned activations) and the fit check, before
         training; metrics.json memory.plan records the estimate and the decision."""
         spec = self.spec
         rows = [len(ex["input_ids"]) for ex in self.data.train] or [spec.data.format.max_length]
         length, trainable = max(rows), self.metrics["params"]["trainable"]
-        plan = memory.estimate(self.model.config, spec.train.batch_size, length, trainable, spec.train.loss_chunk)
+        plan = memory.estimate(self.model.config, spec.train.batch_size, length, trainable, self.loss_chunk())
         free = memory.available(spec.train.memory_limit_mb)
         on, why = memory.decide(spec.train.gradient_checkpointing, plan, free)
         memory.check_fit(plan, on, free, spec.train.batch_size, length, spec.train.grad_accum,
@@ -166,7 +170,7 @@ class Recipe:
             trainer = make_trainer_class()(model=self.model, args=args, train_dataset=data.train,
                                            eval_dataset=data.val, data_collator=Collator(self.tok.pad_token_id),
                                            callbacks=callbacks, **optim_kwargs)
-            trainer.loss_chunk = spec.train.loss_chunk
+            trainer.loss_chunk = self.loss_chunk()
         # Tokens this process trained on: a resumed run counts only the epochs it ran itself. Read before
         # training: save_total_limit may delete the resumed checkpoint while the run goes on.
         resume = self.resume

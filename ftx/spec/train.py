@@ -9,6 +9,10 @@ from ftx.errors import require
 from ftx.spec.choices import EITHER, Choice, Precision, check_choices
 
 
+AUTO_LOSS_CHUNK_MIB = 256
+"""train.loss_chunk=auto: the fp32 logits of one chunk stay within this many MiB."""
+
+
 class Objective(Choice):
     sft = "sft"
     cpt = "cpt"
@@ -126,14 +130,23 @@ class TrainConfig:
     """Start from a previous run's adapter (its run dir or adapter/ folder): CPT, then SFT on the same adapter."""
     price_per_device_hour: float = 0.0
     """For metrics.json cost/estimated_cost = device-hours × this (your currency; 0: not priced)."""
-    loss_chunk: int = 512
-    """Positions per chunk of the chunked cross-entropy (no batch × seq × vocab logits; 0: full logits)."""
+    loss_chunk: str = "auto"
+    """Positions per chunk of the chunked cross-entropy (no batch × seq × vocab logits): auto (as many as keep
+    one chunk's fp32 logits within 256 MiB, at least 512: SmolLM2's 49k vocabulary → 1365, Llama 3's 128k →
+    523), a whole number, or 0 (the full-logits loss). A step with no more answer positions than one chunk
+    recomputes nothing."""
     memory_limit_mb: int = 0
     """Plan against this much memory (MB) instead of what is free (0: free GPU memory, else the machine's or the
     container's available memory): gradient_checkpointing=auto and the fit check use it."""
     malloc_mmap_threshold_kb: int = 1024
     """Freed blocks of at least this many KiB go straight back to the OS (glibc M_MMAP_THRESHOLD; 0: the C
     library's default, whose freed activations stay resident — several times the step's real peak)."""
+
+    def loss_chunk_positions(self, vocab_size: int) -> int:
+        """train.loss_chunk as positions for a model with this vocabulary (0: the full-logits loss)."""
+        if str(self.loss_chunk) == "auto":
+            return max(512, AUTO_LOSS_CHUNK_MIB * 2 ** 20 // (4 * max(int(vocab_size or 0), 1)))
+        return int(self.loss_chunk)
 
     def preference(self) -> bool:
         """True when the objective trains on preference pairs (dpo, orpo)."""
@@ -146,7 +159,9 @@ class TrainConfig:
         require(0 <= self.malloc_mmap_threshold_kb <= 32768, "train.malloc_mmap_threshold_kb",
                 f"must be in [0, 32768] KiB (0: the C library's default; glibc's maximum is 32 MiB), "
                 f"got {self.malloc_mmap_threshold_kb}")
-        require(self.loss_chunk >= 0, "train.loss_chunk", f"must be >= 0 (0: full logits), got {self.loss_chunk}")
+        self.loss_chunk = str(self.loss_chunk)
+        require(self.loss_chunk == "auto" or self.loss_chunk.isdigit(), "train.loss_chunk",
+                f"must be auto or a whole number >= 0 (0: full logits), got {self.loss_chunk!r}")
         check_objective(self)
         require(self.dpo.beta > 0, "train.dpo.beta", f"must be > 0 (0.1 is usual), got {self.dpo.beta}")
         require(0.0 <= self.dpo.label_smoothing < 0.5, "train.dpo.label_smoothing",

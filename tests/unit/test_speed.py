@@ -130,6 +130,22 @@ def test_threads_default_auto_takes_numbers_and_refuses_the_rest():
         assert str(e.value).startswith("train.threads: must be auto or a whole number >= 0") and "\n" not in str(e.value)
 
 
+def test_loss_chunk_auto_bounds_one_chunks_logits_by_bytes_and_takes_numbers():
+    train = build_spec(compose([])).train
+    assert train.loss_chunk == "auto"
+    assert train.loss_chunk_positions(49_152) == 1365  # SmolLM2: one chunk holds a 4 × 256 batch's answers
+    assert train.loss_chunk_positions(128_256) == 523  # Llama 3: about the old fixed 512
+    assert train.loss_chunk_positions(256) == 262_144  # a tiny vocabulary: one chunk for any batch
+    assert train.loss_chunk_positions(1_000_000) == 512  # never below 512 positions
+    assert 1365 * 49_152 * 4 <= 256 * 2 ** 20 < 1366 * 49_152 * 4
+    assert build_spec(compose(["train.loss_chunk=0"])).train.loss_chunk_positions(49_152) == 0  # full logits
+    assert build_spec(compose(["train.loss_chunk=64"])).train.loss_chunk_positions(49_152) == 64
+    for bad in ("train.loss_chunk=-1", "train.loss_chunk=big"):
+        with pytest.raises(ConfigError) as e:
+            build_spec(compose([bad]))
+        assert str(e.value).startswith("train.loss_chunk: must be auto or a whole number >= 0") and "\n" not in str(e.value)
+
+
 def test_packing_is_on_by_default_and_off_for_remote_code_models_and_dpo():
     assert build_spec(compose([])).data.format.packing is True
     assert build_spec(compose(["data.format.packing=false"])).data.format.packing is False
