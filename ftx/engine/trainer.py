@@ -11,7 +11,7 @@ from typing import Optional
 from ftx import memory
 from ftx.errors import RunError
 from ftx.engine.accel import training_options
-from ftx.engine.loss import LOSS_CHUNK, chunked_loss, loss_head
+from ftx.engine.loss import LOSS_CHUNK, chunked_loss, keep_one_logit, loss_head
 from ftx.engine.zero import deepspeed_config
 from ftx.runs import checkpoint_problem, flatten
 from ftx.spec.run import as_dict, is_not_hashed
@@ -45,7 +45,8 @@ def make_trainer_class():
                 w = F.pad((labels[:, 1:] != -100), (0, 1)).float()
             head = None if return_outputs else loss_head(self.accelerator.unwrap_model(model), self.loss_chunk)
             if head is not None:  # ftx.engine.trainer.chunked_loss: no batch × seq × vocab tensor
-                outputs = model(**inputs, output_hidden_states=-1, logits_to_keep=1)  # the final (normed) one only
+                keep = keep_one_logit(self.accelerator.unwrap_model(model), inputs["input_ids"].device)
+                outputs = model(**inputs, output_hidden_states=-1, logits_to_keep=keep)  # the final (normed) one only
                 with self.accelerator.autocast():
                     loss = chunked_loss(head, outputs.hidden_states[-1], targets, w, self.loss_chunk)
                 return loss

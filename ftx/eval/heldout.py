@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 
-from ftx.engine.loss import LOSS_CHUNK, head_logits, loss_head
+from ftx.engine.loss import LOSS_CHUNK, head_logits, keep_one_logit, loss_head
 
 
 def autocast(bf16: bool):
@@ -69,7 +69,7 @@ def loss_pass(model, examples: list[dict], collator, batch_size: int, bf16: bool
                 target = labels[mask]
                 if head is not None:
                     hidden = model(input_ids=ids, attention_mask=attn, output_hidden_states=-1,
-                                   logits_to_keep=1).hidden_states[-1][:, :-1][mask]
+                                   logits_to_keep=keep_one_logit(model, device)).hidden_states[-1][:, :-1][mask]
                     parts = [_token_stats(head_logits(head, hidden[j:j + chunk]), target[j:j + chunk])
                              for j in range(0, hidden.size(0), chunk)]
                     ce, top_p, hit = (torch.cat(x) for x in zip(*parts)) if parts else (target.float(),) * 3
