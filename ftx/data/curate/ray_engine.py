@@ -2,12 +2,16 @@
 
     records or Parquet/JSONL shards → Ray Dataset (table rows + `_pos`, the input order)
       per-record stages   map_batches: the stage module's own `run` on each block (a `datasets` table)
-      exact_dedup         map_batches (the stage's key) → groupby(key).map_groups: first by `_pos` kept
-      near_dedup          map_batches (the stage's MinHash signatures) → one row per LSH band →
-                          groupby(band, band key).map_groups: candidate pairs by the estimate →
-                          exact Jaccard on the driver (near_dedup.verify, texts of candidates only) →
-                          connected components + near_dedup.assign → map_batches marks the drops
+      exact_dedup         map_batches (the stage's key, a partition from it) → groupby(partition).map_groups:
+                          per key, first by `_pos` kept
+      near_dedup          map_batches (the stage's MinHash signatures) → one row per LSH band, a partition from
+                          the band key → groupby(partition).map_groups: candidate pairs by the estimate →
+                          exact Jaccard (near_dedup's rule) on the driver for up to ray.driver_verify_pairs
+                          pairs (texts of candidates only), else on the workers (semi-join + two joins) →
+                          connected components + near_dedup.assign on the driver → map_batches marks the drops
       relevance           fitted once (seeds, labels, the first curation.ray.fit_sample texts) → map_batches
+    group-bys hash into partitions (about block_rows rows each): Ray keeps a block per group, so grouping by
+    the key itself costs a call and a driver-side block reference per key or bucket.
     every stage: materialised (Ray's object store, spilled to disk), drops counted by reason and kept
     for the ledger (in memory) or written as dropped/ shards (`curate_files`), the kept rows go on.
 
