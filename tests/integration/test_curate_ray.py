@@ -137,6 +137,11 @@ def test_ray_settings_are_checked_before_anything_runs(monkeypatch):
         CurationConfig(enabled=True, stages=["normalize"], engine="ray").check()
     assert str(err.value) == ("curation.engine: is ray but Ray is not installed (pip install 'ftx[ray]'), "
                               "or use curation.engine=local")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "polars" else real(name, *a))
+    with pytest.raises(ConfigError) as err:
+        CurationConfig(enabled=True, stages=["normalize"], engine="ray").check()
+    assert str(err.value) == ("curation.engine: is ray but polars, which Ray Data's joins need, is not installed "
+                              "(pip install 'ftx[ray]'), or use curation.engine=local")
 
 
 def test_sharded_files_in_and_out_match_the_local_engine(tmp_path):

@@ -49,11 +49,15 @@ PER_RECORD = ("normalize", "quality", "language", "pii", "blocklist")
 def connect(cfg: CurationConfig):
     """ray.init: the configured cluster, else a local one sized to this machine (one line on failure)."""
     try:
-        import polars  # noqa: F401  Ray Data's joins (near_dedup's verification) need it
         import ray
     except ImportError:
         raise ConfigError("curation.engine: is ray but Ray is not installed (pip install 'ftx[ray]'), "
                           "or use curation.engine=local") from None
+    try:
+        import polars  # noqa: F401  Ray Data's joins (near_dedup's verification on the workers) need it
+    except ImportError:
+        raise ConfigError("curation.engine: is ray but polars, which Ray Data's joins need, is not installed "
+                          "(pip install 'ftx[ray]'), or use curation.engine=local") from None
     if ray.is_initialized():
         return ray
     address = cfg.ray.address
@@ -207,8 +211,8 @@ def _bands(tbl, ranges: list, keep_longest: bool, parts: int):
 
 def _pairs(tbl, threshold: float):
     """The candidate pairs of one partition's LSH buckets whose estimated Jaccard reaches `threshold` (the
-    stage's threshold less near_dedup.margin, as near_dedup.candidates); the driver verifies them by exact
-    Jaccard. One call per partition, not per bucket: Ray keeps a block per group, and a corpus has ~one
+    stage's threshold less near_dedup.margin, as near_dedup.candidates), verified by exact Jaccard after (see
+    _stage). One call per partition, not per bucket: Ray keeps a block per group, and a corpus has ~one
     bucket per record and band (the driver's memory grew with them)."""
     import pyarrow as pa
     import pyarrow.compute as pc
