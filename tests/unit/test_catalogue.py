@@ -521,7 +521,7 @@ CATALOGUE += [
           "on curation.engine=ray; use calibrated or absolute, or curation.engine=local"),
     Entry("step-does-not-fit", "a training step planned larger than the memory available (checked after the model "
           "loads, before any evaluation or step)", [*TRAIN, "train.memory_limit_mb=1"],
-          "ftx: config error: train.batch_size: a step of 4×252 tokens needs ~13 MB (activations 5 MB, loss 8 MB, "
+          "ftx: config error: train.batch_size: a step of 4×252 tokens needs ~21 MB (activations 5 MB, loss 16 MB, "
           "optimizer 0 MB) but 1 MB is available; lower train.batch_size=4 (raising train.grad_accum=1 keeps the "
           "effective batch) or data.format.max_length=256", subprocess=True),
     Entry("latency-budget-zero", "a latency budget of 0", ["spec", "eval.latency.max_p99_ratio=0"],
