@@ -74,7 +74,7 @@ def test_chunked_loss_equals_the_full_loss_in_value_and_gradient(tmp_path, train
     assert g_full.keys() == g_chunk.keys() and len(g_full) > 4
     for k in g_full:
         assert g_full[k].abs().sum() > 0
-        assert torch.allclose(g_full[k], g_chunk[k], rtol=1e-4, atol=1e-7), k
+        assert torch.allclose(g_full[k], g_chunk[k], rtol=1e-4, atol=1e-6), k  # 2 threads: summation order varies
 
 
 def test_only_chunks_before_the_last_are_recomputed_in_the_backward_pass(tmp_path):
