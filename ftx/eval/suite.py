@@ -110,12 +110,13 @@ class Evaluator:
 
     def _run(self, model, side: str) -> dict:
         cap = self.cfg.max_examples or None
+        chunk = self.spec.train.loss_chunk_positions(memory.vocab_size(model.config))
         flat: dict = {}
         for split in ("val", "test", "general_eval"):
             examples = getattr(self.data, split)[:cap]
             if examples:
                 r = summarize(loss_pass(model, examples, self.collator, self.cfg.batch_size, self.bf16,
-                                        self.spec.train.loss_chunk_positions(memory.vocab_size(model.config))))
+                                        chunk))
                 flat[f"{split}_loss"], flat[f"{split}_ppl"] = r["loss"], r["ppl"]
         pair_margins = {}
         for split in ("val", "test"):  # preference pairs (records with a `rejected` reply)
@@ -124,7 +125,7 @@ class Evaluator:
                 pair_margins[split] = preference.margins(model, pairs, self.collator, self.cfg.batch_size, self.bf16)
                 flat.update({f"{split}_{k}": v for k, v in preference.summarize(pair_margins[split]).items()})
         probe_per = loss_pass(model, self.probe, self.collator, self.cfg.batch_size, self.bf16,
-                              self.spec.train.loss_chunk_positions(memory.vocab_size(model.config)))
+                              chunk)
         if probe_per:
             r = summarize(probe_per)
             flat.update({f"offdomain_{k}": r[k] for k in ("loss", "ppl", "confidence", "accuracy")})

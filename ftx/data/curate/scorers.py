@@ -167,6 +167,7 @@ class Learned:
                             "active-learning records 0, give curation.relevance.background, or a corpus")
         self.labelled = labelled
         self.model = self._fit(labelled, self.pu)
+        self._pu_set = frozenset(self.pu)
         self._pu_fold: dict[str, int] = {}
         self._pu_models: list = []
 
@@ -198,8 +199,7 @@ class Learned:
         out = [self.model.predict_proba(self.features(texts[i:i + chunk]))[:, 1] for i in range(0, len(texts), chunk)]
         scores = np.concatenate(out) if out else np.zeros(0)
         if self.pu:
-            pu_set = set(self.pu)
-            hits = [i for i, t in enumerate(texts) if t in pu_set]
+            hits = [i for i, t in enumerate(texts) if t in self._pu_set]
             if hits:
                 self._pu_oof()
                 X = self.features([texts[i] for i in hits])
