@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -72,9 +73,24 @@ def test_the_demo_run_exports_to_gguf_and_reads_back(demo_run):
         print(quant, json.dumps({k: rt[k] for k in ("max_abs_logit_diff", "relative_logit_error", "top1_agreement")}))
 
 
+def finished(answer: str) -> bool:
+    """What a reader sees at a glance: the answer ends a sentence and does not say the same sentence twice
+    (SmolLM2's base model mostly runs into the token limit mid-sentence, often looping)."""
+    text = answer.strip()
+    sentences = [s.strip().lower() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
+    return bool(re.search(r"[.!?)\"']$", text)) and len(sentences) == len(set(sentences))
+
+
 def expert(item) -> str:
-    """A reviewer who knows the reference answer: the side with the higher token F1 against it wins; equal
-    scores are a tie, and two answers that share almost nothing with it are both bad."""
+    """A reviewer with one consistent rule, reading blind with the reference at hand: an answer that stops
+    mid-sentence or repeats itself loses to one that is finished (both unfinished: both bad); between two
+    finished answers the one closer to the reference (token F1) wins, and two that share almost nothing with
+    it are both bad."""
+    done = {side: finished(item[side]) for side in ("left", "right")}
+    if not any(done.values()):
+        return "both_bad"
+    if done["left"] != done["right"]:
+        return "left" if done["left"] else "right"
     left, right = (token_f1(item[side], [item["reference"]]) for side in ("left", "right"))
     if max(left, right) < 0.05:  # (golden items: one-word references, rarely matched by either side)
         return "both_bad"
@@ -85,14 +101,10 @@ def expert(item) -> str:
 def test_sft_then_review_then_preferences_then_dpo_on_smollm2(demo_run):
     """The whole expert-feedback loop on the embedded model: the SFT run's held-out answers (base vs tuned) are
     exported blind, an expert (expert() above) rates them, the ratings are unblinded into a win rate and
-    turned into preference pairs, and DPO trains on exactly those pairs.
-
-    What it does not show (measured, docs/feedback.md "The loop on SmolLM2"): held-out preference accuracy
-    rising. Rated by closeness to the reference, SmolLM2's tuned and base answers win about equally often
-    (25 : 21), so the pairs share no direction a 135M model can generalise from 30-odd of them: held-out
-    accuracy 0.50 -> 0.42 on 12 pairs (0.56 -> 0.56 and 0.50 -> 0.43 in two variants). DPO does learn the pairs
-    it trains on: its loss falls from log 2 (policy and reference agree at step 1) to 0.01-0.13 in the second
-    epoch."""
+    turned into preference pairs, and DPO from the base model (lr 2e-4, as experiment=sft_then_dpo) trains on
+    exactly those pairs: held-out preference accuracy rises, and the general-knowledge check does not flag
+    forgetting. Measured, with the variants that do not rise (a rater with no consistent direction, an lr
+    of 3e-3): docs/feedback.md "The loop on SmolLM2"."""
     root, run = demo_run
     e = run_ftx(["review", "export", str(run), "--seed", "3", "--out", "rev"], root)
     assert e.returncode == 0, e.stderr[-3000:]
@@ -101,7 +113,8 @@ def test_sft_then_review_then_preferences_then_dpo_on_smollm2(demo_run):
     assert i.returncode == 0, i.stderr[-3000:]
     review = json.loads((run / "metrics.json").read_text())["review"]
     assert review["items_rated"] == review["items_exported"] >= 40  # val + test + golden prompts
-    assert review["win"] > 0 and review["loss"] > 0 and review["both_bad"] > 0, review
+    # the tuned model mostly finishes its answers (the base mostly runs into the token limit): one direction
+    assert review["win"] > 2 * review["loss"] and review["both_bad"] > 0, review
     p = run_ftx(["review", "to-preferences", str(answers), "--out", "prefs.jsonl"], root)
     assert p.returncode == 0, p.stderr[-3000:]
     prefs = [json.loads(line) for line in (root / "prefs.jsonl").read_text().splitlines()]
@@ -110,7 +123,7 @@ def test_sft_then_review_then_preferences_then_dpo_on_smollm2(demo_run):
 
     d = run_ftx(["train", "train.objective=dpo", "data=http_prefs", f"data.sources.prefs.path={root / 'prefs.jsonl'}",
                  "data.split.val=0.3", "curation=none", "eval=loss_only", "train.epochs=2", "train.batch_size=2",
-                 "train.logging_steps=4", "optimizer.lr=3e-3", "optimizer.warmup_ratio=0", "hydra.run.dir=dpo"],
+                 "train.logging_steps=4", "optimizer.lr=2e-4", "optimizer.warmup_ratio=0", "hydra.run.dir=dpo"],
                 root, 2400)
     assert d.returncode == 0, d.stderr[-3000:]
     m = json.loads((root / "dpo" / "metrics.json").read_text())
@@ -123,3 +136,9 @@ def test_sft_then_review_then_preferences_then_dpo_on_smollm2(demo_run):
     print("DPO training loss", [round(x, 3) for x in losses])
     assert losses[0] == pytest.approx(math.log(2), abs=0.02)  # policy == reference at step 1
     assert min(losses[-2:]) < 0.6  # the second epoch: the reviewed pairs are learnt
+    # held out: the chosen reply ranked first more often than by the base (length-normalised likelihood), and
+    # DPO's implicit reward prefers the chosen reply on most pairs; the task is not paid for with forgetting
+    assert pref["tuned_pref_accuracy"] > pref["base_pref_accuracy"], pref
+    assert m["tuned"]["val_pref_accuracy"] > m["base"]["val_pref_accuracy"]
+    assert pref["reward_accuracy"] >= 0.75 and pref["reward_margin"] > 0, pref
+    assert not m["flags"], m["flags"]
