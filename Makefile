@@ -29,9 +29,14 @@ demo: setup
 # PYTEST_ARGS narrows the run (e.g. PYTEST_ARGS='-k compose'); a narrowed selection that matches no test
 # exits 5 in pytest, which is reported here but not treated as a failure. The whole suite (the default)
 # collecting nothing is a failure: CI must not pass on a suite that did not run.
+# TEST_WORKERS: pytest-xdist processes, one test module each (--dist loadfile keeps a module's shared
+# fixtures in one process; modules with slow tests start first, tests/conftest.py). 2 suits 2 cores: most
+# tests wait on subprocess start-up and imports, one core each. TEST_WORKERS=0 runs in this process.
 PYTEST_ARGS ?= tests
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 test: setup
-	$(PYTHON) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	$(PYTHON) -m pytest -q $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ] && [ "$(PYTEST_ARGS)" != "tests" ]; then echo "make test: no tests selected by '$(PYTEST_ARGS)'"; exit 0; fi; \
 	if [ $$rc -eq 5 ]; then echo "make test: the suite collected no tests (pytest exit 5)" >&2; fi; exit $$rc
 

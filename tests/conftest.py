@@ -4,10 +4,39 @@ default / tiny-smoke configs composed once per session, handed out as deep copie
 from __future__ import annotations
 
 import copy
+import fcntl
+import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from tests.helpers import run_ftx
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Modules with slow tests first (stable otherwise). Under pytest-xdist (`make test`: `-n 2 --dist loadfile
+    --no-loadscope-reorder`) a module is one unit of work, so the longest ones start first and the short
+    ones fill in around them; run alone, the order changes nothing a test may rely on."""
+    slow = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module.__name__ not in slow)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Under pytest-xdist, a test marked `alone` (it measures the machine: busy cores, timings) runs while no
+    other worker runs a test: it takes an exclusive lock on a file of this run, every other test a shared one,
+    around its setup (module fixtures included), call and teardown. Without xdist there is nothing to wait for."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:
+        yield
+        return
+    with open(Path(tempfile.gettempdir()) / f"ftx-pytest-{run}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if item.get_closest_marker("alone") else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -50,6 +50,7 @@ def test_auto_threads_leaves_out_cores_other_processes_keep_busy(machine, monkey
     assert dist.auto_threads(str(root)) == 4
 
 
+@pytest.mark.alone
 def test_busy_cores_sees_other_processes_but_not_this_one():
     """Measured on the real machine: a spinning child process is one busy core; a thread of this process
     spinning during the sample is not counted (the run's own start-up must not take its own cores away)."""
