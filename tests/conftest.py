@@ -18,8 +18,9 @@ def pytest_collection_modifyitems(session, config, items):
     """Modules with slow tests first (stable otherwise). Under pytest-xdist (`make test`: `-n 2 --dist loadfile
     --no-loadscope-reorder`) a module is one unit of work, so the longest ones start first and the short
     ones fill in around them; run alone, the order changes nothing a test may rely on."""
-    slow = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.module.__name__ not in slow)
+    module = lambda item: item.nodeid.split("::")[0]
+    slow = {module(item) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: module(item) not in slow)
 
 
 @pytest.hookimpl(hookwrapper=True)
