@@ -331,6 +331,19 @@ class AgreementConfig:
 RAY_STAGES = ("normalize", "quality", "language", "pii", "blocklist", "exact_dedup", "near_dedup", "relevance")
 
 
+def ray_missing() -> Optional[str]:
+    """What curation.engine=ray lacks, as the message after `curation.engine:` (the spec check and
+    ray_engine.connect both say it), or None: Ray, and polars (Ray Data's joins: near_dedup's verification on
+    the workers)."""
+    import importlib.util
+
+    for module, what in (("ray", "Ray is not installed"), ("polars", "polars, which Ray Data's joins need, is not "
+                                                                     "installed")):
+        if importlib.util.find_spec(module) is None:
+            return f"is ray but {what} (pip install 'ftx[ray]'), or use curation.engine=local"
+    return None
+
+
 @dataclass
 class RayConfig:
     """`curation.engine=ray`: where the Ray Data pipeline runs (docs/curation.md#ray)."""
@@ -421,13 +434,8 @@ class CurationConfig:
         self.agreement.check()
 
     def _check_ray(self) -> None:
-        import importlib.util
-
-        require(importlib.util.find_spec("ray") is not None, "curation.engine",
-                "is ray but Ray is not installed (pip install 'ftx[ray]'), or use curation.engine=local")
-        require(importlib.util.find_spec("polars") is not None, "curation.engine",
-                "is ray but polars, which Ray Data's joins need, is not installed (pip install 'ftx[ray]'), "
-                "or use curation.engine=local")
+        missing = ray_missing()
+        require(missing is None, "curation.engine", missing or "")
         for s in self.stages:
             require(s in RAY_STAGES, "curation.stages", f"stage {s!r} does not run on curation.engine=ray yet "
                     f"(ray runs: {', '.join(RAY_STAGES)}); use curation.engine=local")

@@ -142,6 +142,11 @@ def test_ray_settings_are_checked_before_anything_runs(monkeypatch):
         CurationConfig(enabled=True, stages=["normalize"], engine="ray").check()
     assert str(err.value) == ("curation.engine: is ray but polars, which Ray Data's joins need, is not installed "
                               "(pip install 'ftx[ray]'), or use curation.engine=local")
+    from ftx.data.curate import ray_engine
+
+    with pytest.raises(ConfigError) as at_connect:  # the engine, reached without the spec check, says the same
+        ray_engine.connect(CurationConfig(enabled=True, stages=["normalize"], engine="ray"))
+    assert str(at_connect.value) == str(err.value)
 
 
 def test_sharded_files_in_and_out_match_the_local_engine(tmp_path):

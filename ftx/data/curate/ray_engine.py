@@ -37,7 +37,7 @@ from ftx.data.curate.table import VERDICT, Context, row_to_record, texts, to_dat
 from ftx.data.ledger import Ledger
 from ftx.errors import ConfigError
 from ftx.runs import write_json
-from ftx.spec.curation import CurationConfig
+from ftx.spec.curation import CurationConfig, ray_missing
 
 log = logging.getLogger(__name__)
 PREFIX = "curate:"
@@ -48,16 +48,10 @@ PER_RECORD = ("normalize", "quality", "language", "pii", "blocklist")
 
 def connect(cfg: CurationConfig):
     """ray.init: the configured cluster, else a local one sized to this machine (one line on failure)."""
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("curation.engine: is ray but Ray is not installed (pip install 'ftx[ray]'), "
-                          "or use curation.engine=local") from None
-    try:
-        import polars  # noqa: F401  Ray Data's joins (near_dedup's verification on the workers) need it
-    except ImportError:
-        raise ConfigError("curation.engine: is ray but polars, which Ray Data's joins need, is not installed "
-                          "(pip install 'ftx[ray]'), or use curation.engine=local") from None
+    missing = ray_missing()
+    if missing:
+        raise ConfigError(f"curation.engine: {missing}")
+    import ray
     if ray.is_initialized():
         return ray
     address = cfg.ray.address
