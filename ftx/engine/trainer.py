@@ -10,6 +10,7 @@ from typing import Optional
 
 from ftx import memory
 from ftx.errors import RunError
+from ftx.engine import attention
 from ftx.engine.accel import training_options
 from ftx.engine.loss import LOSS_CHUNK, chunked_loss, keep_one_logit, loss_head
 from ftx.engine.zero import deepspeed_config
@@ -38,6 +39,8 @@ def make_trainer_class():
                 # Packed rows: transformers 5.x derives the per-example mask from position ids only when
                 # no KV cache exists; with use_cache on (TrainingArguments.use_cache) it builds one.
                 inputs["use_cache"] = False
+                if self._packed_attention:  # ftx.engine.attention: each example's own SDPA, no block mask
+                    inputs.update(attention.bounds(inputs["position_ids"]))
             targets = F.pad(inputs["input_ids"][:, 1:], (0, 1), value=-100)
             if model.training:
                 w = F.pad(weights[:, 1:], (0, 1)).float()
@@ -58,6 +61,24 @@ def make_trainer_class():
             loss = (ce * w).sum() / w.sum().clamp_min(1e-8)
             return (loss, outputs) if return_outputs else loss
 
+        def train(self, *args, **kwargs):
+            # Packed rows under sdpa train through ftx.engine.attention for the run, then the model is switched
+            # back (evaluation, generation and the saved adapter see plain sdpa). Not under torch.compile: the
+            # per-example loop would break its graph.
+            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            config = getattr(base, "config", None)
+            before = getattr(config, "_attn_implementation", None)
+            self._packed_attention = (before == "sdpa" and not self.args.torch_compile
+                                      and hasattr(base, "set_attn_implementation"))
+            if not self._packed_attention:
+                return super().train(*args, **kwargs)
+            base.set_attn_implementation(attention.register())
+            try:
+                return super().train(*args, **kwargs)
+            finally:
+                base.set_attn_implementation(before)
+                self._packed_attention = False
+
         def evaluate(self, *args, **kwargs):
             with memory.stage("train_eval"):  # evaluation during training: its own peak in metrics.json memory
                 return super().evaluate(*args, **kwargs)
@@ -76,6 +97,7 @@ def make_trainer_class():
             return loss.detach(), None, None
 
     WeightedTrainer.loss_chunk = LOSS_CHUNK
+    WeightedTrainer._packed_attention = False
     return WeightedTrainer
 
 

@@ -1,0 +1,79 @@
+"""Packed rows without the block mask: SDPA one example at a time, the CPU (and sdpa-on-GPU) counterpart of
+FlashAttention-2's varlen path.
+
+transformers runs packed rows (position ids restarting at 0, no attention mask) through `sdpa` with a
+block-diagonal causal mask of batch × length × length: the kernel computes every block of it, masked or not,
+and takes no causal shortcut. Here each example of a row gets its own `scaled_dot_product_attention(...,
+is_causal=True)` over its own positions: the same attention (tests/unit/test_attention.py checks outputs and
+gradients against the masked path), without the cross-example blocks. Measured on SmolLM2's shapes (4 × 256,
+9 heads, 3 key/value heads, fp32, 2 threads): 26.7 → 19.3 ms forward + backward per layer (docs/training.md,
+"Speed").
+
+Used while ftx's SFT trainer trains packed rows with model.attn_implementation=sdpa (ftx/engine/trainer.py):
+the trainer switches the model to `NAME` for `train()` and back afterwards, and passes the examples' bounds
+as the FlashAttention kwargs `cu_seq_lens_q/k`. Any other call (padded rows, generation, a sliding window,
+softcapping, a cache) goes to transformers' own sdpa with the mask transformers built for it, so the switch
+changes nothing but the packed training forward. No heavy imports at module level.
+"""
+
+from __future__ import annotations
+
+NAME = "ftx_packed_sdpa"
+"""The attention implementation registered with transformers (never saved: transformers keeps
+`_attn_implementation` out of config.json)."""
+
+BOUND_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
+
+
+def register() -> str:
+    """Register `NAME` with transformers' attention and mask interfaces (idempotent); returns NAME."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(NAME, packed_sdpa)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)  # the fallback path still gets its mask
+    return NAME
+
+
+def bounds(position_ids) -> dict:
+    """The FlashAttention kwargs for packed rows: `cu_seq_lens_q/k`, the examples' start offsets in the
+    flattened batch (every position id 0 starts one; every row starts with 0) plus the end, and the longest
+    example. Rows whose position ids do not start at 0 are not packed rows: {} (the masked path)."""
+    import torch
+
+    if position_ids.dim() != 2 or not bool((position_ids[:, 0] == 0).all()):
+        return {}
+    flat = position_ids.reshape(-1)
+    starts = torch.nonzero(flat == 0).flatten()
+    cu = torch.cat([starts, starts.new_tensor([flat.numel()])]).to(torch.int32)
+    longest = int((cu[1:] - cu[:-1]).max())
+    return {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": longest, "max_length_k": longest}
+
+
+def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, is_causal=None,
+                **kwargs):
+    """transformers' attention signature: (batch, heads, length, dim) query/key/value → ((batch, length,
+    heads, dim) output, None)."""
+    import torch
+    import torch.nn.functional as F
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    cu = kwargs.get("cu_seq_lens_q")
+    batch, heads, length, dim = query.shape
+    if (cu is None or key.shape[2] != length or cu.numel() < 2 or int(cu[-1]) != batch * length
+            or kwargs.get("sliding_window") or kwargs.get("softcap") is not None
+            or kwargs.get("position_bias") is not None or is_causal is False):
+        rest = {k: v for k, v in kwargs.items() if k not in BOUND_KEYS}
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **rest)
+    gqa = key.shape[1] != heads
+    edges = cu.tolist()
+    parts = []
+    for start, end in zip(edges[:-1], edges[1:]):
+        row, lo = divmod(start, length)
+        hi = end - row * length
+        parts.append(F.scaled_dot_product_attention(
+            query[row:row + 1, :, lo:hi], key[row:row + 1, :, lo:hi], value[row:row + 1, :, lo:hi],
+            dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=gqa))
+    out = torch.cat(parts, dim=2)  # (1, heads, batch·length, dim), the examples in row order
+    return out.transpose(1, 2).reshape(batch, length, heads, dim), None
