@@ -189,7 +189,9 @@ def defaults_worker(a) -> dict:
     """ftx at its shipped defaults (`ftx train` with no overrides but the step budget: threads auto, packed
     rows, the demo data through curation) or, with --side bare, the loop a user would write on the same
     examples: shuffled padded batches of train.batch_size, torch's default threads, forward with labels,
-    backward, clip, AdamW. Real (non-pad) tokens/s over the measured steps."""
+    backward, clip, AdamW; with --side mask, ftx's defaults with packed rows attending through the
+    block-diagonal mask instead of one example at a time (ftx.engine.attention). Real (non-pad) tokens/s over
+    the measured steps."""
     import contextlib
     import random
     import tempfile
@@ -265,6 +267,7 @@ def defaults_worker(a) -> dict:
                                            data_collator=counting, callbacks=[Clock()],
                                            **trainer_kwargs(model, spec.optimizer, args))
             trainer.loss_chunk = spec.train.loss_chunk_positions(memory.vocab_size(model.config))
+            trainer.packed_attention = a.side != "mask"  # mask: the block-diagonal mask instead
             apply_threads(spec.train.threads)  # accelerate may have reset it
             trainer.train()
     w = a.warmup
@@ -290,8 +293,9 @@ def defaults_section(model: str, a) -> list[str]:
     """`ftx` at its shipped defaults vs the bare loop, and ftx at fixed thread counts: every variant once
     per round, rounds interleaved (machine load drifts across all alike), medians over the rounds."""
     fixed = [int(t) for t in a.thread_counts.split(",") if t]
-    variants = [("defaults", "ftx", []), ("bare", "bare", [])] + [
-        (f"threads={t}", "ftx", [f"train.threads={t}"]) for t in fixed]
+    variants = [("defaults", "ftx", []), ("bare", "bare", []), ("block mask", "mask", [])] + [
+        (f"threads={t}", "ftx", [f"train.threads={t}"]) for t in fixed] + [
+        (also, "ftx", also.split(",")) for also in a.also]
     got: dict = {name: [] for name, _, _ in variants}
     t0 = time.time()
     for rnd in range(a.rounds):
@@ -304,16 +308,16 @@ def defaults_section(model: str, a) -> list[str]:
            for name, rs in got.items() if any("error" not in r for r in rs)}
     lines = [f"{model}: ftx at its shipped defaults vs the bare loop (real tokens/s, median of {a.rounds} rounds, "
              f"{a.steps} measured steps each)",
-             f"{'variant':<14}{'threads':>8}{'packed':>8}{'real tok/step':>14}{'step ms':>9}{'real tok/s':>11}"
+             f"{'variant':<18}{'threads':>8}{'packed':>8}{'real tok/step':>14}{'step ms':>9}{'real tok/s':>11}"
              f"{'× bare':>8}{'runs':>16}"]
     for name, _, _ in variants:
         ok = [r for r in got[name] if "error" not in r]
         if not ok:
-            lines.append(f"{name:<14}  failed: {got[name][-1].get('error')}")
+            lines.append(f"{name:<18}  failed: {got[name][-1].get('error')}")
             continue
         r0 = ok[0]
         runs = "/".join(f"{r['real_tokens_per_s']:.0f}" for r in ok)
-        lines.append(f"{name:<14}{r0['threads']:>8}{'yes' if r0['packing'] else 'no':>8}"
+        lines.append(f"{name:<18}{r0['threads']:>8}{'yes' if r0['packing'] else 'no':>8}"
                      f"{statistics.median(r['real_tokens_per_step'] for r in ok):>14.0f}"
                      f"{1000 * statistics.median(r['step_s'] for r in ok):>9.0f}{med[name]:>11.1f}"
                      f"{med[name] / med['bare'] if 'bare' in med else float('nan'):>8.2f}{runs:>16}")
@@ -381,6 +385,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="rounds of the defaults section (medians over them)")
     p.add_argument("--thread-counts", default="1,2", help="fixed train.threads compared with auto")
     p.add_argument("--defaults-steps", type=int, default=4, help="measured steps per defaults-section worker")
+    p.add_argument("--also", action="append", default=[], help="another ftx variant for the defaults section: "
+                   "comma-separated overrides, e.g. --also lora.dropout=0.05 (repeatable)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--defaults-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--side", default="ftx", help=argparse.SUPPRESS)

@@ -7,7 +7,14 @@
 Padding waste = padded positions / all positions over one epoch of training batches drawn as the
 Trainer draws them (shuffled, train.batch_size rows). Throughput = real (non-pad) tokens per
 second of forward + backward + optimizer step through WeightedTrainer.compute_loss, median over
---steps steps per mode; the modes alternate step by step so machine load hits both alike.
+--steps steps per mode; the modes alternate step by step so machine load hits both alike. Modes:
+  unpacked          padded batches of train.batch_size examples
+  bare              the same padded batches through model(..., labels=...).loss: the loop a user writes
+  packed            the default: packed rows, each example attending on its own (ftx.engine.attention)
+  packed 2×         rows of 2 × max_length
+  packed, mask      packed rows through transformers' block-diagonal mask instead
+  packed, dropout   packed, with lora.dropout=0.05 (the default until 2026-12-04) — one model serves
+                    every mode: it is wrapped with dropout modules whose p is set per step
 """
 
 from __future__ import annotations
@@ -43,11 +50,14 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
 
+    import dataclasses
+
     import torch
     from transformers import TrainingArguments
 
     from ftx.data.build import prepare
     from ftx.data.format import Collator
+    from ftx.engine import attention
     from ftx.engine import lora as lora_mod
     from ftx.engine import model as model_mod
     from ftx.engine.trainer import make_trainer_class
@@ -72,10 +82,15 @@ def main() -> None:
         batches = epoch_batches(rows, bs, spec.train.seed)
         w, real = waste(batches)
         modes[name] = {"rows": len(rows), "steps": len(batches), "waste": w, "tokens": real, "batches": batches}
+    modes = {"unpacked": modes["unpacked"], "bare": dict(modes["unpacked"], bare=True), "packed": modes["packed"],
+             "packed 2×": modes["packed 2×"], "packed, mask": dict(modes["packed"], mask=True),
+             "packed, dropout": dict(modes["packed"], dropout=0.05)}
 
     model = model_mod.load_model(spec.model, path)
     torch.manual_seed(spec.train.seed)
-    model = lora_mod.wrap(model, spec.lora)
+    model = lora_mod.wrap(model, dataclasses.replace(spec.lora, dropout=0.05))  # p set per mode below
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    base_model = model.get_base_model()
     model.train()
     collate = Collator(tok.pad_token_id)
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,9 +103,18 @@ def main() -> None:
             batch = m["batches"][step % len(m["batches"])]
             inputs = collate(batch)
             n = sum(len(r["input_ids"]) for r in batch)
+            for d in dropouts:
+                d.p = m.get("dropout", spec.lora.dropout)
+            per_example = "position_ids" in inputs and not m.get("mask") and trainer.packed_attention
+            base_model.set_attn_implementation(attention.register() if per_example else "sdpa")
+            trainer._packed_attention = per_example
             t0 = time.perf_counter()
             with autocast(bf16):
-                loss = trainer.compute_loss(model, inputs)
+                if m.get("bare"):
+                    loss = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                 labels=inputs["labels"]).loss
+                else:
+                    loss = trainer.compute_loss(model, inputs)
             loss.backward()
             opt.step()
             opt.zero_grad()
@@ -100,11 +124,12 @@ def main() -> None:
     base = statistics.median(rates["unpacked"])
     print(f"packing benchmark: {spec.model.name}, data={spec.data.name}, batch {bs}, max_length {max_len}, "
           f"{'bf16' if bf16 else 'fp32'}, {args.steps} timed steps per mode (medians)")
-    print(f"{'mode':<12}{'rows':>7}{'steps/epoch':>13}{'pad waste':>11}{'tokens/s':>11}{'vs unpacked':>13}"
-          f"{'epoch (s)':>11}")
+    bare = statistics.median(rates["bare"])
+    print(f"{'mode':<16}{'rows':>7}{'steps/epoch':>13}{'pad waste':>11}{'tokens/s':>11}{'vs unpacked':>13}"
+          f"{'vs bare':>9}{'epoch (s)':>11}")
     for name, m in modes.items():
         rate = statistics.median(rates[name])
-        print(f"{name:<12}{m['rows']:>7}{m['steps']:>13}{m['waste']:>10.1%}{rate:>11.0f}{rate / base:>12.2f}×"
+        print(f"{name:<16}{m['rows']:>7}{m['steps']:>13}{m['waste']:>10.1%}{rate:>11.0f}{rate / base:>12.2f}×{rate / bare:>8.2f}×"
               f"{m['tokens'] / rate:>11.0f}")
 
 

@@ -68,7 +68,7 @@ def make_trainer_class():
             base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
             config = getattr(base, "config", None)
             before = getattr(config, "_attn_implementation", None)
-            self._packed_attention = (before == "sdpa" and not self.args.torch_compile
+            self._packed_attention = (self.packed_attention and before == "sdpa" and not self.args.torch_compile
                                       and hasattr(base, "set_attn_implementation"))
             if not self._packed_attention:
                 return super().train(*args, **kwargs)
@@ -97,6 +97,7 @@ def make_trainer_class():
             return loss.detach(), None, None
 
     WeightedTrainer.loss_chunk = LOSS_CHUNK
+    WeightedTrainer.packed_attention = True  # False: the block mask (benchmarks/engine.py measures both)
     WeightedTrainer._packed_attention = False
     return WeightedTrainer
 

@@ -42,7 +42,9 @@ def _model(impl: str = "sdpa"):
     return model
 
 
-def _forward(model, batch, packed_attention: bool):
+def _forward(model, batch, packed_attention: bool, backward: bool = False):
+    """Logits of the packed rows through the per-example path or the block mask; with backward, the loss's
+    backward runs before the model is switched back (as in the trainer: a checkpointed layer recomputes then)."""
     from ftx.engine import attention
 
     inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
@@ -51,9 +53,11 @@ def _forward(model, batch, packed_attention: bool):
         inputs.update(attention.bounds(batch["position_ids"]))
     try:
         logits = model(**inputs).logits
+        if backward:
+            logits.float().pow(2).mean().backward()
     finally:
         model.get_base_model().set_attn_implementation("sdpa")
-    return logits
+    return logits.detach()
 
 
 def test_bounds_are_the_examples_offsets_in_the_flattened_batch_and_nothing_for_unpacked_rows():
@@ -67,19 +71,21 @@ def test_bounds_are_the_examples_offsets_in_the_flattened_batch_and_nothing_for_
     assert bounds(torch.tensor([[1, 2, 3, 0, 1, 2]])) == {}  # a row that does not start an example
 
 
-def test_per_example_sdpa_equals_the_block_masked_sdpa_in_outputs_and_lora_gradients():
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "gradient_checkpointing"])
+def test_per_example_sdpa_equals_the_block_masked_sdpa_in_outputs_and_lora_gradients(checkpointing):
+    """Under gradient checkpointing the bounds must reach the layers' recomputation too."""
     tok, packed, *_ = _rows()
     assert (packed["position_ids"] == 0).sum() > 2 * packed["input_ids"].size(0)  # several examples per row
     assert (packed["input_ids"] == 0).any() and (packed["labels"] != -100).any()  # a pad tail, answers
     model = _model()
+    if checkpointing:
+        model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     grads = {}
     out = {}
     for side in (False, True):
         model.zero_grad(set_to_none=True)
-        logits = _forward(model, packed, side)
-        logits.float().pow(2).mean().backward()
-        out[side] = logits.detach()
+        out[side] = _forward(model, packed, side, backward=True)
         grads[side] = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
     assert torch.allclose(out[True], out[False], atol=1e-5), (out[True] - out[False]).abs().max()
     assert grads[True].keys() == grads[False].keys() and grads[True]
@@ -161,6 +167,12 @@ def test_the_sft_trainer_switches_to_it_for_packed_training_and_back(tmp_path, m
     assert seen and set(seen) == {attention.NAME}
     assert calls and all(calls)  # every attention call of the packed steps ran per example
     assert model.get_base_model().config._attn_implementation == "sdpa"
+
+    calls.clear()  # a checkpointed layer recomputes inside train(), still through the per-example path
+    trainer, model, seen = _trainer(tmp_path / "checkpointed", rows, gradient_checkpointing=True,
+                                    gradient_checkpointing_kwargs={"use_reentrant": False})
+    trainer.train()
+    assert calls and all(calls) and model.get_base_model().config._attn_implementation == "sdpa"
 
     calls.clear()
     trainer, model, seen = _trainer(tmp_path / "unpacked", examples[:4])

@@ -267,3 +267,29 @@ def test_fused_adamw_is_torchs_fused_kernel_and_trains_on_cpu(tmp_path):
     opt = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
     assert isinstance(opt, torch.optim.AdamW) and opt.defaults["fused"] is True
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_lora_dropout_is_off_by_default_so_a_training_forward_draws_no_mask():
+    """lora.dropout defaults to 0 (docs/training.md, "Speed": its Bernoulli masks took 15% of a SmolLM2 step
+    here): the wrapped model has no active dropout, a training forward is deterministic; 0.05 turns it on."""
+    import torch
+
+    from ftx.engine.build import build_model
+    from ftx.engine.model import resolve_model_path
+
+    def forward_twice(overrides):
+        spec = build_spec(compose(["model=tiny_llama", *overrides]))
+        model = build_model(spec, resolve_model_path(spec.model), False)
+        for name, p in model.named_parameters():  # a non-zero adapter output, so its input dropout shows
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.1)
+        model.train()
+        active = [m for m in model.modules() if isinstance(m, torch.nn.Dropout) and m.p > 0]
+        ids = torch.arange(5, 37).view(2, 16)
+        with torch.no_grad():
+            return spec.lora.dropout, active, model(input_ids=ids).logits, model(input_ids=ids).logits
+
+    p, active, a, b = forward_twice([])
+    assert p == 0.0 and not active and torch.equal(a, b)
+    p, active, a, b = forward_twice(["lora.dropout=0.05"])
+    assert p == 0.05 and active and not torch.equal(a, b)
