@@ -11,12 +11,18 @@ gradients against the masked path), without the cross-example blocks. Measured o
 
 Used while ftx's SFT trainer trains packed rows with model.attn_implementation=sdpa (ftx/engine/trainer.py):
 the trainer switches the model to `NAME` for `train()` and back afterwards, and passes the examples' bounds
-as the FlashAttention kwargs `cu_seq_lens_q/k`. Any other call (padded rows, generation, a sliding window,
-softcapping, a cache) goes to transformers' own sdpa with the mask transformers built for it, so the switch
-changes nothing but the packed training forward. No heavy imports at module level.
+as the FlashAttention kwargs `cu_seq_lens_q/k`. Any other call (padded rows, generation, a cache, softcapping,
+a sliding window shorter than the longest example) goes to transformers' own sdpa with the mask
+transformers built for it, so the switch changes nothing but the packed training forward. No heavy imports
+at module level.
 """
 
 from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+
+log = logging.getLogger("ftx")
 
 NAME = "ftx_packed_sdpa"
 """The attention implementation registered with transformers (never saved: transformers keeps
@@ -33,6 +39,33 @@ def register() -> str:
     AttentionInterface.register(NAME, packed_sdpa)
     ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)  # the fallback path still gets its mask
     return NAME
+
+
+@contextmanager
+def per_example(model, allowed: bool = True):
+    """Switch `model` (a PEFT wrapper or a transformers model) to `NAME` for the block, then back; yields
+    whether it switched. It does for a model at `sdpa` whose forward passes keyword arguments on (the bounds
+    travel that way) and that transformers lets switch (its attention dispatches through AttentionInterface);
+    anything else keeps its attention and the block mask."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    before = getattr(getattr(base, "config", None), "_attn_implementation", None)
+    forward = getattr(type(base), "forward", None)
+    passes_kwargs = forward is not None and any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(forward).parameters.values())
+    on = bool(allowed and before == "sdpa" and passes_kwargs and hasattr(base, "set_attn_implementation"))
+    if on:
+        try:
+            base.set_attn_implementation(register())
+        except (ValueError, TypeError, NotImplementedError) as e:  # a model transformers will not switch
+            log.info("packed rows keep the block-diagonal mask: %s", str(e).splitlines()[0] if str(e) else e)
+            on = False
+    try:
+        yield on
+    finally:
+        if on:
+            base.set_attn_implementation(before)
 
 
 def bounds(position_ids) -> dict:
@@ -60,8 +93,10 @@ def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0,
 
     cu = kwargs.get("cu_seq_lens_q")
     batch, heads, length, dim = query.shape
+    window = kwargs.get("sliding_window")
     if (cu is None or key.shape[2] != length or cu.numel() < 2 or int(cu[-1]) != batch * length
-            or kwargs.get("sliding_window") or kwargs.get("softcap") is not None
+            or (window and kwargs.get("max_length_q", length) > window)  # a window no example outgrows: moot
+            or kwargs.get("softcap") is not None
             or kwargs.get("position_bias") is not None or is_causal is False):
         rest = {k: v for k, v in kwargs.items() if k not in BOUND_KEYS}
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,

@@ -65,19 +65,12 @@ def make_trainer_class():
             # Packed rows under sdpa train through ftx.engine.attention for the run, then the model is switched
             # back (evaluation, generation and the saved adapter see plain sdpa). Not under torch.compile: the
             # per-example loop would break its graph.
-            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-            config = getattr(base, "config", None)
-            before = getattr(config, "_attn_implementation", None)
-            self._packed_attention = (self.packed_attention and before == "sdpa" and not self.args.torch_compile
-                                      and hasattr(base, "set_attn_implementation"))
-            if not self._packed_attention:
-                return super().train(*args, **kwargs)
-            base.set_attn_implementation(attention.register())
-            try:
-                return super().train(*args, **kwargs)
-            finally:
-                base.set_attn_implementation(before)
-                self._packed_attention = False
+            with attention.per_example(self.model, self.packed_attention and not self.args.torch_compile) as on:
+                self._packed_attention = on
+                try:
+                    return super().train(*args, **kwargs)
+                finally:
+                    self._packed_attention = False
 
         def evaluate(self, *args, **kwargs):
             with memory.stage("train_eval"):  # evaluation during training: its own peak in metrics.json memory

@@ -181,3 +181,54 @@ def test_the_sft_trainer_switches_to_it_for_packed_training_and_back(tmp_path, m
     trainer, model, seen = _trainer(tmp_path / "eager", rows, impl="eager")
     trainer.train()
     assert set(seen) == {"eager"}
+
+
+def test_a_sliding_window_no_example_outgrows_keeps_the_per_example_path_a_shorter_one_falls_back(monkeypatch):
+    import transformers.integrations.sdpa_attention as sdpa_mod
+
+    from ftx.engine.attention import bounds, packed_sdpa
+
+    fell_back = []
+    real = sdpa_mod.sdpa_attention_forward
+    monkeypatch.setattr(sdpa_mod, "sdpa_attention_forward",
+                        lambda *a, **kw: fell_back.append(True) or real(*a, **kw))
+    pos = torch.tensor([[0, 1, 2, 3, 0, 1, 2, 0]])
+    q, k, v = torch.randn(1, 4, 8, 16), torch.randn(1, 2, 8, 16), torch.randn(1, 2, 8, 16)
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 2, True
+    out, _ = packed_sdpa(module, q, k, v, None, sliding_window=4, **bounds(pos))  # longest example: 4
+    assert not fell_back and out.shape == (1, 8, 4, 16)
+    packed_sdpa(module, q, k, v, None, sliding_window=3, **bounds(pos))
+    assert fell_back == [True]  # the window cuts into an example: transformers' masked sdpa
+
+
+def test_models_it_cannot_serve_keep_their_attention(monkeypatch):
+    from ftx.engine import attention
+
+    model = _model()
+    base = model.get_base_model()
+    with attention.per_example(model, allowed=False) as on:
+        assert not on and base.config._attn_implementation == "sdpa"
+    eager = _model("eager")
+    with attention.per_example(eager) as on:
+        assert not on and eager.get_base_model().config._attn_implementation == "eager"
+
+    def refuse(*a, **kw):
+        raise ValueError("this model does not dispatch through AttentionInterface")
+
+    monkeypatch.setattr(type(base), "set_attn_implementation", refuse)
+    with attention.per_example(model) as on:
+        assert not on and base.config._attn_implementation == "sdpa"
+    monkeypatch.undo()
+
+    class NoKwargs(type(base)):  # a forward that would not pass the bounds on to the layers
+        def forward(self, input_ids=None, position_ids=None):
+            return super().forward(input_ids=input_ids, position_ids=position_ids)
+
+    monkeypatch.setattr(base, "__class__", NoKwargs)
+    with attention.per_example(model) as on:
+        assert not on
+    monkeypatch.undo()
+    with attention.per_example(model) as on:
+        assert on and base.config._attn_implementation == attention.NAME
+    assert base.config._attn_implementation == "sdpa"
