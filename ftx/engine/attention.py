@@ -5,9 +5,9 @@ transformers runs packed rows (position ids restarting at 0, no attention mask) 
 block-diagonal causal mask of batch × length × length: the kernel computes every block of it, masked or not,
 and takes no causal shortcut. Here each example of a row gets its own `scaled_dot_product_attention(...,
 is_causal=True)` over its own positions: the same attention (tests/unit/test_attention.py checks outputs and
-gradients against the masked path), without the cross-example blocks. Measured on SmolLM2's shapes (4 × 256,
-9 heads, 3 key/value heads, fp32, 2 threads): 26.7 → 19.3 ms forward + backward per layer (docs/training.md,
-"Speed").
+gradients against the masked path), without the cross-example blocks. Measured on SmolLM2 (4 × 256 packed demo
+rows, fp32, 2 threads, whole training steps interleaved in one process: benchmarks/packing.py): 177 → 184
+real tokens/s (docs/training.md, "Speed").
 
 Used while ftx's SFT trainer trains packed rows with model.attn_implementation=sdpa (ftx/engine/trainer.py):
 the trainer switches the model to `NAME` for `train()` and back afterwards, and passes the examples' bounds
