@@ -5,8 +5,7 @@ it only while it trains packed rows under sdpa."""
 from __future__ import annotations
 
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch
 
 
 def _rows(n_rows: int = 3, length: int = 256):
