@@ -90,7 +90,6 @@ def main() -> None:
     torch.manual_seed(spec.train.seed)
     model = lora_mod.wrap(model, dataclasses.replace(spec.lora, dropout=0.05))  # p set per mode below
     dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
-    base_model = model.get_base_model()
     model.train()
     collate = Collator(tok.pad_token_id)
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,17 +104,16 @@ def main() -> None:
             n = sum(len(r["input_ids"]) for r in batch)
             for d in dropouts:
                 d.p = m.get("dropout", spec.lora.dropout)
-            per_example = "position_ids" in inputs and not m.get("mask") and trainer.packed_attention
-            base_model.set_attn_implementation(attention.register() if per_example else "sdpa")
-            trainer._packed_attention = per_example
             t0 = time.perf_counter()
-            with autocast(bf16):
+            # the trainer's own switch (WeightedTrainer.train), per step: packed rows, unless this mode keeps the mask
+            with attention.per_example(model, "position_ids" in inputs and not m.get("mask")) as on, autocast(bf16):
+                trainer._packed_attention = on
                 if m.get("bare"):
                     loss = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                                  labels=inputs["labels"]).loss
                 else:
                     loss = trainer.compute_loss(model, inputs)
-            loss.backward()
+                loss.backward()
             opt.step()
             opt.zero_grad()
             if step:  # the first step warms up allocators and kernels

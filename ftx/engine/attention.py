@@ -71,9 +71,11 @@ def per_example(model, allowed: bool = True):
 def bounds(position_ids) -> dict:
     """The FlashAttention kwargs for packed rows: `cu_seq_lens_q/k`, the examples' start offsets in the
     flattened batch (every position id 0 starts one; every row starts with 0) plus the end, and the longest
-    example. Rows whose position ids do not start at 0 are not packed rows: {} (the masked path)."""
+    example. Rows whose position ids do not start at 0 are not packed rows: {} (the masked path). The offsets
+    stay on the CPU (only `packed_sdpa` reads them, as Python ints: no device sync per layer on a GPU)."""
     import torch
 
+    position_ids = position_ids.cpu()  # one copy per step: packed_sdpa reads the bounds in every layer
     if position_ids.dim() != 2 or not bool((position_ids[:, 0] == 0).all()):
         return {}
     flat = position_ids.reshape(-1)
