@@ -7,7 +7,11 @@
 Padding waste = padded positions / all positions over one epoch of training batches drawn as the
 Trainer draws them (shuffled, train.batch_size rows). Throughput = real (non-pad) tokens per
 second of forward + backward + optimizer step through WeightedTrainer.compute_loss, median over
---steps steps per mode; the modes alternate step by step so machine load hits both alike. Modes:
+--steps steps per mode; the modes alternate step by step so machine load hits both alike. MFU = real
+tokens/s × model FLOPs per token (benchmarks/engine.py's count: every linear layer incl. the LM head at
+every position, attention over the mean example length; 2× the forward for LoRA, 3× for full tuning) ÷
+the best 1024² matmul of this process at the training dtype and threads (measured before and after the
+steps): how close a mode runs to what the machine can do. Modes:
   unpacked          padded batches of train.batch_size examples
   bare              the same padded batches through model(..., labels=...).loss: the loop a user writes
   packed            the default: packed rows, each example attending on its own (ftx.engine.attention)
@@ -29,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def epoch_batches(rows: list, batch_size: int, seed: int) -> list[list]:
@@ -96,6 +101,12 @@ def main() -> None:
         trainer = make_trainer_class()(model=model, data_collator=collate, args=TrainingArguments(
             output_dir=tmp, use_cpu=True, report_to=[], remove_unused_columns=False, bf16=bf16))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    from engine import flops_per_token, matmul_peak
+
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    examples = [len(r["input_ids"]) for b in modes["unpacked"]["batches"] for r in b]
+    fpt = flops_per_token(model, round(statistics.mean(examples)), spec.lora.method == "full")
+    peak = matmul_peak(dtype, torch.get_num_threads())
     rates: dict = {name: [] for name in modes}
     for step in range(args.steps + 1):
         for name, m in modes.items():
@@ -119,16 +130,20 @@ def main() -> None:
             if step:  # the first step warms up allocators and kernels
                 rates[name].append(n / (time.perf_counter() - t0))
 
+    peak = max(peak, matmul_peak(dtype, torch.get_num_threads()))
     base = statistics.median(rates["unpacked"])
-    print(f"packing benchmark: {spec.model.name}, data={spec.data.name}, batch {bs}, max_length {max_len}, "
-          f"{'bf16' if bf16 else 'fp32'}, {args.steps} timed steps per mode (medians)")
+    sources = ", ".join(f"{k}={v.path}" for k, v in spec.data.sources.items() if str(v.role) == "domain")
+    print(f"packing benchmark: {spec.model.name}, data={spec.data.name} ({sources}), batch {bs}, max_length {max_len}, "
+          f"{'bf16' if bf16 else 'fp32'}, {torch.get_num_threads()} threads, {args.steps} timed steps per mode (medians)")
+    print(f"examples: mean {statistics.mean(examples):.0f} tokens, median {statistics.median(examples):.0f}, "
+          f"max {max(examples)}; model FLOPs {fpt / 1e6:.0f} M per token; matmul peak {peak / 1e9:.1f} GFLOP/s")
     bare = statistics.median(rates["bare"])
-    print(f"{'mode':<16}{'rows':>7}{'steps/epoch':>13}{'pad waste':>11}{'tokens/s':>11}{'vs unpacked':>13}"
+    print(f"{'mode':<16}{'rows':>7}{'steps/epoch':>13}{'pad waste':>11}{'tokens/s':>11}{'MFU':>7}{'vs unpacked':>13}"
           f"{'vs bare':>9}{'epoch (s)':>11}")
     for name, m in modes.items():
         rate = statistics.median(rates[name])
-        print(f"{name:<16}{m['rows']:>7}{m['steps']:>13}{m['waste']:>10.1%}{rate:>11.0f}{rate / base:>12.2f}×{rate / bare:>8.2f}×"
-              f"{m['tokens'] / rate:>11.0f}")
+        print(f"{name:<16}{m['rows']:>7}{m['steps']:>13}{m['waste']:>10.1%}{rate:>11.0f}{rate * fpt / peak:>7.0%}"
+              f"{rate / base:>12.2f}×{rate / bare:>8.2f}×{m['tokens'] / rate:>11.0f}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,10 @@ Sets (each a folder with train.jsonl, heldout.jsonl and manifest.json; records a
              per package, pages whose description names the command left out).
   ports      short answers the base model partly knows: "Which port number is assigned to the network
              service `ssh`?" → 22. From /etc/services (package netbase), one question per service name.
+  descriptions  long answers of every length: "Describe the Debian package `gzip`." → its synopsis and
+             extended Description (paragraphs and lists as the maintainer wrote them, 10 to 400 words;
+             packages whose description is only the synopsis left out). The set with a real length
+             spread: what packing and padding figures should be measured on (benchmarks/packing.py).
 
 The first three are sets on which SmolLM2-135M scores near 0 before tuning (it cannot forget what it
 does not know); mimetypes and ports are the ones where it starts with some knowledge to lose.
@@ -49,7 +53,7 @@ import sys
 from pathlib import Path
 
 DPKG = Path("/var/lib/dpkg")
-SETS = ("commands", "sections", "synopsis", "mimetypes", "ports", "manpages")
+SETS = ("commands", "sections", "synopsis", "mimetypes", "ports", "manpages", "descriptions")
 BIN_DIRS = ("/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/")
 
 
@@ -121,6 +125,38 @@ def synopses(status: list[dict]) -> list[dict]:
         text = synopsis[0].upper() + synopsis[1:]
         recs.append({"key": p["Package"], "prompt": f"What is the Debian package `{p['Package']}`?",
                      "response": text + ("" if text.endswith(".") else "."), "answers": [synopsis]})
+    return recs
+
+
+def descriptions(status: list[dict], min_words: int = 10, max_words: int = 400) -> list[dict]:
+    """Synopsis + extended description. dpkg folds continuation lines with "\n" (read_status); a lone "."
+    is an empty line in Debian's format, and lines that started with two spaces are verbatim (here merged
+    into their paragraph as the folding already stripped them)."""
+    recs = []
+    for p in sorted(status, key=lambda p: p["Package"]):
+        synopsis, _, extended = p.get("Description", "").partition("\n")
+        if not extended.strip() or not synopsis.strip():
+            continue
+        paras, cur = [], []
+        for line in extended.split("\n"):
+            if line == ".":
+                if cur:
+                    paras.append(" ".join(cur))
+                cur = []
+            elif line.startswith(("* ", "- ", "+ ", "o ")) and cur:
+                paras.append(" ".join(cur))
+                cur = [line]
+            else:
+                cur.append(line)
+        if cur:
+            paras.append(" ".join(cur))
+        synopsis = synopsis.strip()
+        head = synopsis[0].upper() + synopsis[1:] + ("" if synopsis.endswith(".") else ".")
+        text = "\n\n".join([head] + paras)
+        if not min_words <= len(text.split()) <= max_words:
+            continue
+        recs.append({"key": p["Package"], "prompt": f"Describe the Debian package `{p['Package']}`.",
+                     "response": text, "answers": [text]})
     return recs
 
 
@@ -252,7 +288,7 @@ def main(argv=None) -> int:
         print(f"qa_sets: unknown set(s) {', '.join(unknown)} ({', '.join(SETS)})", file=sys.stderr)
         return 2
     status_path = DPKG / "status"
-    status = read_status(status_path) if {"sections", "synopsis"} & set(wanted) else []
+    status = read_status(status_path) if {"sections", "synopsis", "descriptions"} & set(wanted) else []
     status_src = {str(status_path): sha256(status_path)} if status else {}
     for name in wanted:
         if name in ("commands", "manpages"):
@@ -263,7 +299,8 @@ def main(argv=None) -> int:
             path = Path("/etc/mime.types" if name == "mimetypes" else "/etc/services")
             recs, src = (mimetypes(path) if name == "mimetypes" else ports(path)), {str(path): sha256(path)}
         else:
-            recs, src = (sections(status) if name == "sections" else synopses(status)), status_src
+            recs = {"sections": sections, "synopsis": synopses, "descriptions": descriptions}[name](status)
+            src = status_src
         m = write_set(args.out, name, recs, args, src)
         print(f"{name}: {m['train']} train + {m['heldout']} held-out of {m['candidates']} candidates → {args.out / name}")
     return 0

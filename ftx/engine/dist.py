@@ -28,9 +28,12 @@ def cgroup_cpus(root: str = "/sys/fs/cgroup") -> Optional[float]:
         return None
 
 
-def busy_cores(window: float = 0.5) -> float:
-    """Cores other processes keep busy, sampled over `window` seconds: the machine's busy CPU time (psutil,
-    everything but idle and iowait) minus this process's own, divided by the window."""
+def busy_cores(window: float = 0.3, samples: int = 3) -> float:
+    """Cores other processes keep busy: the machine's busy CPU time (psutil, everything but idle and iowait)
+    minus this process's own, divided by the window — the median of `samples` back-to-back windows, so a
+    load that ends during the first window (the test run or build just finished) does not count, while a
+    load that lasts through the sample does."""
+    import statistics
     import time
 
     import psutil
@@ -41,15 +44,20 @@ def busy_cores(window: float = 0.5) -> float:
         t, p = psutil.cpu_times(), me.cpu_times()
         return t, p.user + p.system, time.monotonic()
 
-    (t0, own0, w0) = sample()
-    time.sleep(window)
-    (t1, own1, w1) = sample()
-    idle = lambda t: t.idle + getattr(t, "iowait", 0.0)
-    busy = (sum(t1) - idle(t1)) - (sum(t0) - idle(t0))
-    # guest time is also counted in user on Linux: leave it out of the sum once
-    busy -= (getattr(t1, "guest", 0.0) - getattr(t0, "guest", 0.0)) + (getattr(t1, "guest_nice", 0.0)
-                                                                      - getattr(t0, "guest_nice", 0.0))
-    return max(0.0, (busy - (own1 - own0)) / max(w1 - w0, 1e-6))
+    def busy(a, b):
+        (t0, own0, w0), (t1, own1, w1) = a, b
+        idle = lambda t: t.idle + getattr(t, "iowait", 0.0)
+        total = (sum(t1) - idle(t1)) - (sum(t0) - idle(t0))
+        # guest time is also counted in user on Linux: leave it out of the sum once
+        total -= (getattr(t1, "guest", 0.0) - getattr(t0, "guest", 0.0)) + (getattr(t1, "guest_nice", 0.0)
+                                                                           - getattr(t0, "guest_nice", 0.0))
+        return max(0.0, (total - (own1 - own0)) / max(w1 - w0, 1e-6))
+
+    points = [sample()]
+    for _ in range(max(1, samples)):
+        time.sleep(window)
+        points.append(sample())
+    return statistics.median(busy(a, b) for a, b in zip(points, points[1:]))
 
 
 def auto_threads(cgroup_root: str = "/sys/fs/cgroup") -> int:
@@ -57,7 +65,7 @@ def auto_threads(cgroup_root: str = "/sys/fs/cgroup") -> int:
     as physical cores (psutil's logical/physical ratio: one thread per core; hyper-threads of a core
     contend for the same FPUs), capped by the cgroup quota (rounded up: a 1.5-CPU quota still gets two
     threads) — or, with neither an affinity mask nor a quota narrower than the machine, minus the cores other
-    processes keep busy (busy_cores: sampled for half a second) — divided by LOCAL_WORLD_SIZE (torchrun, deepspeed and
+    processes keep busy (busy_cores: the median of three 0.3 s samples) — divided by LOCAL_WORLD_SIZE (torchrun, deepspeed and
     accelerate set it). At least 1."""
     import math
 

@@ -62,7 +62,7 @@ def test_busy_cores_sees_other_processes_but_not_this_one():
     child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.3)
-        with_child = dist.busy_cores(1.0)
+        with_child = dist.busy_cores(0.4)
     finally:
         child.kill()
         child.wait()
@@ -70,12 +70,38 @@ def test_busy_cores_sees_other_processes_but_not_this_one():
     spin = threading.Thread(target=lambda: [None for _ in iter(lambda: stop.is_set(), True)])
     spin.start()
     try:
-        with_own = dist.busy_cores(1.0)
+        with_own = dist.busy_cores(0.4)
     finally:
         stop.set()
         spin.join()
     assert with_child >= 0.7, with_child
     assert with_own <= with_child - 0.5, (with_own, with_child)
+
+
+@pytest.mark.alone
+def test_busy_cores_ignores_a_load_that_ends_in_the_first_sample():
+    """A job that ends right as the run starts (the test run before a demo) is not load: it is busy in the
+    first of the three samples only, and the median leaves it out — one window would count it."""
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys, time\nprint('go', flush=True)\nend = time.monotonic() + float(sys.argv[1])\n"
+            "while time.monotonic() < end: pass")
+    measured = {}
+    for samples in (1, 3):
+        child = subprocess.Popen([sys.executable, "-c", code, "0.3"], stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout.readline().strip() == "go"
+            t0 = time.monotonic()
+            measured[samples] = dist.busy_cores(0.4, samples)
+            took = time.monotonic() - t0
+        finally:
+            child.kill()
+            child.wait()
+        assert took >= 0.4 * samples - 0.05, took
+    assert measured[1] >= 0.5, measured  # the child spun through most of the single window
+    assert measured[3] <= 0.3, measured
 
 
 def test_auto_threads_respects_the_cgroup_quota_v2_and_v1(machine):
