@@ -19,6 +19,12 @@ steps): how close a mode runs to what the machine can do. Modes:
   packed, mask      packed rows through transformers' block-diagonal mask instead
   packed, dropout   packed, with lora.dropout=0.05 (the default until 2026-12-04) — one model serves
                     every mode: it is wrapped with dropout modules whose p is set per step
+  packed, heap      packed, with glibc's own heap instead of ftx's train.malloc_mmap_threshold_kb
+
+The C heap is set per step as each side runs it: ftx's modes with train.malloc_mmap_threshold_kb (what `ftx
+train` sets at start: blocks of at least that size are mapped when allocated and unmapped when freed), the
+bare loop and `packed, heap` as glibc leaves a plain process once its first large tensors are freed (the
+mmap threshold at its 32 MiB ceiling, the trim threshold at twice that).
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+M_TRIM_THRESHOLD = -1  # glibc mallopt: free space at the heap's top beyond this is returned to the OS
 
 
 def epoch_batches(rows: list, batch_size: int, seed: int) -> list[list]:
@@ -87,9 +96,9 @@ def main() -> None:
         batches = epoch_batches(rows, bs, spec.train.seed)
         w, real = waste(batches)
         modes[name] = {"rows": len(rows), "steps": len(batches), "waste": w, "tokens": real, "batches": batches}
-    modes = {"unpacked": modes["unpacked"], "bare": dict(modes["unpacked"], bare=True), "packed": modes["packed"],
-             "packed 2×": modes["packed 2×"], "packed, mask": dict(modes["packed"], mask=True),
-             "packed, dropout": dict(modes["packed"], dropout=0.05)}
+    modes = {"unpacked": modes["unpacked"], "bare": dict(modes["unpacked"], bare=True, heap=True),
+             "packed": modes["packed"], "packed 2×": modes["packed 2×"], "packed, mask": dict(modes["packed"], mask=True),
+             "packed, dropout": dict(modes["packed"], dropout=0.05), "packed, heap": dict(modes["packed"], heap=True)}
 
     model = model_mod.load_model(spec.model, path)
     torch.manual_seed(spec.train.seed)
@@ -107,6 +116,17 @@ def main() -> None:
     examples = [len(r["input_ids"]) for b in modes["unpacked"]["batches"] for r in b]
     fpt = flops_per_token(model, round(statistics.mean(examples)), spec.lora.method == "full")
     peak = matmul_peak(dtype, torch.get_num_threads())
+    from ftx import memory
+
+    def heap(plain: bool) -> None:
+        """glibc's thresholds for this step: a plain process's (dynamic, at their ceiling), or ftx's."""
+        lib = memory._glibc()
+        if lib is None:
+            return
+        mmap_kb = 32 * 1024 if plain else spec.train.malloc_mmap_threshold_kb
+        lib.mallopt(memory.M_MMAP_THRESHOLD, (mmap_kb or 32 * 1024) * 1024)
+        lib.mallopt(M_TRIM_THRESHOLD, (2 * 32 * 1024 if plain or not mmap_kb else 128) * 1024)
+
     rates: dict = {name: [] for name in modes}
     for step in range(args.steps + 1):
         for name, m in modes.items():
@@ -115,6 +135,7 @@ def main() -> None:
             n = sum(len(r["input_ids"]) for r in batch)
             for d in dropouts:
                 d.p = m.get("dropout", spec.lora.dropout)
+            heap(m.get("heap", False))
             t0 = time.perf_counter()
             # the trainer's own switch (WeightedTrainer.train), per step: packed rows, unless this mode keeps the mask
             with attention.per_example(model, "position_ids" in inputs and not m.get("mask")) as on, autocast(bf16):

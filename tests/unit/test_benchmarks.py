@@ -28,7 +28,7 @@ def test_attention_benchmark_times_both_paths_and_finds_them_equal():
 
 def test_packing_benchmark_prints_every_mode_against_unpacked_and_bare():
     out = _run("benchmarks/packing.py", "--steps", "1", "--", "model=tiny_llama")
-    for mode in ("unpacked", "bare", "packed", "packed 2×", "packed, mask", "packed, dropout"):
+    for mode in ("unpacked", "bare", "packed", "packed 2×", "packed, mask", "packed, dropout", "packed, heap"):
         assert re.search(rf"^{re.escape(mode)}\s+\d+\s+\d+\s+[\d.]+%\s+\d+\s+\d+%\s+[\d.]+×\s+[\d.]+×\s+\d+$", out, re.M), \
             (mode, out)
     assert re.search(r"^bare\s.*\s1\.00×\s+\d+$", out, re.M)  # the bare loop is the "vs bare" baseline
