@@ -30,7 +30,8 @@ def run_once(overrides: list[str], workdir: Path, i: int) -> dict:
     if proc.returncode != 0:
         sys.exit(f"benchmark run failed:\n{proc.stderr[-2000:]}")
     m = json.loads((run_dir / "metrics.json").read_text())
-    return {"wall_s": wall, "train_s": m["train"]["seconds"], "tokens_per_s": m["train"]["tokens_per_s"],
+    env = json.loads((run_dir / "manifest.json").read_text()).get("environment", {})
+    return {"threads": env.get("torch_threads", 0), "wall_s": wall, "train_s": m["train"]["seconds"], "tokens_per_s": m["train"]["tokens_per_s"],
             "steps": m["train"]["steps"], "base_val_loss": m["base"]["val_loss"],
             "tuned_val_loss": m["tuned"]["val_loss"]}
 
@@ -44,6 +45,9 @@ def main() -> None:
         rows = [run_once(args.overrides, Path(tmp), i) for i in range(args.repeats)]
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     print(f"demo benchmark ({args.repeats} run(s), medians) overrides: {' '.join(args.overrides) or '(none)'}")
+    for i, r in enumerate(rows):  # each run, so the spread behind the medians shows
+        print(f"  run {i}: threads {r['threads']}, wall {r['wall_s']:.1f} s, training {r['train_s']:.1f} s, "
+              f"{r['tokens_per_s']:.1f} tok/s, val loss {r['base_val_loss']:.4f} -> {r['tuned_val_loss']:.4f}")
     print(f"{'wall time (s)':<28}{med['wall_s']:>10.1f}")
     print(f"{'training time (s)':<28}{med['train_s']:>10.1f}")
     print(f"{'training tokens/s':<28}{med['tokens_per_s']:>10.1f}")

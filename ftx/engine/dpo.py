@@ -140,7 +140,10 @@ def dpo_arguments(spec) -> dict:
         # Pairs over data.format.max_length were dropped (or truncated) by ftx's format step, as for DPO.
         return dict(beta=spec.train.orpo.beta, max_length=f.max_length, remove_unused_columns=True,
                     dataset_num_proc=None)
-    return dict(beta=d.beta, loss_type=[str(d.loss_type)], label_smoothing=d.label_smoothing,
+    losses = dict(loss_type=[str(d.loss_type)])
+    if d.sft_weight > 0:  # RPO: the DPO loss plus sft_weight x the NLL of the chosen reply
+        losses = dict(loss_type=[str(d.loss_type), "sft"], loss_weights=[1.0, d.sft_weight])
+    return dict(beta=d.beta, **losses, label_smoothing=d.label_smoothing,
                 max_length=f.max_length, truncation_mode="keep_start", remove_unused_columns=True,
                 # Pairs over data.format.max_length were dropped (or truncated) by ftx's format step with a
                 # ledger entry; TRL's own pass then has nothing left to drop.

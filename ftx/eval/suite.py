@@ -216,9 +216,16 @@ class Evaluator:
         out["eval"]["primary"] = {"metric": self.primary, "reason": self.primary_reason}
         t = self.spec.train
         beta = t.orpo.beta if str(t.objective) == "orpo" else t.dpo.beta  # the reward's scale: the objective's β
-        prefs = preference.comparison(self.results, getattr(self.data, "pairs", {}), beta)
+        prefs = preference.comparison(self.results, getattr(self.data, "pairs", {}), beta, self.cfg.significance,
+                                      seed=t.seed)
         if prefs:
+            budget = self.cfg.preference.max_chosen_rise
+            for p in prefs.values():
+                p["max_chosen_rise"] = budget
             out["eval"]["preference"] = prefs
+            for f in preference.displacement_flags(prefs, budget):
+                log.warning("regression flagged: %s", f)
+                out["flags"].append(f)
         return out
 
     def _pairwise(self) -> Optional[dict]:
@@ -443,6 +450,10 @@ def summary_table(metrics: dict) -> list[str]:
         lines.append(f"preference ({split}, {p['pairs']} pairs): chosen ranked first {p['base_pref_accuracy']:.1%} -> "
                      f"{p['tuned_pref_accuracy']:.1%}; DPO reward margin {p['reward_margin']:+.4f} (beta "
                      f"{p['beta']:g}), reward accuracy {p['reward_accuracy']:.1%}")
+        if "chosen" in p and "rejected" in p:
+            side = lambda x: (f"{x['base']:.4f} -> {x['tuned']:.4f} ({x['relative_change']:+.1%}, "
+                              f"{x['test']['verdict'] if x['test']['verdict'] != 'none' else 'no significant change'})")
+            lines.append(f"  loss per token, chosen {side(p['chosen'])}; rejected {side(p['rejected'])}")
     for note in ev.get("task", {}).get("improvements", []):
         lines.append(f"IMPROVED {note}")
     for flag in metrics.get("flags", []):

@@ -182,6 +182,17 @@ class HarnessConfig:
 
 
 @dataclass
+class PreferenceConfig:
+    """Held-out preference pairs (records with a `rejected` reply) under train.objective=dpo or orpo:
+    which reply moved, base vs tuned (ftx/eval/preference.py)."""
+
+    max_chosen_rise: Optional[float] = 0.10
+    """Flag the run when the tuned model's loss per token on the held-out *chosen* replies rose by more than
+    this share over the base (0.10 = +10%): the margin grew by making the replies it should favour less
+    likely (likelihood displacement). null: report only."""
+
+
+@dataclass
 class EvalConfig:
     """What is measured after (and before) training."""
 
@@ -200,6 +211,7 @@ class EvalConfig:
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     tokens: TokensConfig = field(default_factory=TokensConfig)
     harness: HarnessConfig = field(default_factory=HarnessConfig)
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
     primary: str = "auto"
     """The task metric that judges a run: `<split>_<metric>` (val_contains, val_token_f1, test_exact_match,
     …; metric: exact_match | contains | token_f1 | rouge_l | judge) or auto: val_contains when the
@@ -269,4 +281,7 @@ class EvalConfig:
                 f"must be >= 0 or null (the task's default), got {h.num_fewshot}")
         require(self.forgetting.harness_max_drop is None or self.forgetting.harness_max_drop >= 0,
                 "eval.forgetting.harness_max_drop", f"must be >= 0 or null, got {self.forgetting.harness_max_drop}")
+        rise = self.preference.max_chosen_rise
+        require(rise is None or rise >= 0, "eval.preference.max_chosen_rise",
+                f"must be >= 0 (a relative rise: 0.10 = +10%) or null, got {rise}")
         require(self.reproduce_rtol >= 0, "eval.reproduce_rtol", f"must be >= 0, got {self.reproduce_rtol}")

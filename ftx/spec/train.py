@@ -60,6 +60,12 @@ class DpoConfig:
     (TRL's DPOConfig.loss_type)."""
     label_smoothing: float = 0.0
     """Conservative DPO / robust DPO: the assumed share of flipped labels, in [0, 0.5)."""
+    sft_weight: float = 0.0
+    """Weight of a supervised (NLL) term on the chosen reply beside the DPO loss — RPO (Pang et al. 2024),
+    TRL's multi-loss `loss_type=[<loss_type>, "sft"]` with `loss_weights=[1, sft_weight]`. DPO raises the
+    margin between the replies and can do it by lowering both, the chosen one too (likelihood displacement;
+    eval.preference.max_chosen_rise flags it); this term keeps the chosen replies likely. 0: plain DPO; 1 is
+    the RPO paper's weight."""
 
 
 @dataclass
@@ -166,6 +172,8 @@ class TrainConfig:
         require(self.dpo.beta > 0, "train.dpo.beta", f"must be > 0 (0.1 is usual), got {self.dpo.beta}")
         require(0.0 <= self.dpo.label_smoothing < 0.5, "train.dpo.label_smoothing",
                 f"must be in [0, 0.5), got {self.dpo.label_smoothing}")
+        require(self.dpo.sft_weight >= 0, "train.dpo.sft_weight",
+                f"must be >= 0 (0: plain DPO; 1: RPO's weight), got {self.dpo.sft_weight}")
         require(self.orpo.beta > 0, "train.orpo.beta", f"must be > 0 (0.1 is usual), got {self.orpo.beta}")
         require(self.price_per_device_hour >= 0, "train.price_per_device_hour",
                 f"must be >= 0, got {self.price_per_device_hour}")

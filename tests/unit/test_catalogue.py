@@ -484,6 +484,11 @@ CATALOGUE += [
           "'chosen' and 'rejected' (fields present: chosen, id, prompt)"),
     Entry("dpo-beta", "`train.dpo.beta` <= 0", ["spec", "train.objective=dpo", "train.dpo.beta=0"],
           "ftx: config error: train.dpo.beta: must be > 0 (0.1 is usual), got 0.0"),
+    Entry("dpo-sft-weight", "`train.dpo.sft_weight` < 0", ["spec", "train.objective=dpo", "train.dpo.sft_weight=-0.5"],
+          "ftx: config error: train.dpo.sft_weight: must be >= 0 (0: plain DPO; 1: RPO's weight), got -0.5"),
+    Entry("chosen-rise", "`eval.preference.max_chosen_rise` < 0", ["spec", "eval.preference.max_chosen_rise=-0.1"],
+          "ftx: config error: eval.preference.max_chosen_rise: must be >= 0 (a relative rise: 0.10 = +10%) or "
+          "null, got -0.1"),
     Entry("orpo-beta", "`train.orpo.beta` <= 0", ["spec", "train.objective=orpo", "train.orpo.beta=-1"],
           "ftx: config error: train.orpo.beta: must be > 0 (0.1 is usual), got -1.0"),
     Entry("dpo-no-pairs", "`train.objective=dpo` on data without preference pairs",

@@ -112,6 +112,48 @@ def test_reward_is_beta_times_the_change_of_the_margin():
         {"pref_accuracy": 0.5, "pref_margin": -1.0}
 
 
+def test_which_side_moved_is_measured_and_a_chosen_side_that_became_less_likely_flags_the_run():
+    from ftx.eval.preference import displacement_flags, reward
+
+    # The margin grows on every pair, but by lowering both replies, the chosen one by ~25%.
+    base = [{"margin": 0.0, "per_token": 0.0, "chosen_loss": 2.0 + i / 100, "rejected_loss": 2.0} for i in range(20)]
+    tuned = [{"margin": 1.0, "per_token": 0.5, "chosen_loss": 2.5 + i / 100, "rejected_loss": 3.0 + i / 50}
+             for i in range(20)]
+    r = reward(base, tuned, beta=0.1, ids=[f"p{i}" for i in range(20)], alpha=0.05, seed=0)
+    assert r["reward_accuracy"] == 1.0  # what DPO reports: a success
+    c, rj = r["chosen"], r["rejected"]
+    assert c["relative_change"] == pytest.approx(0.5 / 2.095) and c["likelier"] == 0.0
+    assert c["test"]["verdict"] == "rose" and c["test"]["p"] < 0.05
+    assert rj["test"]["verdict"] == "rose" and rj["relative_change"] > 0.5
+    flags = displacement_flags({"val": r}, 0.10)
+    assert len(flags) == 1 and flags[0].startswith("preference: val chosen replies' loss per token 2.0950 -> 2.5950 "
+                                                   "(+23.9%, paired p=") and "max_chosen_rise 10%" in flags[0]
+    assert displacement_flags({"val": r}, 0.30) == [] and displacement_flags({"val": r}, None) == []
+    # Chosen likelier, rejected less likely: no flag, and the verdicts say so.
+    good = [dict(m, chosen_loss=m["chosen_loss"] - 1.0) for m in tuned]
+    g = reward(base, good, beta=0.1, ids=[f"p{i}" for i in range(20)])
+    assert g["chosen"]["test"]["verdict"] == "fell" and g["chosen"]["likelier"] == 1.0
+    assert displacement_flags({"val": g}, 0.10) == []
+    # Rows from before the side losses were kept (older margins) still give the reward block.
+    assert "chosen" not in reward([{"margin": 0.0, "per_token": 0.1}], [{"margin": 1.0, "per_token": 0.2}], 0.1, ["a"])
+
+
+def test_sft_weight_adds_trls_sft_loss_beside_dpos():
+    from trl import DPOConfig
+
+    from ftx.engine.dpo import dpo_arguments
+    from ftx.spec.run import build_spec
+    from ftx.spec.tree import compose
+
+    plain = dpo_arguments(build_spec(compose(["train.objective=dpo"])))
+    assert plain["loss_type"] == ["sigmoid"] and "loss_weights" not in plain
+    rpo = dpo_arguments(build_spec(compose(["train.objective=dpo", "train.dpo.sft_weight=0.5",
+                                            "train.dpo.loss_type=ipo"])))
+    assert rpo["loss_type"] == ["ipo", "sft"] and rpo["loss_weights"] == [1.0, 0.5]
+    cfg = DPOConfig(output_dir="unused", use_cpu=True, bf16=False, **rpo)  # TRL takes it as one multi-loss objective
+    assert list(cfg.loss_type) == ["ipo", "sft"] and list(cfg.loss_weights) == [1.0, 0.5]
+
+
 def test_a_full_reference_copy_that_does_not_fit_is_one_line():
     from ftx.engine.dpo import check_reference_fits
 
@@ -121,20 +163,26 @@ def test_a_full_reference_copy_that_does_not_fit_is_one_line():
         check_reference_fits(8 * 2**30, 9 * 2**30)
 
 
-def test_dpo_on_the_tiny_model_raises_the_heldout_margin_and_preference_accuracy(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def dpo_run(tmp_path, capsys, name: str, *extra: str) -> dict:
+    """DPO on the tiny model over pairs(48): the run's metrics.json."""
     write_jsonl(tmp_path / "prefs.jsonl", pairs(48))
     write_jsonl(tmp_path / "general.jsonl", [{"prompt": f"General {i}?", "response": f"Answer {i}."}
                                               for i in range(10)])
-    run = tmp_path / "run"
+    run = tmp_path / name
     code, err = run_main(["train", "experiment=tiny_smoke", "curation=none", "data=http_prefs",
                           f"data.sources.prefs.path={tmp_path / 'prefs.jsonl'}",
                           f"data.sources.general.path={tmp_path / 'general.jsonl'}", "train.objective=dpo",
                           "train.max_steps=24", "train.batch_size=4", "optimizer.lr=5e-3", "train.dpo.beta=0.5",
-                          "eval=loss_only",
+                          "eval=loss_only", *extra,
                           f"hydra.run.dir={run}"], capsys)
     assert code == 0, err[-3000:]
-    m = json.loads((run / "metrics.json").read_text())
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_dpo_on_the_tiny_model_raises_the_heldout_margin_and_sft_weight_keeps_the_chosen_replies_likely(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    m = dpo_run(tmp_path, capsys, "run")
     base, tuned, pref = m["base"], m["tuned"], m["eval"]["preference"]["val"]
     assert tuned["val_pref_margin"] > base["val_pref_margin"] + 1.0
     assert tuned["val_pref_accuracy"] >= 0.9 > base["val_pref_accuracy"] + 0.2
@@ -142,3 +190,18 @@ def test_dpo_on_the_tiny_model_raises_the_heldout_margin_and_preference_accuracy
     assert pref["reward_margin"] == pytest.approx(0.5 * (tuned["val_pref_margin"] - base["val_pref_margin"]), rel=1e-6)
     # The adapter saved is the trained one alone: TRL's reference copy is gone.
     assert not (run / "adapter" / "ref").exists() and (run / "adapter" / "adapter_model.safetensors").is_file()
+    # Which side moved is in the block, each side's base figure the loss per token of its replies.
+    for side in ("chosen", "rejected"):
+        assert set(pref[side]) == {"base", "tuned", "relative_change", "likelier", "test"}
+        assert pref[side]["test"]["verdict"] in ("rose", "fell", "none")
+    assert pref["rejected"]["tuned"] - pref["chosen"]["tuned"] > pref["rejected"]["base"] - pref["chosen"]["base"]
+
+    # The same run with an SFT term on the chosen reply (RPO): the chosen replies end likelier than under
+    # plain DPO, and the preference is still learnt.
+    rpo = dpo_run(tmp_path, capsys, "rpo", "train.dpo.sft_weight=1")["eval"]["preference"]["val"]
+    assert rpo["chosen"]["base"] == pytest.approx(pref["chosen"]["base"])  # same start, same pairs
+    assert rpo["chosen"]["tuned"] < pref["chosen"]["tuned"] - 0.1
+    assert rpo["reward_accuracy"] >= 0.9
+    print(f"chosen {pref['chosen']['base']:.3f} -> plain {pref['chosen']['tuned']:.3f} / sft {rpo['chosen']['tuned']:.3f}; "
+          f"rejected {pref['rejected']['base']:.3f} -> plain {pref['rejected']['tuned']:.3f} / sft {rpo['rejected']['tuned']:.3f}")
+
