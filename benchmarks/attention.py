@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--max", type=int, default=120)
     ap.add_argument("--reps", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                    help="of query, key and value (bfloat16: what a bf16 run's attention sees)")
     a = ap.parse_args()
 
     import torch
@@ -55,13 +57,14 @@ def main() -> None:
     module = torch.nn.Module()
     module.num_key_value_groups, module.is_causal = a.heads // a.kv_heads, True
     torch.manual_seed(0)
-    q = torch.randn(a.rows, a.heads, a.length, a.dim, requires_grad=True)
-    k = torch.randn(a.rows, a.kv_heads, a.length, a.dim, requires_grad=True)
-    v = torch.randn(a.rows, a.kv_heads, a.length, a.dim, requires_grad=True)
+    dtype = getattr(torch, a.dtype)
+    q = torch.randn(a.rows, a.heads, a.length, a.dim, dtype=dtype, requires_grad=True)
+    k = torch.randn(a.rows, a.kv_heads, a.length, a.dim, dtype=dtype, requires_grad=True)
+    v = torch.randn(a.rows, a.kv_heads, a.length, a.dim, dtype=dtype, requires_grad=True)
     kw = bounds(pos)
     paths = {"block mask": lambda: sdpa_attention_forward(module, q, k, v, mask)[0],
              "per example": lambda: packed_sdpa(module, q, k, v, None, **kw)[0]}
-    diff = (paths["block mask"]() - paths["per example"]()).abs().max().item()
+    diff = (paths["block mask"]() - paths["per example"]()).abs().max().float().item()
     times: dict = {name: [] for name in paths}
     for rep in range(a.reps + 2):
         for name, f in paths.items():
@@ -71,7 +74,7 @@ def main() -> None:
                 times[name].append(time.perf_counter() - t0)
     examples = int((pos == 0).sum())
     print(f"attention benchmark: {a.rows} × {a.length} packed rows, {examples} examples of {a.min}–{a.max} tokens, "
-          f"{a.heads} heads / {a.kv_heads} key-value heads × {a.dim}, fp32, {a.threads} threads, forward + backward, "
+          f"{a.heads} heads / {a.kv_heads} key-value heads × {a.dim}, {a.dtype}, {a.threads} threads, forward + backward, "
           f"median of {a.reps}; max |difference| of the outputs {diff:.1e}")
     base = statistics.median(times["block mask"])
     for name, ts in times.items():

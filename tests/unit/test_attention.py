@@ -106,6 +106,33 @@ def test_a_row_attends_within_its_examples_only():
     assert torch.allclose(a[0, first_end:], b[0, first_end:], atol=1e-5)
 
 
+def test_16_bit_examples_are_computed_in_fp32_on_the_cpu_and_returned_in_their_dtype():
+    """bf16 query/key/value (a bf16 run's attention, under autocast as the Trainer runs it): the output is the
+    fp32 per-example attention of the same inputs, cast to bf16 — exactly — and the gradients reach the bf16
+    inputs in bf16."""
+    import torch.nn.functional as F
+
+    from ftx.engine.attention import bounds, packed_sdpa
+
+    pos = torch.tensor([list(range(100)) + list(range(60)) + list(range(96)), list(range(256))])
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 3, True
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, h, 256, 16, dtype=torch.bfloat16, requires_grad=True) for h in (6, 2, 2))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = packed_sdpa(module, q, k, v, None, **bounds(pos))
+    assert out.dtype == torch.bfloat16 and out.shape == (2, 256, 6, 16)
+    ref = []
+    for row, spans in ((0, ((0, 100), (100, 160), (160, 256))), (1, ((0, 256),))):
+        ref.append(torch.cat([F.scaled_dot_product_attention(
+            q[row:row + 1, :, a:b].float(), k[row:row + 1, :, a:b].float(), v[row:row + 1, :, a:b].float(),
+            is_causal=True, enable_gqa=True) for a, b in spans], dim=2))
+    ref = torch.cat(ref).transpose(1, 2).to(torch.bfloat16)
+    assert torch.equal(out, ref)
+    out.float().sum().backward()
+    assert q.grad.dtype == k.grad.dtype == torch.bfloat16 and q.grad.abs().sum() > 0
+
+
 def test_everything_else_falls_back_to_sdpa_padded_batches_and_generation():
     from ftx.engine import attention
 
