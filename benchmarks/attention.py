@@ -2,6 +2,7 @@
 
     python benchmarks/attention.py                       # SmolLM2's shapes, 4 × 256, 2 threads (seconds)
     python benchmarks/attention.py --rows 8 --length 512 --heads 32 --kv-heads 8 --dim 128
+    python benchmarks/attention.py --dtype bfloat16       # a bf16 run's attention (per example: fp32 inside on CPU)
 
 Rows are filled with examples of uniformly random length in [--min, --max] tokens (the demo's average is 76)
 and position ids restarting per example. Both paths get the same query/key/value; the forward + backward of

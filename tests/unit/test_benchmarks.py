@@ -24,6 +24,12 @@ def test_attention_benchmark_times_both_paths_and_finds_them_equal():
     assert diff < 1e-5
     assert re.search(r"^block mask\s+[\d.]+ ms\s+1\.00×$", out, re.M)
     assert re.search(r"^per example\s+[\d.]+ ms\s+[\d.]+×$", out, re.M)
+    # bf16 inputs: the per-example path computes in fp32 and rounds, the block mask stays in bf16 (bf16's
+    # resolution at these magnitudes: 2^-7).
+    out = _run("benchmarks/attention.py", "--rows", "2", "--length", "96", "--reps", "2", "--threads", "1",
+               "--dtype", "bfloat16")
+    assert "bfloat16, 1 threads" in out
+    assert float(re.search(r"max \|difference\| of the outputs (\S+)", out).group(1)) < 0.05
 
 
 def test_packing_benchmark_prints_every_mode_against_unpacked_and_bare():
