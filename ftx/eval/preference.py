@@ -92,7 +92,11 @@ def comparison(results: dict, pairs: dict, beta: float, alpha: float = 0.05, see
     return out or None
 
 
-def displacement_flags(prefs: dict, budget: Optional[float]) -> list[str]:
+REMEDY = {"dpo": "train.dpo.sft_weight=1 keeps them likely",
+          "orpo": "a lower train.orpo.beta weighs ORPO's SFT term more"}
+
+
+def displacement_flags(prefs: dict, budget: Optional[float], objective: str = "dpo") -> list[str]:
     """Run flags: a split whose chosen replies' loss per token rose by more than `budget` (relative)."""
     flags = []
     for split, p in prefs.items():
@@ -102,5 +106,5 @@ def displacement_flags(prefs: dict, budget: Optional[float]) -> list[str]:
         flags.append(f"preference: {split} chosen replies' loss per token {c['base']:.4f} -> {c['tuned']:.4f} "
                      f"({c['relative_change']:+.1%}, paired p={c['test']['p']:.3g}) exceeds "
                      f"eval.preference.max_chosen_rise {budget:.0%}: the margin grew by making the preferred "
-                     f"replies less likely (train.dpo.sft_weight=1 keeps them likely)")
+                     f"replies less likely ({REMEDY.get(objective, REMEDY['dpo'])})")
     return flags

@@ -223,7 +223,7 @@ class Evaluator:
             for p in prefs.values():
                 p["max_chosen_rise"] = budget
             out["eval"]["preference"] = prefs
-            for f in preference.displacement_flags(prefs, budget):
+            for f in preference.displacement_flags(prefs, budget, str(t.objective)):
                 log.warning("regression flagged: %s", f)
                 out["flags"].append(f)
         return out

@@ -128,6 +128,8 @@ def test_which_side_moved_is_measured_and_a_chosen_side_that_became_less_likely_
     flags = displacement_flags({"val": r}, 0.10)
     assert len(flags) == 1 and flags[0].startswith("preference: val chosen replies' loss per token 2.0950 -> 2.5950 "
                                                    "(+23.9%, paired p=") and "max_chosen_rise 10%" in flags[0]
+    assert flags[0].endswith("(train.dpo.sft_weight=1 keeps them likely)")
+    assert displacement_flags({"val": r}, 0.10, "orpo")[0].endswith("(a lower train.orpo.beta weighs ORPO's SFT term more)")
     assert displacement_flags({"val": r}, 0.30) == [] and displacement_flags({"val": r}, None) == []
     # Chosen likelier, rejected less likely: no flag, and the verdicts say so.
     good = [dict(m, chosen_loss=m["chosen_loss"] - 1.0) for m in tuned]
