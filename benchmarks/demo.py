@@ -31,8 +31,8 @@ def run_once(overrides: list[str], workdir: Path, i: int) -> dict:
         sys.exit(f"benchmark run failed:\n{proc.stderr[-2000:]}")
     m = json.loads((run_dir / "metrics.json").read_text())
     env = json.loads((run_dir / "manifest.json").read_text()).get("environment", {})
-    return {"threads": env.get("torch_threads", 0), "wall_s": wall, "train_s": m["train"]["seconds"], "tokens_per_s": m["train"]["tokens_per_s"],
-            "steps": m["train"]["steps"], "base_val_loss": m["base"]["val_loss"],
+    return {"threads": env.get("torch_threads", 0), "wall_s": wall, "train_s": m["train"]["seconds"],
+            "tokens_per_s": m["train"]["tokens_per_s"], "steps": m["train"]["steps"], "base_val_loss": m["base"]["val_loss"],
             "tuned_val_loss": m["tuned"]["val_loss"]}
 
 
